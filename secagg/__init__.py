@@ -1,0 +1,33 @@
+"""secagg: cryptographic building blocks for secure aggregation (no protocol state, no I/O)."""
+
+from secagg import errors
+from secagg.errors import (
+    InsufficientSurvivorsError,
+    InvalidCiphertextError,
+    KeyReuseError,
+    LocalProtocolError,
+    ParameterError,
+    ProtocolError,
+    ReconstructionError,
+    RemoteProtocolError,
+    SecAggError,
+    ServerMisbehaviourError,
+    SlotOverflowError,
+    WireFormatError,
+)
+
+__all__ = [
+    "InsufficientSurvivorsError",
+    "InvalidCiphertextError",
+    "KeyReuseError",
+    "LocalProtocolError",
+    "ParameterError",
+    "ProtocolError",
+    "ReconstructionError",
+    "RemoteProtocolError",
+    "SecAggError",
+    "ServerMisbehaviourError",
+    "SlotOverflowError",
+    "WireFormatError",
+    "errors",
+]

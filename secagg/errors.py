@@ -1,0 +1,74 @@
+"""The one exception hierarchy of the project.
+
+Every failure the library raises on purpose is a subclass of :class:`SecAggError`, so a
+transport can catch one type and know it came from us. The split follows h11: a
+:class:`LocalProtocolError` means *our caller* asked for something illegal, a
+:class:`RemoteProtocolError` means *a peer* sent something illegal. Cryptographic failures are
+deliberately opaque (:class:`InvalidCiphertextError` never says which check failed), as in
+pyca/cryptography's Fernet.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InsufficientSurvivorsError",
+    "InvalidCiphertextError",
+    "KeyReuseError",
+    "LocalProtocolError",
+    "ParameterError",
+    "ProtocolError",
+    "ReconstructionError",
+    "RemoteProtocolError",
+    "SecAggError",
+    "ServerMisbehaviourError",
+    "SlotOverflowError",
+    "WireFormatError",
+]
+
+
+class SecAggError(Exception):
+    """Base of every error this project raises on purpose; never raised directly."""
+
+
+class ParameterError(SecAggError, ValueError):
+    """A parameter or configuration value is invalid; raised at construction time."""
+
+
+class ProtocolError(SecAggError):
+    """A protocol rule was broken; abstract, see the two subclasses."""
+
+
+class LocalProtocolError(ProtocolError):
+    """Our own caller asked for an illegal step (wrong phase, bad local input, poisoned machine)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer sent something illegal, malformed, replayed or out of order."""
+
+
+class WireFormatError(RemoteProtocolError):
+    """Bytes received from the network do not decode to a valid message."""
+
+
+class ServerMisbehaviourError(RemoteProtocolError):
+    """Evidence of a privacy attack by the server (e.g. asking for both shares of one client)."""
+
+
+class InsufficientSurvivorsError(SecAggError):
+    """Fewer than ``threshold`` parties are left: the round aborts cleanly and reveals nothing."""
+
+
+class InvalidCiphertextError(SecAggError):
+    """A ciphertext failed authentication or decoding; deliberately says nothing more."""
+
+
+class ReconstructionError(SecAggError):
+    """Shamir reconstruction was given too few or inconsistent shares."""
+
+
+class KeyReuseError(SecAggError):
+    """A one-shot key, seed or precomputed value was about to be used a second time."""
+
+
+class SlotOverflowError(SecAggError):
+    """A decrypted packed slot lies outside its legal range (a client sent out-of-range data)."""
