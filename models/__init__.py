@@ -1,0 +1,1 @@
+"""models: PyTorch recommenders and federated training on the secure backends."""

@@ -1,0 +1,1 @@
+"""protocols: sans-I/O state machines, wire codec, simulator and aggregation backends."""
