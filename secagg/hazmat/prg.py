@@ -1,0 +1,88 @@
+"""AES-CTR mask expansion straight into numpy arrays.
+
+A mask is the AES-128-CTR keystream under a one-time key, read as little-endian uint32 or
+uint64 words. Keys are never reused: every caller derives a fresh key bound to session, round,
+parties and purpose (see :mod:`secagg.hazmat.kex`), so the counter can start at zero. The
+keystream is produced in fixed-size chunks and added into (or subtracted from) the caller's
+accumulator in place, so the extra memory of masking is one chunk, whatever the vector length or
+the number of masks (DESIGN.md invariant 6).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from secagg.errors import ParameterError
+
+__all__ = ["CHUNK_BYTES", "MASK_KEY_BYTES", "add_mask", "expand_mask", "keystream"]
+
+#: AES-128 key length of one mask.
+MASK_KEY_BYTES: Final = 16
+#: Keystream bytes produced per step; small enough to stay in L2 cache.
+CHUNK_BYTES: Final = 1 << 16
+
+_ZERO_IV: Final = bytes(16)
+_ZEROS: Final = bytes(CHUNK_BYTES)
+_SUPPORTED: Final = (np.dtype(np.uint32), np.dtype(np.uint64))
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes | bytearray) or len(key) != MASK_KEY_BYTES:
+        raise ParameterError(f"a mask key must be {MASK_KEY_BYTES} bytes")
+
+
+def _check_dtype(dtype: npt.DTypeLike) -> np.dtype[np.unsignedinteger]:
+    checked = np.dtype(dtype)
+    if checked not in _SUPPORTED:
+        raise ParameterError(f"masks are uint32 or uint64 arrays, not {checked}")
+    return checked  # type: ignore[return-value]
+
+
+def keystream(key: bytes, length: int) -> bytes:
+    """Return ``length`` bytes of AES-128-CTR keystream under ``key`` with a zero counter."""
+    _check_key(key)
+    if length < 0:
+        raise ParameterError(f"keystream length must be >= 0, got {length}")
+    encryptor = Cipher(algorithms.AES(bytes(key)), modes.CTR(_ZERO_IV)).encryptor()
+    return encryptor.update(bytes(length))
+
+
+def expand_mask(key: bytes, length: int, dtype: npt.DTypeLike = np.uint32) -> npt.NDArray[np.Any]:
+    """Return the ``length``-word mask of ``key`` as a new little-endian array of ``dtype``."""
+    checked = _check_dtype(dtype)
+    if length < 0:
+        raise ParameterError(f"mask length must be >= 0, got {length}")
+    out = np.zeros(length, dtype=checked.newbyteorder("<"))
+    add_mask(out, key)
+    return out.astype(checked, copy=False)
+
+
+def add_mask(accumulator: npt.NDArray[np.Any], key: bytes, *, subtract: bool = False) -> None:
+    """Add (or subtract) the mask of ``key`` into ``accumulator`` in place, modulo 2^wordsize.
+
+    The accumulator must be a contiguous uint32 or uint64 array; wrap-around is the ring
+    arithmetic we want. Memory beyond the accumulator is one chunk of keystream.
+    """
+    _check_key(key)
+    dtype = _check_dtype(accumulator.dtype)
+    if accumulator.ndim != 1 or not accumulator.flags.c_contiguous:
+        raise ParameterError("the accumulator must be a contiguous 1-D array")
+    words_per_chunk = CHUNK_BYTES // dtype.itemsize
+    encryptor = Cipher(algorithms.AES(bytes(key)), modes.CTR(_ZERO_IV)).encryptor()
+    # update_into needs room for one extra block; the buffer is reused for every chunk.
+    buffer = np.empty(words_per_chunk + 16 // dtype.itemsize, dtype=dtype.newbyteorder("<"))
+    raw = buffer.view(np.uint8)
+    op = np.subtract if subtract else np.add
+    length = accumulator.shape[0]
+    for start in range(0, length, words_per_chunk):
+        stop = min(length, start + words_per_chunk)
+        count = stop - start
+        nbytes = count * dtype.itemsize
+        encryptor.update_into(_ZEROS[:nbytes] if nbytes < CHUNK_BYTES else _ZEROS, raw)
+        chunk = buffer[:count]
+        target = accumulator[start:stop]
+        op(target, chunk, out=target, casting="unsafe")
