@@ -1,0 +1,292 @@
+"""The messages of the masking protocol: one frozen dataclass per message, nothing else.
+
+Every message carries the session id, the round id (one protocol instance, e.g. one training
+round), its sender and its recipient, so a state machine can reject anything from another
+session or round, or meant for someone else. Fields are checked in ``__post_init__`` so a
+malformed message cannot even be built (wire decoding builds messages through the same path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import WireFormatError
+from secagg.hazmat.kex import PUBLIC_KEY_BYTES, SESSION_ID_BYTES
+from secagg.hazmat.shamir import FIELD_PRIME
+
+__all__ = [
+    "MAX_PARTY_ID",
+    "SERVER_ID",
+    "Abort",
+    "EncryptedShares",
+    "ForwardedShares",
+    "KeyAdvertisement",
+    "KeyRoster",
+    "MaskedInput",
+    "Message",
+    "RosterEntry",
+    "RoundSetup",
+    "SealedShares",
+    "ShareEntry",
+    "UnmaskRequest",
+    "UnmaskResponse",
+]
+
+#: The server's id on the wire; client ids are 0 .. MAX_PARTY_ID.
+SERVER_ID: Final = 2**32 - 1
+MAX_PARTY_ID: Final = 2**32 - 2
+MAX_ROUND_ID: Final = 2**64 - 1
+MAX_REASON_CHARS: Final = 1024
+
+
+def _fail(message: str) -> WireFormatError:
+    return WireFormatError(message)
+
+
+def _check_party(name: str, value: object, *, server_ok: bool = True) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail(f"{name} must be an int, got {type(value).__name__}")
+    upper = SERVER_ID if server_ok else MAX_PARTY_ID
+    if not 0 <= value <= upper:
+        raise _fail(f"{name}={value} is not a valid party id")
+
+
+def _check_ids(name: str, ids: object) -> None:
+    if not isinstance(ids, tuple):
+        raise _fail(f"{name} must be a tuple of client ids")
+    for item in ids:
+        _check_party(name, item, server_ok=False)
+    if len(set(ids)) != len(ids):
+        raise _fail(f"{name} contains duplicate ids")
+
+
+def _check_key(name: str, value: object) -> None:
+    if not isinstance(value, bytes) or len(value) != PUBLIC_KEY_BYTES:
+        raise _fail(f"{name} must be {PUBLIC_KEY_BYTES} bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Header:
+    """Fields every message carries."""
+
+    session_id: bytes
+    round_id: int
+    sender: int
+    recipient: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.session_id, bytes) or len(self.session_id) != SESSION_ID_BYTES:
+            raise _fail(f"session_id must be {SESSION_ID_BYTES} bytes")
+        if not isinstance(self.round_id, int) or not 0 <= self.round_id <= MAX_ROUND_ID:
+            raise _fail(f"round_id must be an int in [0, 2^64), got {self.round_id!r}")
+        _check_party("sender", self.sender)
+        _check_party("recipient", self.recipient)
+        if (self.sender == SERVER_ID) == (self.recipient == SERVER_ID):
+            raise _fail("exactly one of sender and recipient must be the server")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundSetup(_Header):
+    """Server -> client: the parameters of this round and the client's neighbours."""
+
+    threshold: int
+    vector_length: int
+    modulus_bits: int
+    neighbours: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        if not isinstance(self.threshold, int) or self.threshold < 1:
+            raise _fail(f"threshold must be a positive int, got {self.threshold!r}")
+        if not isinstance(self.vector_length, int) or self.vector_length < 1:
+            raise _fail(f"vector_length must be a positive int, got {self.vector_length!r}")
+        if not isinstance(self.modulus_bits, int) or not 1 <= self.modulus_bits <= 64:
+            raise _fail(f"modulus_bits must be in [1, 64], got {self.modulus_bits!r}")
+        _check_ids("neighbours", self.neighbours)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyAdvertisement(_Header):
+    """Client -> server, round 0: the client's two fresh X25519 public keys."""
+
+    mask_public_key: bytes
+    share_public_key: bytes
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_key("mask_public_key", self.mask_public_key)
+        _check_key("share_public_key", self.share_public_key)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RosterEntry:
+    """One client's advertised keys as the server relays them."""
+
+    client_id: int
+    mask_public_key: bytes
+    share_public_key: bytes
+
+    def __post_init__(self) -> None:
+        _check_party("client_id", self.client_id, server_ok=False)
+        _check_key("mask_public_key", self.mask_public_key)
+        _check_key("share_public_key", self.share_public_key)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRoster(_Header):
+    """Server -> client, end of round 0: the keys of the client's live neighbourhood (and its own)."""
+
+    entries: tuple[RosterEntry, ...]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        if not isinstance(self.entries, tuple) or not all(
+            isinstance(e, RosterEntry) for e in self.entries
+        ):
+            raise _fail("entries must be a tuple of RosterEntry")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealedShares:
+    """An AES-GCM sealed share bundle and the peer at the other end (recipient or sender)."""
+
+    peer: int
+    ciphertext: bytes
+
+    def __post_init__(self) -> None:
+        _check_party("peer", self.peer, server_ok=False)
+        if not isinstance(self.ciphertext, bytes) or not 0 < len(self.ciphertext) <= 1024:
+            raise _fail("a sealed share bundle must be 1 to 1024 bytes")
+
+
+def _check_bundles(bundles: object) -> None:
+    if not isinstance(bundles, tuple) or not all(isinstance(b, SealedShares) for b in bundles):
+        raise _fail("bundles must be a tuple of SealedShares")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptedShares(_Header):
+    """Client -> server, round 1: one sealed bundle per neighbour (``peer`` = recipient)."""
+
+    bundles: tuple[SealedShares, ...]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_bundles(self.bundles)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardedShares(_Header):
+    """Server -> client, end of round 1: bundles addressed to the client (``peer`` = sender)."""
+
+    bundles: tuple[SealedShares, ...]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_bundles(self.bundles)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class MaskedInput(_Header):
+    """Client -> server, round 2: the masked, quantized input in Z_{2^modulus_bits}."""
+
+    modulus_bits: int
+    vector: npt.NDArray[np.unsignedinteger]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        if not isinstance(self.modulus_bits, int) or not 1 <= self.modulus_bits <= 64:
+            raise _fail(f"modulus_bits must be in [1, 64], got {self.modulus_bits!r}")
+        vector = self.vector
+        if not isinstance(vector, np.ndarray) or vector.ndim != 1:
+            raise _fail("vector must be a 1-D numpy array")
+        if vector.dtype not in (np.dtype(np.uint32), np.dtype(np.uint64)):
+            raise _fail(f"vector must be uint32 or uint64, not {vector.dtype}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MaskedInput):
+            return NotImplemented
+        return (
+            (self.session_id, self.round_id, self.sender, self.recipient, self.modulus_bits)
+            == (other.session_id, other.round_id, other.sender, other.recipient, other.modulus_bits)
+            and self.vector.dtype == other.vector.dtype
+            and bool(np.array_equal(self.vector, other.vector))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnmaskRequest(_Header):
+    """Server -> client, end of round 2: which neighbours survived and which dropped."""
+
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_ids("survivors", self.survivors)
+        _check_ids("dropped", self.dropped)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareEntry:
+    """One Shamir share ``value`` of the secret owned by ``owner``."""
+
+    owner: int
+    value: int
+
+    def __post_init__(self) -> None:
+        _check_party("owner", self.owner, server_ok=False)
+        if not isinstance(self.value, int) or not 0 <= self.value < FIELD_PRIME:
+            raise _fail("a share value must be a field element")
+
+
+def _check_share_entries(name: str, entries: object) -> None:
+    if not isinstance(entries, tuple) or not all(isinstance(e, ShareEntry) for e in entries):
+        raise _fail(f"{name} must be a tuple of ShareEntry")
+    owners = [e.owner for e in entries]
+    if len(set(owners)) != len(owners):
+        raise _fail(f"{name} names an owner twice")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnmaskResponse(_Header):
+    """Client -> server, round 3: self-mask shares of survivors, mask-key shares of the dropped."""
+
+    self_mask_shares: tuple[ShareEntry, ...]
+    mask_key_shares: tuple[ShareEntry, ...]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_share_entries("self_mask_shares", self.self_mask_shares)
+        _check_share_entries("mask_key_shares", self.mask_key_shares)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Abort(_Header):
+    """Either direction: the sender gives up on this round; ``reason`` is for humans."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON_CHARS:
+            raise _fail(f"reason must be a string of at most {MAX_REASON_CHARS} characters")
+
+
+Message: TypeAlias = (
+    RoundSetup
+    | KeyAdvertisement
+    | KeyRoster
+    | EncryptedShares
+    | ForwardedShares
+    | MaskedInput
+    | UnmaskRequest
+    | UnmaskResponse
+    | Abort
+)

@@ -1,0 +1,337 @@
+"""A versioned, bounds-checked binary codec for :mod:`protocols.messages` (no pickle, ever).
+
+Layout: a 38-byte header ``b"SAGG" | version u8 | type u8 | session 16B | round u64 | sender u32 |
+recipient u32`` followed by a type-specific body; all integers big-endian, vectors little-endian
+words truncated to ``ceil(modulus_bits / 8)`` bytes each, so an upload costs exactly that many
+bytes per value. The decoder checks every length against the bytes that remain *before*
+allocating, rejects trailing bytes and ring values out of range, and raises only
+:class:`~secagg.errors.WireFormatError` (a :class:`~secagg.errors.SecAggError`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols.messages import (
+    Abort,
+    EncryptedShares,
+    ForwardedShares,
+    KeyAdvertisement,
+    KeyRoster,
+    MaskedInput,
+    Message,
+    RosterEntry,
+    RoundSetup,
+    SealedShares,
+    ShareEntry,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secagg.encoding import ring_dtype
+from secagg.errors import SecAggError, WireFormatError
+from secagg.hazmat.kex import PUBLIC_KEY_BYTES
+from secagg.hazmat.shamir import SHARE_BYTES
+
+__all__ = ["MAX_ENTRIES", "MAX_VECTOR_LENGTH", "VERSION", "decode", "encode", "packed_size"]
+
+MAGIC: Final = b"SAGG"
+VERSION: Final = 1
+#: Bounds on counts read from the wire; a decoder never allocates more than the bytes present.
+MAX_ENTRIES: Final = 1 << 20
+MAX_VECTOR_LENGTH: Final = 1 << 31
+_HEADER: Final = struct.Struct(">4sBB16sQII")
+
+_TYPE_CODES: Final[dict[type, int]] = {
+    RoundSetup: 1,
+    KeyAdvertisement: 2,
+    KeyRoster: 3,
+    EncryptedShares: 4,
+    ForwardedShares: 5,
+    MaskedInput: 6,
+    UnmaskRequest: 7,
+    UnmaskResponse: 8,
+    Abort: 9,
+}
+
+
+def packed_size(length: int, modulus_bits: int) -> int:
+    """Bytes a vector of ``length`` ring values occupies on the wire."""
+    return length * ((modulus_bits + 7) // 8)
+
+
+def _pack_vector(vector: npt.NDArray[np.unsignedinteger], modulus_bits: int) -> bytes:
+    width = (modulus_bits + 7) // 8
+    little = vector.astype(vector.dtype.newbyteorder("<"), copy=False)
+    if width == little.dtype.itemsize:
+        return little.tobytes()
+    return little.view(np.uint8).reshape(-1, little.dtype.itemsize)[:, :width].tobytes()
+
+
+def _unpack_vector(data: bytes, length: int, modulus_bits: int) -> npt.NDArray[np.unsignedinteger]:
+    dtype = ring_dtype(modulus_bits)
+    width = (modulus_bits + 7) // 8
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if width == dtype.itemsize:
+        vector = raw.view(dtype.newbyteorder("<")).astype(dtype)
+    else:
+        words = np.zeros((length, dtype.itemsize), dtype=np.uint8)
+        words[:, :width] = raw.reshape(length, width)
+        vector = words.view(dtype.newbyteorder("<")).reshape(length).astype(dtype)
+    if modulus_bits < 8 * dtype.itemsize and length and int(vector.max()) >> modulus_bits:
+        raise WireFormatError(f"a vector value lies outside Z_2^{modulus_bits}")
+    return vector
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def fmt(self, fmt: str, *values: int) -> None:
+        self.parts.append(struct.pack(">" + fmt, *values))
+
+    def raw(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def ids(self, ids: tuple[int, ...]) -> None:
+        self.fmt("I", len(ids))
+        self.raw(struct.pack(f">{len(ids)}I", *ids))
+
+
+class _Reader:
+    """Reads from a bytes buffer, refusing to read past its end."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.offset = 0
+
+    def take(self, count: int) -> bytes:
+        if count < 0 or self.offset + count > len(self.data):
+            raise WireFormatError(
+                f"message truncated: needs {count} bytes at offset {self.offset}, "
+                f"has {len(self.data) - self.offset}"
+            )
+        chunk = bytes(self.data[self.offset : self.offset + count])
+        self.offset += count
+        return chunk
+
+    def fmt(self, fmt: str) -> tuple[int, ...]:
+        spec = struct.Struct(">" + fmt)
+        return spec.unpack(self.take(spec.size))
+
+    def u8(self) -> int:
+        return self.fmt("B")[0]
+
+    def u32(self) -> int:
+        return self.fmt("I")[0]
+
+    def count(self, item_bytes: int) -> int:
+        count = self.u32()
+        if count > MAX_ENTRIES or count * item_bytes > len(self.data) - self.offset:
+            raise WireFormatError(f"entry count {count} exceeds the message")
+        return count
+
+    def ids(self) -> tuple[int, ...]:
+        count = self.count(4)
+        return struct.unpack(f">{count}I", self.take(4 * count))
+
+    def done(self) -> None:
+        if self.offset != len(self.data):
+            raise WireFormatError(f"{len(self.data) - self.offset} trailing bytes after message")
+
+
+def _encode_body(message: Message, w: _Writer) -> None:  # noqa: C901 - a flat dispatch
+    if isinstance(message, RoundSetup):
+        w.fmt("IIB", message.threshold, message.vector_length, message.modulus_bits)
+        w.ids(message.neighbours)
+    elif isinstance(message, KeyAdvertisement):
+        w.raw(message.mask_public_key + message.share_public_key)
+    elif isinstance(message, KeyRoster):
+        w.fmt("I", len(message.entries))
+        for entry in message.entries:
+            w.fmt("I", entry.client_id)
+            w.raw(entry.mask_public_key + entry.share_public_key)
+    elif isinstance(message, EncryptedShares | ForwardedShares):
+        w.fmt("I", len(message.bundles))
+        for bundle in message.bundles:
+            w.fmt("IH", bundle.peer, len(bundle.ciphertext))
+            w.raw(bundle.ciphertext)
+    elif isinstance(message, MaskedInput):
+        w.fmt("BI", message.modulus_bits, message.vector.shape[0])
+        w.raw(_pack_vector(message.vector, message.modulus_bits))
+    elif isinstance(message, UnmaskRequest):
+        w.ids(message.survivors)
+        w.ids(message.dropped)
+    elif isinstance(message, UnmaskResponse):
+        for entries in (message.self_mask_shares, message.mask_key_shares):
+            w.fmt("I", len(entries))
+            for share in entries:
+                w.fmt("I", share.owner)
+                w.raw(share.value.to_bytes(SHARE_BYTES, "big"))
+    elif isinstance(message, Abort):
+        reason = message.reason.encode("utf-8")
+        w.fmt("H", len(reason))
+        w.raw(reason)
+
+
+def encode(message: Message) -> bytes:
+    """Serialise ``message`` to bytes."""
+    code = _TYPE_CODES.get(type(message))
+    if code is None:
+        raise TypeError(f"cannot encode {type(message).__name__}: not a protocol message")
+    w = _Writer()
+    w.raw(
+        _HEADER.pack(
+            MAGIC,
+            VERSION,
+            code,
+            message.session_id,
+            message.round_id,
+            message.sender,
+            message.recipient,
+        )
+    )
+    _encode_body(message, w)
+    return b"".join(w.parts)
+
+
+def _share_entries(r: _Reader) -> tuple[ShareEntry, ...]:
+    count = r.count(4 + SHARE_BYTES)
+    return tuple(
+        ShareEntry(owner=r.u32(), value=int.from_bytes(r.take(SHARE_BYTES), "big"))
+        for _ in range(count)
+    )
+
+
+def _bundles(r: _Reader) -> tuple[SealedShares, ...]:
+    count = r.count(6)
+    bundles = []
+    for _ in range(count):
+        peer, size = r.fmt("IH")
+        bundles.append(SealedShares(peer=peer, ciphertext=r.take(size)))
+    return tuple(bundles)
+
+
+def _decode_round_setup(r: _Reader, header: dict[str, object]) -> Message:
+    threshold, vector_length, modulus_bits = r.fmt("IIB")
+    return RoundSetup(
+        **header,  # type: ignore[arg-type]
+        threshold=threshold,
+        vector_length=vector_length,
+        modulus_bits=modulus_bits,
+        neighbours=r.ids(),
+    )
+
+
+def _decode_key_advertisement(r: _Reader, header: dict[str, object]) -> Message:
+    return KeyAdvertisement(
+        **header,  # type: ignore[arg-type]
+        mask_public_key=r.take(PUBLIC_KEY_BYTES),
+        share_public_key=r.take(PUBLIC_KEY_BYTES),
+    )
+
+
+def _decode_key_roster(r: _Reader, header: dict[str, object]) -> Message:
+    count = r.count(4 + 2 * PUBLIC_KEY_BYTES)
+    entries = tuple(
+        RosterEntry(
+            client_id=r.u32(),
+            mask_public_key=r.take(PUBLIC_KEY_BYTES),
+            share_public_key=r.take(PUBLIC_KEY_BYTES),
+        )
+        for _ in range(count)
+    )
+    return KeyRoster(**header, entries=entries)  # type: ignore[arg-type]
+
+
+def _decode_encrypted_shares(r: _Reader, header: dict[str, object]) -> Message:
+    return EncryptedShares(**header, bundles=_bundles(r))  # type: ignore[arg-type]
+
+
+def _decode_forwarded_shares(r: _Reader, header: dict[str, object]) -> Message:
+    return ForwardedShares(**header, bundles=_bundles(r))  # type: ignore[arg-type]
+
+
+def _decode_masked_input(r: _Reader, header: dict[str, object]) -> Message:
+    modulus_bits, length = r.fmt("BI")
+    if not 1 <= modulus_bits <= 64:
+        raise WireFormatError(f"modulus_bits {modulus_bits} is outside [1, 64]")
+    if length > MAX_VECTOR_LENGTH:
+        raise WireFormatError(f"vector length {length} exceeds {MAX_VECTOR_LENGTH}")
+    data = r.take(packed_size(length, modulus_bits))
+    return MaskedInput(
+        **header,  # type: ignore[arg-type]
+        modulus_bits=modulus_bits,
+        vector=_unpack_vector(data, length, modulus_bits),
+    )
+
+
+def _decode_unmask_request(r: _Reader, header: dict[str, object]) -> Message:
+    survivors = r.ids()
+    return UnmaskRequest(**header, survivors=survivors, dropped=r.ids())  # type: ignore[arg-type]
+
+
+def _decode_unmask_response(r: _Reader, header: dict[str, object]) -> Message:
+    self_mask_shares = _share_entries(r)
+    return UnmaskResponse(
+        **header,  # type: ignore[arg-type]
+        self_mask_shares=self_mask_shares,
+        mask_key_shares=_share_entries(r),
+    )
+
+
+def _decode_abort(r: _Reader, header: dict[str, object]) -> Message:
+    (size,) = r.fmt("H")
+    try:
+        reason = r.take(size).decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireFormatError("abort reason is not UTF-8") from None
+    return Abort(**header, reason=reason)  # type: ignore[arg-type]
+
+
+_DECODERS: Final[dict[int, Callable[[_Reader, dict[str, object]], Message]]] = {
+    1: _decode_round_setup,
+    2: _decode_key_advertisement,
+    3: _decode_key_roster,
+    4: _decode_encrypted_shares,
+    5: _decode_forwarded_shares,
+    6: _decode_masked_input,
+    7: _decode_unmask_request,
+    8: _decode_unmask_response,
+    9: _decode_abort,
+}
+
+
+def decode(data: bytes) -> Message:
+    """Parse one message; any defect raises :class:`WireFormatError` and nothing else."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise WireFormatError(f"expected bytes, got {type(data).__name__}")
+    reader = _Reader(bytes(data))
+    magic, version, code, session_id, round_id, sender, recipient = _HEADER.unpack(
+        reader.take(_HEADER.size)
+    )
+    if magic != MAGIC:
+        raise WireFormatError("not a secagg message (bad magic)")
+    if version != VERSION:
+        raise WireFormatError(f"wire version {version} is not supported (this is {VERSION})")
+    decoder = _DECODERS.get(code)
+    if decoder is None:
+        raise WireFormatError(f"unknown message type {code}")
+    header: dict[str, object] = {
+        "session_id": session_id,
+        "round_id": round_id,
+        "sender": sender,
+        "recipient": recipient,
+    }
+    try:
+        message = decoder(reader, header)
+    except WireFormatError:
+        raise
+    except (SecAggError, ValueError, OverflowError, struct.error) as exc:
+        raise WireFormatError(f"malformed {decoder.__name__[8:]}: {exc}") from None
+    reader.done()
+    return message
