@@ -1,0 +1,893 @@
+"""SecAgg / SecAgg+ as one pair of sans-I/O state machines, parametrised by the neighbour graph.
+
+Bonawitz et al. 2017 (Fig. 4) with the sparse graphs of Bell et al. 2020. Rounds:
+
+0. AdvertiseKeys: the server sends each client a :class:`RoundSetup`; each client answers with two
+   fresh X25519 public keys (``mask``: s_u, ``share``: c_u).
+1. ShareKeys: the server relays a :class:`KeyRoster` of the live neighbourhood; the client draws a
+   self-mask seed b_u, Shamir-shares b_u and its mask private key s_u among the roster, and seals
+   each neighbour's pair of shares with AES-GCM under a key agreed from c_u.
+2. MaskedInputCollection: the server forwards the sealed shares; the client uploads
+   y_u = x_u + PRG(b_u) + sum_{v > u} PRG(s_uv) - sum_{v < u} PRG(s_uv) mod 2^k.
+3. Unmasking: for each neighbour the client releases the b-share if the server says it survived,
+   the s-share if it dropped, and never both (Bonawitz et al. 2017, Section 4, "honest users never
+   reveal both"); the server removes the self-masks of survivors and the pairwise masks that the
+   dropped clients' partners added.
+
+Neither machine performs I/O, reads a clock or uses a global RNG (randomness comes from the OS via
+:mod:`secrets` and :mod:`cryptography`). The driver calls ``receive`` for every message and
+``close_phase`` on the server when its round deadline passes; silent clients are then dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols._transitions import (
+    CLIENT_TRANSITIONS,
+    SERVER_ACCEPTS,
+    SERVER_ROUND_INDEX,
+    ClientPhase,
+    ServerPhase,
+)
+from protocols.graph import NeighbourGraph
+from protocols.messages import (
+    MAX_PARTY_ID,
+    SERVER_ID,
+    Abort,
+    EncryptedShares,
+    ForwardedShares,
+    KeyAdvertisement,
+    KeyRoster,
+    MaskedInput,
+    Message,
+    RosterEntry,
+    RoundSetup,
+    SealedShares,
+    ShareEntry,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secagg.encoding import ring_dtype
+from secagg.errors import (
+    InsufficientSurvivorsError,
+    InvalidCiphertextError,
+    LocalProtocolError,
+    ParameterError,
+    ReconstructionError,
+    RemoteProtocolError,
+    SecAggError,
+    ServerMisbehaviourError,
+)
+from secagg.hazmat import aead, shamir
+from secagg.hazmat.kex import (
+    SESSION_ID_BYTES,
+    KeyPair,
+    Purpose,
+    agree,
+    derive_key,
+    generate_keypair,
+    keypair_from_private_bytes,
+)
+from secagg.hazmat.prg import add_mask
+
+__all__ = [
+    "AggregateResult",
+    "ClientPhase",
+    "MaskingClient",
+    "MaskingParams",
+    "MaskingServer",
+    "ServerPhase",
+]
+
+RingArray = npt.NDArray[np.unsignedinteger]
+_BUNDLE: Final = struct.Struct(">II")
+_BUNDLE_BYTES: Final = _BUNDLE.size + 2 * shamir.SHARE_BYTES
+_SEED_BYTES: Final = 32
+_T = TypeVar("_T")
+
+
+def _x(client_id: int) -> int:
+    """Shamir x-coordinate of a client (ids start at 0, x must not)."""
+    return client_id + 1
+
+
+def _pairwise_mask_key(
+    private_bytes: bytes, peer_public: bytes, session_id: bytes, round_id: int, u: int, v: int
+) -> bytes:
+    secret = agree(private_bytes, peer_public)
+    return derive_key(
+        secret,
+        purpose=Purpose.PAIRWISE_MASK,
+        session_id=session_id,
+        round_id=round_id,
+        party_a=u,
+        party_b=v,
+    )
+
+
+def _self_mask_key(seed: bytes, session_id: bytes, round_id: int, owner: int) -> bytes:
+    return derive_key(
+        seed,
+        purpose=Purpose.SELF_MASK,
+        session_id=session_id,
+        round_id=round_id,
+        party_a=owner,
+        party_b=owner,
+    )
+
+
+def _share_key(
+    private_bytes: bytes, peer_public: bytes, session_id: bytes, round_id: int, u: int, v: int
+) -> bytes:
+    secret = agree(private_bytes, peer_public)
+    return derive_key(
+        secret,
+        purpose=Purpose.SHARE_ENCRYPTION,
+        session_id=session_id,
+        round_id=round_id,
+        party_a=u,
+        party_b=v,
+    )
+
+
+def _check_session(session_id: bytes, round_id: int) -> None:
+    if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
+        raise ParameterError(f"session_id must be {SESSION_ID_BYTES} random bytes")
+    if not isinstance(round_id, int) or not 0 <= round_id < 2**64:
+        raise ParameterError(f"round_id must be an int in [0, 2^64), got {round_id!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Client
+# --------------------------------------------------------------------------------------------
+
+
+class MaskingClient:
+    """One client's side of a masking round (SecAgg or SecAgg+, whichever graph the server uses).
+
+    Args:
+        client_id: this client's id, in [0, 2^32 - 2].
+        session_id: the 16-byte session this client expects to take part in.
+        round_id: the round (protocol instance) it expects; anything else is a replay.
+        min_threshold: the smallest Shamir threshold the client accepts from the server.
+    """
+
+    def __init__(
+        self, client_id: int, *, session_id: bytes, round_id: int, min_threshold: int = 2
+    ) -> None:
+        if not isinstance(client_id, int) or not 0 <= client_id <= MAX_PARTY_ID:
+            raise ParameterError(f"client_id must be in [0, {MAX_PARTY_ID}], got {client_id!r}")
+        _check_session(session_id, round_id)
+        if min_threshold < 2:
+            raise ParameterError("min_threshold must be >= 2: one share must never reveal a key")
+        self.client_id: Final = client_id
+        self.session_id: Final = session_id
+        self.round_id: Final = round_id
+        self._min_threshold = min_threshold
+        self._phase = ClientPhase.AWAIT_SETUP
+        self._error: SecAggError | None = None
+        self._threshold = 0
+        self._vector_length = 0
+        self._modulus_bits = 0
+        self._neighbours: frozenset[int] = frozenset()
+        self._mask_keys: KeyPair | None = None
+        self._share_keys: KeyPair | None = None
+        self._roster: dict[int, RosterEntry] = {}
+        self._self_mask_seed: bytes | None = None
+        # owner -> (self-mask seed share, mask-key share), our own included.
+        self._held_shares: dict[int, tuple[int, int]] = {}
+        self._mask_peers: tuple[int, ...] = ()
+
+    @property
+    def phase(self) -> ClientPhase:
+        """What the client waits for next."""
+        return self._phase
+
+    # -- public entry points -----------------------------------------------------------------
+
+    def receive(self, message: Message) -> list[Message]:
+        """Feed one message from the server; returns the messages to send back."""
+        return self._guarded(lambda: self._receive(message))
+
+    def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
+        """Mask the quantized input (values in Z_{2^k}) and return the :class:`MaskedInput`.
+
+        Legal only in ``AWAIT_INPUT``, i.e. after the shares were forwarded.
+        """
+        return self._guarded(lambda: self._submit_input(vector))
+
+    # -- machinery ------------------------------------------------------------------------------
+
+    def _guarded(self, step: Callable[[], _T]) -> _T:
+        if self._phase is ClientPhase.ABORTED:
+            raise LocalProtocolError(
+                f"client {self.client_id} aborted earlier ({self._error!r}); start a new round"
+            )
+        try:
+            return step()
+        except SecAggError as error:
+            self._poison(error)
+            raise
+
+    def _poison(self, error: SecAggError | None) -> None:
+        """Enter ABORTED and drop every secret (h11 ``_process_error``)."""
+        self._phase = ClientPhase.ABORTED
+        self._error = error
+        self._mask_keys = None
+        self._share_keys = None
+        self._self_mask_seed = None
+        self._held_shares = {}
+
+    def _receive(self, message: Message) -> list[Message]:
+        if message.sender != SERVER_ID or message.recipient != self.client_id:
+            raise RemoteProtocolError(
+                f"message from {message.sender} to {message.recipient} is not for client "
+                f"{self.client_id}"
+            )
+        if message.session_id != self.session_id or message.round_id != self.round_id:
+            raise RemoteProtocolError(
+                f"{type(message).__name__} belongs to another session or round "
+                f"(round {message.round_id}, expected {self.round_id}): replay rejected"
+            )
+        if isinstance(message, Abort):
+            self._poison(None)
+            return []
+        next_phase = CLIENT_TRANSITIONS[self._phase].get(type(message))
+        if next_phase is None:
+            raise RemoteProtocolError(
+                f"unexpected {type(message).__name__} while the client is in {self._phase.name}"
+            )
+        handlers: dict[type, Callable[[Message], list[Message]]] = {
+            RoundSetup: self._on_setup,  # type: ignore[dict-item]
+            KeyRoster: self._on_roster,  # type: ignore[dict-item]
+            ForwardedShares: self._on_forwarded_shares,  # type: ignore[dict-item]
+            UnmaskRequest: self._on_unmask_request,  # type: ignore[dict-item]
+        }
+        replies = handlers[type(message)](message)
+        self._phase = next_phase
+        return replies
+
+    def _header(self) -> dict[str, object]:
+        return {
+            "session_id": self.session_id,
+            "round_id": self.round_id,
+            "sender": self.client_id,
+            "recipient": SERVER_ID,
+        }
+
+    # -- round 0 ----------------------------------------------------------------------------
+
+    def _on_setup(self, setup: RoundSetup) -> list[Message]:
+        if self.client_id in setup.neighbours:
+            raise RemoteProtocolError("the setup lists this client as its own neighbour")
+        if setup.threshold < self._min_threshold:
+            raise ServerMisbehaviourError(
+                f"threshold {setup.threshold} is below the minimum {self._min_threshold}: "
+                "too few shares would reveal our keys"
+            )
+        if setup.threshold > len(setup.neighbours) + 1:
+            raise RemoteProtocolError(
+                f"threshold {setup.threshold} exceeds the {len(setup.neighbours) + 1} holders"
+            )
+        self._threshold = setup.threshold
+        self._vector_length = setup.vector_length
+        self._modulus_bits = setup.modulus_bits
+        self._neighbours = frozenset(setup.neighbours)
+        self._mask_keys = generate_keypair()
+        self._share_keys = generate_keypair()
+        return [
+            KeyAdvertisement(
+                **self._header(),  # type: ignore[arg-type]
+                mask_public_key=self._mask_keys.public_bytes,
+                share_public_key=self._share_keys.public_bytes,
+            )
+        ]
+
+    # -- round 1 ----------------------------------------------------------------------------
+
+    def _on_roster(self, roster: KeyRoster) -> list[Message]:
+        assert self._mask_keys is not None and self._share_keys is not None
+        ids = [entry.client_id for entry in roster.entries]
+        if len(set(ids)) != len(ids):
+            raise ServerMisbehaviourError("the roster lists a client twice")
+        keys = [e.mask_public_key for e in roster.entries]
+        keys += [e.share_public_key for e in roster.entries]
+        if len(set(keys)) != len(keys):
+            raise ServerMisbehaviourError("the roster repeats a public key")
+        by_id = {entry.client_id: entry for entry in roster.entries}
+        own = by_id.get(self.client_id)
+        if own is None:
+            raise ServerMisbehaviourError("the roster leaves out this client's own keys")
+        if (own.mask_public_key, own.share_public_key) != (
+            self._mask_keys.public_bytes,
+            self._share_keys.public_bytes,
+        ):
+            raise ServerMisbehaviourError("the roster altered this client's own public keys")
+        strangers = set(by_id) - self._neighbours - {self.client_id}
+        if strangers:
+            raise ServerMisbehaviourError(f"the roster names non-neighbours {sorted(strangers)}")
+        if len(by_id) < self._threshold:
+            raise InsufficientSurvivorsError(
+                f"the roster has {len(by_id)} members, below the threshold {self._threshold}"
+            )
+        self._roster = by_id
+        self._self_mask_seed = _fresh_seed()
+        holders = [_x(u) for u in sorted(by_id)]
+        seed_shares = shamir.split(
+            shamir.secret_from_bytes(self._self_mask_seed), self._threshold, holders
+        )
+        key_shares = shamir.split(
+            shamir.secret_from_bytes(self._mask_keys.private_bytes), self._threshold, holders
+        )
+        bundles = []
+        for peer in sorted(by_id):
+            pair = (seed_shares[_x(peer)], key_shares[_x(peer)])
+            if peer == self.client_id:
+                self._held_shares[peer] = pair
+                continue
+            plaintext = (
+                _BUNDLE.pack(self.client_id, peer)
+                + shamir.share_to_bytes(pair[0])
+                + shamir.share_to_bytes(pair[1])
+            )
+            key = _share_key(
+                self._share_keys.private_bytes,
+                by_id[peer].share_public_key,
+                self.session_id,
+                self.round_id,
+                self.client_id,
+                peer,
+            )
+            ad = aead.associated_data(self.session_id, self.round_id, self.client_id, peer)
+            bundles.append(SealedShares(peer=peer, ciphertext=aead.seal(key, plaintext, ad)))
+        return [EncryptedShares(**self._header(), bundles=tuple(bundles))]  # type: ignore[arg-type]
+
+    # -- round 2 ----------------------------------------------------------------------------
+
+    def _on_forwarded_shares(self, forwarded: ForwardedShares) -> list[Message]:
+        assert self._share_keys is not None
+        senders = [bundle.peer for bundle in forwarded.bundles]
+        if len(set(senders)) != len(senders):
+            raise RemoteProtocolError("shares from one sender were forwarded twice")
+        unknown = set(senders) - set(self._roster) | ({self.client_id} & set(senders))
+        if unknown:
+            raise RemoteProtocolError(f"shares forwarded from non-roster ids {sorted(unknown)}")
+        if len(senders) + 1 < self._threshold:
+            raise InsufficientSurvivorsError(
+                f"only {len(senders) + 1} share holders remain, below the threshold "
+                f"{self._threshold}"
+            )
+        for bundle in forwarded.bundles:
+            key = _share_key(
+                self._share_keys.private_bytes,
+                self._roster[bundle.peer].share_public_key,
+                self.session_id,
+                self.round_id,
+                self.client_id,
+                bundle.peer,
+            )
+            ad = aead.associated_data(self.session_id, self.round_id, bundle.peer, self.client_id)
+            plaintext = aead.open_(key, bundle.ciphertext, ad)
+            if len(plaintext) != _BUNDLE_BYTES:
+                raise InvalidCiphertextError("invalid ciphertext")
+            owner, recipient = _BUNDLE.unpack_from(plaintext)
+            if (owner, recipient) != (bundle.peer, self.client_id):
+                raise InvalidCiphertextError("invalid ciphertext")
+            try:
+                seed_share = shamir.share_from_bytes(plaintext[_BUNDLE.size : -shamir.SHARE_BYTES])
+                key_share = shamir.share_from_bytes(plaintext[-shamir.SHARE_BYTES :])
+            except ReconstructionError:
+                raise InvalidCiphertextError("invalid ciphertext") from None
+            self._held_shares[owner] = (seed_share, key_share)
+        self._mask_peers = tuple(sorted(senders))
+        return []
+
+    def _submit_input(self, vector: npt.ArrayLike) -> list[Message]:
+        if self._phase is not ClientPhase.AWAIT_INPUT:
+            raise LocalProtocolError(
+                f"submit_input is legal after the shares arrive, not in {self._phase.name}"
+            )
+        assert self._mask_keys is not None and self._self_mask_seed is not None
+        masked = self._checked_input(vector)
+        add_mask(
+            masked,
+            _self_mask_key(self._self_mask_seed, self.session_id, self.round_id, self.client_id),
+        )
+        for peer in self._mask_peers:
+            key = _pairwise_mask_key(
+                self._mask_keys.private_bytes,
+                self._roster[peer].mask_public_key,
+                self.session_id,
+                self.round_id,
+                self.client_id,
+                peer,
+            )
+            add_mask(masked, key, subtract=peer < self.client_id)
+        _reduce(masked, self._modulus_bits)
+        # The mask key and seed are no longer needed here; only their shares are.
+        self._mask_keys = None
+        self._self_mask_seed = None
+        self._phase = ClientPhase.AWAIT_UNMASK_REQUEST
+        return [
+            MaskedInput(
+                **self._header(),  # type: ignore[arg-type]
+                modulus_bits=self._modulus_bits,
+                vector=masked,
+            )
+        ]
+
+    def _checked_input(self, vector: npt.ArrayLike) -> RingArray:
+        array = np.asarray(vector)
+        if array.ndim != 1 or array.shape[0] != self._vector_length:
+            raise LocalProtocolError(
+                f"input has shape {array.shape}; this round expects {self._vector_length} values"
+            )
+        if array.dtype.kind not in "ui":
+            raise LocalProtocolError(
+                f"input dtype is {array.dtype}; quantize it to integers first "
+                "(secagg.encoding.QuantizationScheme)"
+            )
+        if array.size and (int(array.min()) < 0 or int(array.max()) >> self._modulus_bits):
+            raise LocalProtocolError(
+                f"input values must lie in [0, 2^{self._modulus_bits}); quantize with enough "
+                "headroom"
+            )
+        return array.astype(ring_dtype(self._modulus_bits), copy=True)
+
+    # -- round 3 ----------------------------------------------------------------------------
+
+    def _on_unmask_request(self, request: UnmaskRequest) -> list[Message]:
+        survivors, dropped = request.survivors, request.dropped
+        if self.client_id in dropped:
+            raise ServerMisbehaviourError(
+                "the server claims this client dropped: answering would reveal its own mask key"
+            )
+        overlap = set(survivors) & set(dropped)
+        if overlap:
+            raise ServerMisbehaviourError(
+                f"clients {sorted(overlap)} are named both survivor and dropped: answering "
+                "would reveal both of their secrets"
+            )
+        if len(set(survivors)) != len(survivors) or len(set(dropped)) != len(dropped):
+            raise RemoteProtocolError("the unmask request names a client twice")
+        known = set(self._mask_peers) | {self.client_id}
+        unknown = (set(survivors) | set(dropped)) - known
+        if unknown:
+            raise RemoteProtocolError(
+                f"the unmask request names {sorted(unknown)}, whose shares this client never held"
+            )
+        if self.client_id not in survivors:
+            raise RemoteProtocolError("the unmask request leaves out this client, which uploaded")
+        if len(survivors) < self._threshold:
+            raise InsufficientSurvivorsError(
+                f"{len(survivors)} survivors named, below the threshold {self._threshold}"
+            )
+        response = UnmaskResponse(
+            **self._header(),  # type: ignore[arg-type]
+            self_mask_shares=tuple(
+                ShareEntry(owner=u, value=self._held_shares[u][0]) for u in sorted(survivors)
+            ),
+            mask_key_shares=tuple(
+                ShareEntry(owner=u, value=self._held_shares[u][1]) for u in sorted(dropped)
+            ),
+        )
+        self._held_shares = {}
+        self._share_keys = None
+        return [response]
+
+
+def _fresh_seed() -> bytes:
+    import secrets
+
+    return secrets.token_bytes(_SEED_BYTES)
+
+
+def _reduce(vector: RingArray, modulus_bits: int) -> None:
+    if modulus_bits < 8 * vector.dtype.itemsize:
+        np.bitwise_and(vector, (1 << modulus_bits) - 1, out=vector, casting="unsafe")
+
+
+# --------------------------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MaskingParams:
+    """The server's configuration of one masking round.
+
+    Attributes:
+        session_id: 16 random bytes naming the session (e.g. ``secrets.token_bytes(16)``).
+        round_id: the protocol instance within the session; never reuse one.
+        graph: the neighbour graph; complete for SecAgg, Harary for SecAgg+.
+        threshold: Shamir threshold t; every neighbourhood (with its owner) must keep t members.
+        vector_length: number of ring values each client uploads.
+        modulus_bits: k, the ring Z_{2^k} (from :class:`secagg.encoding.QuantizationScheme`).
+    """
+
+    session_id: bytes
+    round_id: int
+    graph: NeighbourGraph
+    threshold: int
+    vector_length: int
+    modulus_bits: int
+
+    def __post_init__(self) -> None:
+        _check_session(self.session_id, self.round_id)
+        nodes = self.graph.nodes
+        if len(nodes) < 2 or nodes[0] < 0 or nodes[-1] > MAX_PARTY_ID:
+            raise ParameterError(f"client ids must be in [0, {MAX_PARTY_ID}], at least two")
+        smallest = min(len(p) for p in self.graph.neighbours.values()) + 1
+        if not 2 <= self.threshold <= smallest:
+            raise ParameterError(
+                f"threshold {self.threshold} must be in [2, {smallest}] (the smallest "
+                "neighbourhood including its owner)"
+            )
+        if self.vector_length < 1:
+            raise ParameterError(f"vector_length must be >= 1, got {self.vector_length}")
+        ring_dtype(self.modulus_bits)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AggregateResult:
+    """The server's output: the ring sum of the survivors' inputs, and who they are."""
+
+    vector: RingArray
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    dropped_at: dict[int, int] = field(default_factory=dict)
+
+
+class MaskingServer:
+    """The server's side of a masking round; one instance per round.
+
+    Bad messages from a client raise :class:`RemoteProtocolError` and are discarded without
+    touching the round's state (one client cannot abort everyone else's round). Too few
+    survivors at any close raises :class:`InsufficientSurvivorsError` and aborts the round.
+    """
+
+    def __init__(self, params: MaskingParams) -> None:
+        self.params: Final = params
+        self._phase = ServerPhase.IDLE
+        self._dtype = ring_dtype(params.modulus_bits)
+        self._neighbours = params.graph.neighbours
+        self._expected: set[int] = set(params.graph.nodes)  # who may speak in this phase
+        self._dropped_at: dict[int, int] = {}
+        self._keys: dict[int, KeyAdvertisement] = {}
+        self._rosters: dict[int, frozenset[int]] = {}
+        self._sealed: dict[int, dict[int, bytes]] = {}
+        self._mask_peers: dict[int, frozenset[int]] = {}
+        self._uploaded: set[int] = set()
+        self._sum = np.zeros(0, dtype=self._dtype)
+        self._requests: dict[int, UnmaskRequest] = {}
+        self._seed_shares: dict[int, dict[int, int]] = {}
+        self._key_shares: dict[int, dict[int, int]] = {}
+        self._responders: set[int] = set()
+        self._result: AggregateResult | None = None
+        self.abort_reason: str | None = None
+
+    @property
+    def phase(self) -> ServerPhase:
+        """What the server collects now."""
+        return self._phase
+
+    @property
+    def result(self) -> AggregateResult:
+        """The aggregate, once the round is ``DONE``."""
+        if self._result is None:
+            raise LocalProtocolError(f"the result exists once the round is DONE, not {self.phase}")
+        return self._result
+
+    @property
+    def dropped_at(self) -> dict[int, int]:
+        """Client id -> protocol round (0-3) in which it fell out, so far."""
+        return dict(self._dropped_at)
+
+    @property
+    def alive(self) -> tuple[int, ...]:
+        """Clients still taking part."""
+        return tuple(sorted(self._expected))
+
+    def _header(self, recipient: int) -> dict[str, object]:
+        p = self.params
+        return {
+            "session_id": p.session_id,
+            "round_id": p.round_id,
+            "sender": SERVER_ID,
+            "recipient": recipient,
+        }
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def start(self) -> list[Message]:
+        """Begin round 0: one :class:`RoundSetup` per client."""
+        if self._phase is not ServerPhase.IDLE:
+            raise LocalProtocolError("start() may be called once, on a new server")
+        self._phase = ServerPhase.COLLECT_KEYS
+        p = self.params
+        return [
+            RoundSetup(
+                **self._header(u),  # type: ignore[arg-type]
+                threshold=p.threshold,
+                vector_length=p.vector_length,
+                modulus_bits=p.modulus_bits,
+                neighbours=tuple(sorted(self._neighbours[u])),
+            )
+            for u in p.graph.nodes
+        ]
+
+    def receive(self, message: Message) -> list[Message]:
+        """Record one client message of the current round; the server never replies at once."""
+        expected_type = SERVER_ACCEPTS.get(self._phase)
+        if expected_type is None:
+            raise RemoteProtocolError(
+                f"{type(message).__name__} from {message.sender} arrived while the server is "
+                f"{self._phase.name}"
+            )
+        p = self.params
+        if message.recipient != SERVER_ID or message.sender == SERVER_ID:
+            raise RemoteProtocolError("the message is not addressed to the server")
+        if message.session_id != p.session_id or message.round_id != p.round_id:
+            raise RemoteProtocolError(
+                f"message from {message.sender} belongs to another session or round: replay "
+                "rejected"
+            )
+        if isinstance(message, Abort):
+            self._drop(message.sender)
+            return []
+        if type(message) is not expected_type:
+            raise RemoteProtocolError(
+                f"unexpected {type(message).__name__} from {message.sender} in {self._phase.name}"
+            )
+        if message.sender not in self._expected:
+            raise RemoteProtocolError(
+                f"client {message.sender} is not (or no longer) part of this round"
+            )
+        handler: Callable[[Message], None] = {
+            ServerPhase.COLLECT_KEYS: self._on_keys,
+            ServerPhase.COLLECT_SHARES: self._on_shares,
+            ServerPhase.COLLECT_INPUTS: self._on_input,
+            ServerPhase.COLLECT_UNMASK: self._on_unmask,
+        }[self._phase]  # type: ignore[assignment]
+        handler(message)
+        return []
+
+    def close_phase(self) -> list[Message]:
+        """The round deadline passed: drop the silent, check the threshold, start the next round."""
+        closers: dict[ServerPhase, Callable[[], list[Message]]] = {
+            ServerPhase.COLLECT_KEYS: self._close_keys,
+            ServerPhase.COLLECT_SHARES: self._close_shares,
+            ServerPhase.COLLECT_INPUTS: self._close_inputs,
+            ServerPhase.COLLECT_UNMASK: self._close_unmask,
+        }
+        closer = closers.get(self._phase)
+        if closer is None:
+            raise LocalProtocolError(f"there is no open round to close in {self._phase.name}")
+        return closer()
+
+    def abort_messages(self) -> list[Message]:
+        """:class:`Abort` notices for the clients still in the round (after an abort)."""
+        reason = self.abort_reason or "aborted"
+        return [
+            Abort(**self._header(u), reason=reason)  # type: ignore[arg-type]
+            for u in sorted(self._expected)
+        ]
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _drop(self, client: int) -> None:
+        if client in self._expected:
+            self._expected.discard(client)
+            self._dropped_at[client] = SERVER_ROUND_INDEX.get(self._phase, 0)
+
+    def _abort(self, reason: str) -> InsufficientSurvivorsError:
+        self._phase = ServerPhase.ABORTED
+        self.abort_reason = reason
+        self._sum = np.zeros(0, dtype=self._dtype)
+        self._seed_shares.clear()
+        self._key_shares.clear()
+        return InsufficientSurvivorsError(reason)
+
+    def _keep_responders(self, responded: Iterable[int]) -> None:
+        """Drop everyone expected in this phase who did not respond."""
+        for client in sorted(self._expected - set(responded)):
+            self._drop(client)
+
+    def _prune(self, live: set[int]) -> None:
+        """Drop clients whose live neighbourhood (with themselves) fell below the threshold."""
+        t = self.params.threshold
+        changed = True
+        while changed:
+            changed = False
+            for u in sorted(live):
+                if len(self._neighbours[u] & live) + 1 < t:
+                    live.discard(u)
+                    self._drop(u)
+                    changed = True
+        if len(live) < t:
+            raise self._abort(
+                f"{len(live)} clients remain in round {SERVER_ROUND_INDEX[self._phase]}, below "
+                f"the threshold {t}"
+            )
+
+    # -- round 0 ------------------------------------------------------------------------------
+
+    def _on_keys(self, message: KeyAdvertisement) -> None:
+        if message.sender in self._keys:
+            raise RemoteProtocolError(f"client {message.sender} advertised keys twice")
+        if message.mask_public_key == message.share_public_key:
+            raise RemoteProtocolError(f"client {message.sender} reused one key for two purposes")
+        self._keys[message.sender] = message
+
+    def _close_keys(self) -> list[Message]:
+        self._keep_responders(self._keys)
+        live = set(self._keys)
+        self._prune(live)
+        self._phase = ServerPhase.COLLECT_SHARES
+        messages: list[Message] = []
+        for u in sorted(live):
+            members = (self._neighbours[u] & live) | {u}
+            self._rosters[u] = frozenset(members)
+            entries = tuple(
+                RosterEntry(
+                    client_id=v,
+                    mask_public_key=self._keys[v].mask_public_key,
+                    share_public_key=self._keys[v].share_public_key,
+                )
+                for v in sorted(members)
+            )
+            messages.append(KeyRoster(**self._header(u), entries=entries))  # type: ignore[arg-type]
+        return messages
+
+    # -- round 1 ------------------------------------------------------------------------------
+
+    def _on_shares(self, message: EncryptedShares) -> None:
+        sender = message.sender
+        if sender in self._sealed:
+            raise RemoteProtocolError(f"client {sender} sent its shares twice")
+        recipients = [bundle.peer for bundle in message.bundles]
+        if sorted(recipients) != sorted(self._rosters[sender] - {sender}):
+            raise RemoteProtocolError(
+                f"client {sender} must send one bundle to each roster member, got {recipients}"
+            )
+        self._sealed[sender] = {b.peer: b.ciphertext for b in message.bundles}
+
+    def _close_shares(self) -> list[Message]:
+        self._keep_responders(self._sealed)
+        live = set(self._sealed)
+        self._prune(live)
+        self._phase = ServerPhase.COLLECT_INPUTS
+        self._sum = np.zeros(self.params.vector_length, dtype=self._dtype)
+        messages: list[Message] = []
+        for v in sorted(live):
+            senders = frozenset(self._neighbours[v] & live)
+            self._mask_peers[v] = senders
+            bundles = tuple(
+                SealedShares(peer=u, ciphertext=self._sealed[u][v]) for u in sorted(senders)
+            )
+            messages.append(
+                ForwardedShares(**self._header(v), bundles=bundles)  # type: ignore[arg-type]
+            )
+        self._sealed.clear()
+        return messages
+
+    # -- round 2 ------------------------------------------------------------------------------
+
+    def _on_input(self, message: MaskedInput) -> None:
+        p = self.params
+        if message.sender in self._uploaded:
+            raise RemoteProtocolError(f"client {message.sender} uploaded twice")
+        vector = message.vector
+        if message.modulus_bits != p.modulus_bits or vector.dtype != self._dtype:
+            raise RemoteProtocolError(
+                f"client {message.sender} used a {message.modulus_bits}-bit ring, expected "
+                f"{p.modulus_bits}"
+            )
+        if vector.shape != (p.vector_length,):
+            raise RemoteProtocolError(
+                f"client {message.sender} uploaded {vector.shape[0]} values, expected "
+                f"{p.vector_length}"
+            )
+        if p.modulus_bits < 8 * self._dtype.itemsize and int(vector.max()) >> p.modulus_bits:
+            raise RemoteProtocolError(f"client {message.sender} uploaded values outside the ring")
+        np.add(self._sum, vector, out=self._sum)
+        self._uploaded.add(message.sender)
+
+    def _close_inputs(self) -> list[Message]:
+        self._keep_responders(self._uploaded)
+        survivors = set(self._uploaded)
+        t = self.params.threshold
+        if len(survivors) < t:
+            raise self._abort(f"{len(survivors)} masked inputs arrived, below the threshold {t}")
+        messages: list[Message] = []
+        for v in sorted(survivors):
+            alive = (self._mask_peers[v] & survivors) | {v}
+            if len(alive) < t:
+                raise self._abort(
+                    f"client {v} kept {len(alive)} live share holders, below the threshold {t}"
+                )
+            request = UnmaskRequest(
+                **self._header(v),  # type: ignore[arg-type]
+                survivors=tuple(sorted(alive)),
+                dropped=tuple(sorted(self._mask_peers[v] - survivors)),
+            )
+            self._requests[v] = request
+            messages.append(request)
+        self._phase = ServerPhase.COLLECT_UNMASK
+        return messages
+
+    # -- round 3 ------------------------------------------------------------------------------
+
+    def _on_unmask(self, message: UnmaskResponse) -> None:
+        sender = message.sender
+        if sender in self._responders:
+            raise RemoteProtocolError(f"client {sender} answered the unmask request twice")
+        request = self._requests[sender]
+        seed_owners = {share.owner for share in message.self_mask_shares}
+        key_owners = {share.owner for share in message.mask_key_shares}
+        if seed_owners != set(request.survivors) or key_owners != set(request.dropped):
+            raise RemoteProtocolError(f"client {sender} answered a different unmask request")
+        for share in message.self_mask_shares:
+            self._seed_shares.setdefault(share.owner, {})[_x(sender)] = share.value
+        for share in message.mask_key_shares:
+            self._key_shares.setdefault(share.owner, {})[_x(sender)] = share.value
+        self._responders.add(sender)
+
+    def _close_unmask(self) -> list[Message]:
+        p = self.params
+        # Clients that uploaded but do not answer now stay in the sum: their input arrived.
+        for client in sorted(self._expected - self._responders):
+            self._dropped_at.setdefault(client, 3)
+        reconstructors: dict[tuple[int, ...], shamir.Reconstructor] = {}
+
+        def recover(owner: int, shares: dict[int, int], what: str) -> bytes:
+            if len(shares) < p.threshold:
+                raise self._abort(
+                    f"only {len(shares)} shares of client {owner}'s {what} arrived, below the "
+                    f"threshold {p.threshold}"
+                )
+            holders = tuple(sorted(shares)[: p.threshold])
+            reconstructor = reconstructors.get(holders)
+            if reconstructor is None:
+                reconstructor = reconstructors[holders] = shamir.Reconstructor(holders)
+            try:
+                return shamir.secret_to_bytes(reconstructor.combine(shares))
+            except ReconstructionError:
+                raise self._abort(f"the shares of client {owner}'s {what} are corrupt") from None
+
+        total = self._sum
+        survivors = sorted(self._uploaded)
+        for v in survivors:
+            seed = recover(v, self._seed_shares.get(v, {}), "self-mask seed")
+            add_mask(total, _self_mask_key(seed, p.session_id, p.round_id, v), subtract=True)
+        for u in sorted(self._mask_peers):
+            partners = self._mask_peers[u] & self._uploaded
+            if u in self._uploaded or not partners:
+                continue
+            private = recover(u, self._key_shares.get(u, {}), "mask key")
+            if keypair_from_private_bytes(private).public_bytes != self._keys[u].mask_public_key:
+                raise self._abort(f"client {u}'s mask key did not reconstruct to its public key")
+            for v in sorted(partners):
+                key = _pairwise_mask_key(
+                    private, self._keys[v].mask_public_key, p.session_id, p.round_id, u, v
+                )
+                # v added +PRG(s_uv) when v < u and -PRG(s_uv) when v > u; undo it.
+                add_mask(total, key, subtract=v < u)
+        _reduce(total, p.modulus_bits)
+        self._seed_shares.clear()
+        self._key_shares.clear()
+        self._result = AggregateResult(
+            vector=total,
+            survivors=tuple(survivors),
+            dropped=tuple(sorted(set(p.graph.nodes) - self._uploaded)),
+            dropped_at=dict(self._dropped_at),
+        )
+        self._phase = ServerPhase.DONE
+        return []
