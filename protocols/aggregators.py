@@ -9,18 +9,31 @@ The secure backends run the real protocol in-process; the server-side code that 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from protocols.graph import (
+    NeighbourGraph,
+    complete_graph,
+    harary_graph,
+    secagg_plus_parameters,
+    secagg_threshold,
+)
+from protocols.masking import MaskingParams
+from protocols.simulate import ROUND_NAMES, SimulationReport, Simulator
+from secagg.encoding import QuantizationScheme
 from secagg.errors import InsufficientSurvivorsError, ParameterError
 
 __all__ = [
     "AggregationResult",
     "Aggregator",
+    "MaskingAggregator",
     "PlainAggregator",
     "RoundStats",
 ]
@@ -149,7 +162,7 @@ def check_dropouts(
 
 
 class PlainAggregator:
-    """Sums the float updates in the clear: the baseline every secure backend is measured against."""
+    """Sums the float updates in the clear: the baseline the secure backends are measured by."""
 
     name = "plain"
 
@@ -175,3 +188,166 @@ class PlainAggregator:
             None if checked_weights is None else sum(checked_weights[u] for u in survivors)
         )
         return AggregationResult(total, survivors, dropped, total_weight)
+
+
+GraphChoice = Literal["complete", "harary"] | Callable[[Sequence[int]], NeighbourGraph]
+
+
+class MaskingAggregator:
+    """Secure aggregation by masking: SecAgg on the complete graph, SecAgg+ on a Harary graph.
+
+    Each client clips its (weighted) update to [-clip, clip], quantizes it with stochastic
+    rounding into ``value_bits`` bits, appends its weight as one more ring coordinate when
+    weights are given, and runs the real protocol in-process against a :class:`MaskingServer`.
+    The caller gets back only what the server learns: the float sum (and summed weight).
+
+    Args:
+        graph: ``"complete"`` (SecAgg), ``"harary"`` (SecAgg+, k and t from
+            :func:`~protocols.graph.secagg_plus_parameters`) or a function ids -> graph.
+        clip: per-coordinate clipping bound of the updates.
+        value_bits: quantization bits per value; the ring adds ceil(log2 n) bits of headroom.
+        threshold: Shamir threshold; defaults to the graph's recommended value.
+        degree: Harary degree override (SecAgg+ only).
+        dropout_fraction, corrupt_fraction: tolerances used to pick k and t for SecAgg+.
+        through_wire: round-trip every message through the binary codec (as a real transport).
+    """
+
+    def __init__(
+        self,
+        graph: GraphChoice = "complete",
+        *,
+        clip: float = 1.0,
+        value_bits: int = 16,
+        threshold: int | None = None,
+        degree: int | None = None,
+        dropout_fraction: float = 0.05,
+        corrupt_fraction: float = 0.05,
+        through_wire: bool = False,
+    ) -> None:
+        if not callable(graph) and graph not in ("complete", "harary"):
+            raise ParameterError(f"graph must be 'complete', 'harary' or a callable, not {graph!r}")
+        if degree is not None and graph != "harary":
+            raise ParameterError("degree applies only to graph='harary'")
+        self.graph = graph
+        self.clip = clip
+        self.value_bits = value_bits
+        self.threshold = threshold
+        self.degree = degree
+        self.dropout_fraction = dropout_fraction
+        self.corrupt_fraction = corrupt_fraction
+        self.through_wire = through_wire
+        self.name = "secagg+" if graph == "harary" else "secagg"
+        self.session_id = secrets.token_bytes(16)
+        self._next_round = 0
+        self.last_report: SimulationReport | None = None
+        # Fail on bad clip / bits now rather than at the first round.
+        QuantizationScheme(clip=clip, value_bits=value_bits, num_clients=2)
+
+    def build_graph(self, ids: Sequence[int]) -> tuple[NeighbourGraph, int]:
+        """The neighbour graph and threshold this aggregator uses for ``ids``."""
+        n = len(ids)
+        if callable(self.graph):
+            graph = self.graph(ids)
+            threshold = self.threshold or secagg_threshold(graph.max_degree + 1)
+        elif self.graph == "complete":
+            graph = complete_graph(ids)
+            threshold = self.threshold or secagg_threshold(n)
+        else:
+            chosen = secagg_plus_parameters(
+                n,
+                dropout_fraction=self.dropout_fraction,
+                corrupt_fraction=self.corrupt_fraction,
+            )
+            degree = self.degree or chosen.degree
+            graph = harary_graph(ids, degree)
+            threshold = self.threshold or (
+                chosen.threshold if degree == chosen.degree else secagg_threshold(degree + 1)
+            )
+        return graph, threshold
+
+    def aggregate(
+        self,
+        updates: Mapping[int, npt.ArrayLike],
+        *,
+        weights: Mapping[int, float] | None = None,
+        dropouts: Mapping[int, int] | None = None,
+    ) -> AggregationResult:
+        """Run one secure round over ``updates``; see :class:`Aggregator`.
+
+        Raises:
+            InsufficientSurvivorsError: fewer than ``threshold`` clients were left at some round.
+        """
+        arrays = check_updates(updates)
+        checked_weights = check_weights(weights, arrays)
+        schedule = check_dropouts(dropouts, arrays)
+        ids = sorted(arrays)
+        scheme = QuantizationScheme(
+            clip=self.clip, value_bits=self.value_bits, num_clients=len(ids)
+        )
+        length = next(iter(arrays.values())).shape[0]
+        inputs = {
+            u: _client_encode(
+                scheme, arrays[u], None if checked_weights is None else checked_weights[u]
+            )
+            for u in ids
+        }
+        graph, threshold = self.build_graph(ids)
+        params = MaskingParams(
+            session_id=self.session_id,
+            round_id=self._next_round,
+            graph=graph,
+            threshold=threshold,
+            vector_length=length + (checked_weights is not None),
+            modulus_bits=scheme.modulus_bits,
+        )
+        self._next_round += 1
+        started = time.perf_counter()
+        report = Simulator(params, inputs, dropouts=schedule, through_wire=self.through_wire).run()
+        self.last_report = report
+        if report.error is not None:
+            raise report.error
+        assert report.result is not None
+        ring_sum = report.result.vector
+        survivors = report.result.survivors
+        total = scheme.dequantize_sum(ring_sum[:length], len(survivors))
+        total_weight = None if checked_weights is None else float(ring_sum[length])
+        stats = RoundStats(
+            seconds=_seconds_table(report),
+            bytes_sent={str(u): b for u, b in report.bytes_sent.items()},
+            bytes_received={str(u): b for u, b in report.bytes_received.items()},
+            wall_seconds=time.perf_counter() - started,
+        )
+        return AggregationResult(total, survivors, report.result.dropped, total_weight, stats)
+
+
+def _client_encode(
+    scheme: QuantizationScheme, update: FloatArray, weight: float | None
+) -> npt.NDArray[np.unsignedinteger]:
+    """What each client does before masking: weight, clip, quantize, append the weight."""
+    if weight is None:
+        return scheme.quantize(update)
+    if weight > scheme.levels:
+        raise ParameterError(
+            f"weight {weight} exceeds {scheme.levels}, the largest value of a "
+            f"{scheme.value_bits}-bit coordinate; rescale the weights"
+        )
+    encoded_weight = np.floor(weight + _uniform_rounding()).astype(scheme.dtype)
+    return np.concatenate([scheme.quantize(weight * update), [encoded_weight]]).astype(scheme.dtype)
+
+
+def _uniform_rounding() -> float:
+    return secrets.randbits(53) / 2**53
+
+
+def _seconds_table(report: SimulationReport) -> dict[str, dict[str, float]]:
+    """Seconds per party and round: the server, and the mean and max over clients."""
+    table: dict[str, dict[str, float]] = {"server": dict(report.server_seconds)}
+    per_client = list(report.client_seconds.values())
+    table["client_mean"] = {
+        name: sum(c.get(name, 0.0) for c in per_client) / max(1, len(per_client))
+        for name in ROUND_NAMES
+    }
+    table["client_max"] = {
+        name: max((c.get(name, 0.0) for c in per_client), default=0.0) for name in ROUND_NAMES
+    }
+    return table

@@ -123,8 +123,7 @@ def _binomial_tail_at_least(trials: int, p: float, at_least: int) -> float:
     if at_least <= 0:
         return 1.0
     return math.fsum(
-        math.comb(trials, i) * p**i * (1 - p) ** (trials - i)
-        for i in range(at_least, trials + 1)
+        math.comb(trials, i) * p**i * (1 - p) ** (trials - i) for i in range(at_least, trials + 1)
     )
 
 

@@ -138,7 +138,7 @@ class RosterEntry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyRoster(_Header):
-    """Server -> client, end of round 0: the keys of the client's live neighbourhood (and its own)."""
+    """Server -> client, end of round 0: the keys of the client's live neighbourhood and its own."""
 
     entries: tuple[RosterEntry, ...]
 

@@ -144,7 +144,7 @@ class _Reader:
             raise WireFormatError(f"{len(self.data) - self.offset} trailing bytes after message")
 
 
-def _encode_body(message: Message, w: _Writer) -> None:  # noqa: C901 - a flat dispatch
+def _encode_body(message: Message, w: _Writer) -> None:
     if isinstance(message, RoundSetup):
         w.fmt("IIB", message.threshold, message.vector_length, message.modulus_bits)
         w.ids(message.neighbours)

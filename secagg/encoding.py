@@ -91,9 +91,7 @@ class QuantizationScheme:
         """The float distance between adjacent levels."""
         return 2.0 * self.clip / self.levels
 
-    def quantize(
-        self, values: npt.ArrayLike, *, rounding: Rounding = "stochastic"
-    ) -> RingArray:
+    def quantize(self, values: npt.ArrayLike, *, rounding: Rounding = "stochastic") -> RingArray:
         """Clip and encode ``values`` into [0, 2^value_bits - 1] as ring integers.
 
         Stochastic rounding is unbiased: E[decode(quantize(x))] = clip(x).
@@ -101,7 +99,9 @@ class QuantizationScheme:
         array = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(array)):
             raise ParameterError("cannot quantize NaN or infinity")
-        scaled = (np.clip(array, -self.clip, self.clip) + self.clip) * (self.levels / (2 * self.clip))
+        scaled = (np.clip(array, -self.clip, self.clip) + self.clip) * (
+            self.levels / (2 * self.clip)
+        )
         if rounding == "stochastic":
             scaled += _uniform01(scaled.size).reshape(scaled.shape)
             encoded = np.floor(scaled)

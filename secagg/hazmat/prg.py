@@ -51,7 +51,9 @@ def keystream(key: bytes, length: int) -> bytes:
     return encryptor.update(bytes(length))
 
 
-def expand_mask(key: bytes, length: int, dtype: npt.DTypeLike = np.uint32) -> npt.NDArray[np.Any]:
+def expand_mask(
+    key: bytes, length: int, dtype: npt.DTypeLike = np.uint32
+) -> npt.NDArray[np.unsignedinteger]:
     """Return the ``length``-word mask of ``key`` as a new little-endian array of ``dtype``."""
     checked = _check_dtype(dtype)
     if length < 0:
@@ -61,7 +63,9 @@ def expand_mask(key: bytes, length: int, dtype: npt.DTypeLike = np.uint32) -> np
     return out.astype(checked, copy=False)
 
 
-def add_mask(accumulator: npt.NDArray[np.Any], key: bytes, *, subtract: bool = False) -> None:
+def add_mask(
+    accumulator: npt.NDArray[np.unsignedinteger], key: bytes, *, subtract: bool = False
+) -> None:
     """Add (or subtract) the mask of ``key`` into ``accumulator`` in place, modulo 2^wordsize.
 
     The accumulator must be a contiguous uint32 or uint64 array; wrap-around is the ring
@@ -75,7 +79,7 @@ def add_mask(accumulator: npt.NDArray[np.Any], key: bytes, *, subtract: bool = F
     encryptor = Cipher(algorithms.AES(bytes(key)), modes.CTR(_ZERO_IV)).encryptor()
     # update_into needs room for one extra block; the buffer is reused for every chunk.
     buffer = np.empty(words_per_chunk + 16 // dtype.itemsize, dtype=dtype.newbyteorder("<"))
-    raw = buffer.view(np.uint8)
+    raw = memoryview(buffer.view(np.uint8))  # type: ignore[arg-type]
     op = np.subtract if subtract else np.add
     length = accumulator.shape[0]
     for start in range(0, length, words_per_chunk):

@@ -1,0 +1,207 @@
+"""In-memory driver for one masking round: every party in one process, no sockets.
+
+The simulator plays the transport: it hands each message to its recipient, applies a dropout
+schedule (a client that drops at protocol round r answers nothing from round r on), lets an
+*interceptor* drop, alter, replace or inject messages (how the adversarial-server tests are
+written), optionally round-trips every message through :mod:`protocols.wire`, and measures the
+seconds each party spends in each round and the bytes each sends and receives. All protocol
+decisions stay in the state machines; this loop only moves messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols import wire
+from protocols.masking import (
+    AggregateResult,
+    ClientPhase,
+    MaskingClient,
+    MaskingParams,
+    MaskingServer,
+)
+from protocols.messages import Message
+from secagg.errors import InsufficientSurvivorsError, ParameterError, SecAggError
+
+__all__ = ["ROUND_NAMES", "Interceptor", "SimulationReport", "Simulator"]
+
+#: Names of the four protocol rounds, indexed like dropout schedules.
+ROUND_NAMES: Final = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+
+#: ``interceptor(round_index, message)`` returns the message to deliver (possibly altered),
+#: ``None`` to drop it, or a sequence of messages to deliver instead.
+Interceptor = Callable[[int, Message], Message | Sequence[Message] | None]
+_T = TypeVar("_T")
+
+
+@dataclass
+class SimulationReport:
+    """What happened in a simulated round.
+
+    Attributes:
+        result: the server's aggregate, or ``None`` if the round aborted.
+        error: the abort (e.g. :class:`InsufficientSurvivorsError`), if any.
+        server_seconds: round name -> seconds the server spent.
+        client_seconds: client id -> round name -> seconds.
+        bytes_sent / bytes_received: client id -> bytes; the server's are ``server_bytes_*``.
+        client_errors: client id -> the error that made it abort.
+        server_rejections: errors the server raised on individual bad messages.
+        dropped_at: client id -> protocol round at which it fell out (server's view).
+    """
+
+    result: AggregateResult | None = None
+    error: SecAggError | None = None
+    server_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    client_seconds: dict[int, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float))
+    )
+    bytes_sent: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    bytes_received: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    server_bytes_sent: int = 0
+    server_bytes_received: int = 0
+    client_errors: dict[int, SecAggError] = field(default_factory=dict)
+    server_rejections: list[SecAggError] = field(default_factory=list)
+    dropped_at: dict[int, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+class Simulator:
+    """Runs one masking round in memory.
+
+    Args:
+        params: the server's round configuration.
+        inputs: client id -> quantized input (integers in Z_{2^k}); every graph node needs one.
+        dropouts: client id -> protocol round (0-3) from which the client stays silent.
+        interceptor: sees every message in both directions (see :data:`Interceptor`).
+        through_wire: encode and decode every message with :mod:`protocols.wire`.
+        on_step: called after each client step, e.g. to advance a progress bar.
+    """
+
+    def __init__(
+        self,
+        params: MaskingParams,
+        inputs: Mapping[int, npt.NDArray[np.unsignedinteger]],
+        *,
+        dropouts: Mapping[int, int] | None = None,
+        interceptor: Interceptor | None = None,
+        through_wire: bool = False,
+        on_step: Callable[[], None] | None = None,
+    ) -> None:
+        missing = set(params.graph.nodes) - set(inputs)
+        if missing:
+            raise ParameterError(f"no input for clients {sorted(missing)}")
+        schedule = dict(dropouts or {})
+        for client, round_index in schedule.items():
+            if client not in inputs or not 0 <= round_index <= 3:
+                raise ParameterError(f"bad dropout entry {client}: {round_index}")
+        self.params = params
+        self.inputs = inputs
+        self.dropouts = schedule
+        self.interceptor = interceptor
+        self.through_wire = through_wire
+        self.on_step = on_step
+        self.server = MaskingServer(params)
+        self.clients = {
+            u: MaskingClient(u, session_id=params.session_id, round_id=params.round_id)
+            for u in params.graph.nodes
+        }
+        self.report = SimulationReport()
+
+    def run(self) -> SimulationReport:
+        """Play the four rounds and return the report (the round may have aborted)."""
+        report = self.report
+        started = time.perf_counter()
+        outbox = self._timed_server(0, self.server.start)
+        for round_index in range(len(ROUND_NAMES)):
+            replies = [m for msg in outbox for m in self._deliver_to_client(round_index, msg)]
+            for message in replies:
+                self._deliver_to_server(round_index, message)
+            try:
+                outbox = self._timed_server(round_index, self.server.close_phase)
+            except InsufficientSurvivorsError as error:
+                report.error = error
+                for notice in self.server.abort_messages():
+                    self._deliver_to_client(round_index, notice)
+                break
+        if report.error is None:
+            report.result = self.server.result
+        report.dropped_at = self.server.dropped_at
+        report.wall_seconds = time.perf_counter() - started
+        return report
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def _intercept(self, round_index: int, message: Message) -> Iterable[Message]:
+        if self.interceptor is None:
+            return (message,)
+        replaced = self.interceptor(round_index, message)
+        if replaced is None:
+            return ()
+        return (replaced,) if not isinstance(replaced, Sequence) else replaced
+
+    def _transmit(self, message: Message) -> tuple[Message, int]:
+        data = wire.encode(message)
+        return (wire.decode(data) if self.through_wire else message), len(data)
+
+    def _deliver_to_client(self, round_index: int, message: Message) -> list[Message]:
+        replies: list[Message] = []
+        report = self.report
+        for intercepted in self._intercept(round_index, message):
+            client_id = intercepted.recipient
+            client = self.clients.get(client_id)
+            if client is None or self.dropouts.get(client_id, 4) <= round_index:
+                continue
+            if client_id in report.client_errors:
+                continue
+            delivered, size = self._transmit(intercepted)
+            report.server_bytes_sent += size
+            report.bytes_received[client_id] += size
+            try:
+                out = self._timed_client(client_id, round_index, client.receive, delivered)
+                if client.phase is ClientPhase.AWAIT_INPUT:
+                    out += self._timed_client(
+                        client_id, round_index, client.submit_input, self.inputs[client_id]
+                    )
+            except SecAggError as error:
+                report.client_errors[client_id] = error
+                continue
+            finally:
+                if self.on_step is not None:
+                    self.on_step()
+            replies.extend(out)
+        return replies
+
+    def _deliver_to_server(self, round_index: int, message: Message) -> None:
+        report = self.report
+        for intercepted in self._intercept(round_index, message):
+            delivered, size = self._transmit(intercepted)
+            report.bytes_sent[intercepted.sender] += size
+            report.server_bytes_received += size
+            try:
+                self._timed_server(round_index, self.server.receive, delivered)
+            except SecAggError as error:
+                report.server_rejections.append(error)
+
+    def _timed_server(self, round_index: int, step: Callable[..., _T], *args: object) -> _T:
+        started = time.perf_counter()
+        try:
+            return step(*args)
+        finally:
+            self.report.server_seconds[ROUND_NAMES[round_index]] += time.perf_counter() - started
+
+    def _timed_client(
+        self, client_id: int, round_index: int, step: Callable[..., _T], *args: object
+    ) -> _T:
+        started = time.perf_counter()
+        try:
+            return step(*args)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.report.client_seconds[client_id][ROUND_NAMES[round_index]] += elapsed
