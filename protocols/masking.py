@@ -703,6 +703,11 @@ class MaskingServer:
     def _prune(self, live: set[int]) -> None:
         """Drop clients whose live neighbourhood (with themselves) fell below the threshold."""
         t = self.params.threshold
+        round_index = SERVER_ROUND_INDEX[self._phase]
+        if len(live) < t:
+            raise self._abort(
+                f"{len(live)} clients answered in round {round_index}, below the threshold {t}"
+            )
         changed = True
         while changed:
             changed = False
@@ -713,8 +718,8 @@ class MaskingServer:
                     changed = True
         if len(live) < t:
             raise self._abort(
-                f"{len(live)} clients remain in round {SERVER_ROUND_INDEX[self._phase]}, below "
-                f"the threshold {t}"
+                f"after dropping clients whose neighbourhood fell below the threshold {t}, "
+                f"{len(live)} clients remain in round {round_index}"
             )
 
     # -- round 0 ------------------------------------------------------------------------------
