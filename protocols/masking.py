@@ -99,9 +99,9 @@ def _x(client_id: int) -> int:
 
 
 def _pairwise_mask_key(
-    private_bytes: bytes, peer_public: bytes, session_id: bytes, round_id: int, u: int, v: int
+    private: KeyPair, peer_public: bytes, session_id: bytes, round_id: int, u: int, v: int
 ) -> bytes:
-    secret = agree(private_bytes, peer_public)
+    secret = agree(private, peer_public)
     return derive_key(
         secret,
         purpose=Purpose.PAIRWISE_MASK,
@@ -124,9 +124,9 @@ def _self_mask_key(seed: bytes, session_id: bytes, round_id: int, owner: int) ->
 
 
 def _share_key(
-    private_bytes: bytes, peer_public: bytes, session_id: bytes, round_id: int, u: int, v: int
+    private: KeyPair, peer_public: bytes, session_id: bytes, round_id: int, u: int, v: int
 ) -> bytes:
-    secret = agree(private_bytes, peer_public)
+    secret = agree(private, peer_public)
     return derive_key(
         secret,
         purpose=Purpose.SHARE_ENCRYPTION,
@@ -183,6 +183,7 @@ class MaskingClient:
         self._self_mask_seed: bytes | None = None
         # owner -> (self-mask seed share, mask-key share), our own included.
         self._held_shares: dict[int, tuple[int, int]] = {}
+        self._share_keys_by_peer: dict[int, bytes] = {}
         self._mask_peers: tuple[int, ...] = ()
 
     @property
@@ -224,6 +225,7 @@ class MaskingClient:
         self._share_keys = None
         self._self_mask_seed = None
         self._held_shares = {}
+        self._share_keys_by_peer = {}
 
     def _receive(self, message: Message) -> list[Message]:
         if message.sender != SERVER_ID or message.recipient != self.client_id:
@@ -338,13 +340,15 @@ class MaskingClient:
                 + shamir.share_to_bytes(pair[1])
             )
             key = _share_key(
-                self._share_keys.private_bytes,
+                self._share_keys,
                 by_id[peer].share_public_key,
                 self.session_id,
                 self.round_id,
                 self.client_id,
                 peer,
             )
+            # The same key opens the peer's bundle to us in the next round.
+            self._share_keys_by_peer[peer] = key
             ad = aead.associated_data(self.session_id, self.round_id, self.client_id, peer)
             bundles.append(SealedShares(peer=peer, ciphertext=aead.seal(key, plaintext, ad)))
         return [EncryptedShares(**self._header(), bundles=tuple(bundles))]  # type: ignore[arg-type]
@@ -365,14 +369,7 @@ class MaskingClient:
                 f"{self._threshold}"
             )
         for bundle in forwarded.bundles:
-            key = _share_key(
-                self._share_keys.private_bytes,
-                self._roster[bundle.peer].share_public_key,
-                self.session_id,
-                self.round_id,
-                self.client_id,
-                bundle.peer,
-            )
+            key = self._share_keys_by_peer[bundle.peer]
             ad = aead.associated_data(self.session_id, self.round_id, bundle.peer, self.client_id)
             plaintext = aead.open_(key, bundle.ciphertext, ad)
             if len(plaintext) != _BUNDLE_BYTES:
@@ -387,6 +384,7 @@ class MaskingClient:
                 raise InvalidCiphertextError("invalid ciphertext") from None
             self._held_shares[owner] = (seed_share, key_share)
         self._mask_peers = tuple(sorted(senders))
+        self._share_keys_by_peer = {}
         return []
 
     def _submit_input(self, vector: npt.ArrayLike) -> list[Message]:
@@ -402,7 +400,7 @@ class MaskingClient:
         )
         for peer in self._mask_peers:
             key = _pairwise_mask_key(
-                self._mask_keys.private_bytes,
+                self._mask_keys,
                 self._roster[peer].mask_public_key,
                 self.session_id,
                 self.round_id,
@@ -876,8 +874,10 @@ class MaskingServer:
             partners = self._mask_peers[u] & self._uploaded
             if u in self._uploaded or not partners:
                 continue
-            private = recover(u, self._key_shares.get(u, {}), "mask key")
-            if keypair_from_private_bytes(private).public_bytes != self._keys[u].mask_public_key:
+            private = keypair_from_private_bytes(
+                recover(u, self._key_shares.get(u, {}), "mask key")
+            )
+            if private.public_bytes != self._keys[u].mask_public_key:
                 raise self._abort(f"client {u}'s mask key did not reconstruct to its public key")
             for v in sorted(partners):
                 key = _pairwise_mask_key(

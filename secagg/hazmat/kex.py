@@ -51,19 +51,27 @@ class Purpose(enum.Enum):
 
 @dataclass(frozen=True, slots=True, repr=False)
 class KeyPair:
-    """An X25519 key pair; ``private_bytes`` is the raw 32-byte scalar (kept out of ``repr``)."""
+    """An X25519 key pair. The key object is kept so each agreement costs one scalar product."""
 
-    private_bytes: bytes
+    private_key: X25519PrivateKey
     public_bytes: bytes
 
+    @property
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private scalar (what gets Shamir-shared)."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+
     def __repr__(self) -> str:
-        return f"KeyPair(public_bytes={self.public_bytes.hex()}, private_bytes=<hidden>)"
+        return f"KeyPair(public_bytes={self.public_bytes.hex()}, private_key=<hidden>)"
 
 
 def generate_keypair() -> KeyPair:
     """Return a fresh X25519 key pair from the operating system's CSPRNG."""
-    private = X25519PrivateKey.generate()
-    return _to_keypair(private)
+    return _to_keypair(X25519PrivateKey.generate())
 
 
 def keypair_from_private_bytes(private_bytes: bytes) -> KeyPair:
@@ -74,25 +82,32 @@ def keypair_from_private_bytes(private_bytes: bytes) -> KeyPair:
 
 
 def _to_keypair(private: X25519PrivateKey) -> KeyPair:
-    raw = serialization.Encoding.Raw
-    return KeyPair(
-        private_bytes=private.private_bytes(
-            raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-        ),
-        public_bytes=private.public_key().public_bytes(raw, serialization.PublicFormat.Raw),
+    public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
+    return KeyPair(private_key=private, public_bytes=public)
 
 
-def agree(private_bytes: bytes, peer_public_bytes: bytes) -> bytes:
-    """Return the raw X25519 shared secret; a low-order peer key raises InvalidCiphertextError."""
+def agree(private: KeyPair | bytes, peer_public_bytes: bytes) -> bytes:
+    """Return the raw X25519 shared secret; a low-order peer key raises InvalidCiphertextError.
+
+    Pass the :class:`KeyPair` where you have it: rebuilding a key from raw bytes costs a
+    second scalar multiplication.
+    """
     if not isinstance(peer_public_bytes, bytes) or len(peer_public_bytes) != PUBLIC_KEY_BYTES:
         raise InvalidCiphertextError("invalid public key")
-    private = X25519PrivateKey.from_private_bytes(private_bytes)
+    key = private.private_key if isinstance(private, KeyPair) else _private_from_bytes(private)
     try:
-        return private.exchange(X25519PublicKey.from_public_bytes(peer_public_bytes))
+        return key.exchange(X25519PublicKey.from_public_bytes(peer_public_bytes))
     except (ValueError, UnsupportedAlgorithm):
         # cryptography refuses an all-zero shared secret (a small-order point); say nothing more.
         raise InvalidCiphertextError("invalid public key") from None
+
+
+def _private_from_bytes(private_bytes: bytes) -> X25519PrivateKey:
+    if not isinstance(private_bytes, bytes) or len(private_bytes) != PRIVATE_KEY_BYTES:
+        raise ParameterError(f"an X25519 private key is {PRIVATE_KEY_BYTES} bytes")
+    return X25519PrivateKey.from_private_bytes(private_bytes)
 
 
 def hkdf_sha256(secret: bytes, *, salt: bytes | None, info: bytes, length: int) -> bytes:
