@@ -147,8 +147,10 @@ class Simulator:
         return (replaced,) if not isinstance(replaced, Sequence) else replaced
 
     def _transmit(self, message: Message) -> tuple[Message, int]:
+        if not self.through_wire:
+            return message, wire.encoded_size(message)
         data = wire.encode(message)
-        return (wire.decode(data) if self.through_wire else message), len(data)
+        return wire.decode(data), len(data)
 
     def _deliver_to_client(self, round_index: int, message: Message) -> list[Message]:
         replies: list[Message] = []

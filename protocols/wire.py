@@ -37,7 +37,15 @@ from secagg.errors import SecAggError, WireFormatError
 from secagg.hazmat.kex import PUBLIC_KEY_BYTES
 from secagg.hazmat.shamir import SHARE_BYTES
 
-__all__ = ["MAX_ENTRIES", "MAX_VECTOR_LENGTH", "VERSION", "decode", "encode", "packed_size"]
+__all__ = [
+    "MAX_ENTRIES",
+    "MAX_VECTOR_LENGTH",
+    "VERSION",
+    "decode",
+    "encode",
+    "encoded_size",
+    "packed_size",
+]
 
 MAGIC: Final = b"SAGG"
 VERSION: Final = 1
@@ -62,6 +70,13 @@ _TYPE_CODES: Final[dict[type, int]] = {
 def packed_size(length: int, modulus_bits: int) -> int:
     """Bytes a vector of ``length`` ring values occupies on the wire."""
     return length * ((modulus_bits + 7) // 8)
+
+
+def encoded_size(message: Message) -> int:
+    """Bytes :func:`encode` would produce, without copying a large vector to find out."""
+    if isinstance(message, MaskedInput):
+        return _HEADER.size + 5 + packed_size(message.vector.shape[0], message.modulus_bits)
+    return len(encode(message))
 
 
 def _pack_vector(vector: npt.NDArray[np.unsignedinteger], modulus_bits: int) -> bytes:
