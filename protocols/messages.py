@@ -19,15 +19,20 @@ from secagg.hazmat.kex import PUBLIC_KEY_BYTES, SESSION_ID_BYTES
 from secagg.hazmat.shamir import FIELD_PRIME
 
 __all__ = [
+    "KEY_HOLDER_ID",
     "MAX_PARTY_ID",
     "SERVER_ID",
     "Abort",
+    "AggregateCiphertext",
+    "DecryptedAggregate",
+    "EncryptedInput",
     "EncryptedShares",
     "ForwardedShares",
     "KeyAdvertisement",
     "KeyRoster",
     "MaskedInput",
     "Message",
+    "PaillierSetup",
     "RosterEntry",
     "RoundSetup",
     "SealedShares",
@@ -38,13 +43,22 @@ __all__ = [
 
 #: The server's id on the wire; client ids are 0 .. MAX_PARTY_ID.
 SERVER_ID: Final = 2**32 - 1
-MAX_PARTY_ID: Final = 2**32 - 2
+#: The Paillier key holder's id (a party apart from the server).
+KEY_HOLDER_ID: Final = 2**32 - 2
+MAX_PARTY_ID: Final = 2**32 - 3
+#: Largest Paillier ciphertext accepted on the wire (a 4096-bit modulus squared).
+MAX_CIPHERTEXT_BYTES: Final = 1024
 MAX_ROUND_ID: Final = 2**64 - 1
 MAX_REASON_CHARS: Final = 1024
 
 
 def _fail(message: str) -> WireFormatError:
     return WireFormatError(message)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _fail(f"{name} must be an int in [{low}, {high}], got {value!r}")
 
 
 def _check_party(name: str, value: object, *, server_ok: bool = True) -> None:
@@ -190,6 +204,19 @@ class ForwardedShares(_Header):
         _check_bundles(self.bundles)
 
 
+def _vector_message_eq(a: _Header, b: object, fields: tuple[str, ...]) -> bool:
+    """Field-wise equality for messages carrying a numpy ``vector``."""
+    if type(a) is not type(b):
+        return NotImplemented  # type: ignore[no-any-return]
+    names = ("session_id", "round_id", "sender", "recipient", *fields)
+    va, vb = a.vector, b.vector  # type: ignore[attr-defined]
+    return (
+        all(getattr(a, n) == getattr(b, n) for n in names)
+        and va.dtype == vb.dtype
+        and bool(np.array_equal(va, vb))
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class MaskedInput(_Header):
     """Client -> server, round 2: the masked, quantized input in Z_{2^modulus_bits}."""
@@ -208,14 +235,7 @@ class MaskedInput(_Header):
             raise _fail(f"vector must be uint32 or uint64, not {vector.dtype}")
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MaskedInput):
-            return NotImplemented
-        return (
-            (self.session_id, self.round_id, self.sender, self.recipient, self.modulus_bits)
-            == (other.session_id, other.round_id, other.sender, other.recipient, other.modulus_bits)
-            and self.vector.dtype == other.vector.dtype
-            and bool(np.array_equal(self.vector, other.vector))
-        )
+        return _vector_message_eq(self, other, ("modulus_bits",))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -279,6 +299,80 @@ class Abort(_Header):
             raise _fail(f"reason must be a string of at most {MAX_REASON_CHARS} characters")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaillierSetup(_Header):
+    """Server -> client: the key holder's public modulus and the packing parameters.
+
+    Clients compare ``public_key_n`` with the key they pinned from the key holder, so a server
+    cannot slip in a key of its own.
+    """
+
+    public_key_n: int
+    vector_length: int
+    value_bits: int
+    max_clients: int
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_int("public_key_n", self.public_key_n, 3, 2 ** (4 * MAX_CIPHERTEXT_BYTES) - 1)
+        _check_int("vector_length", self.vector_length, 1, 2**31)
+        _check_int("value_bits", self.value_bits, 1, 63)
+        _check_int("max_clients", self.max_clients, 1, 2**32 - 1)
+
+
+def _check_ciphertexts(ciphertexts: object, width: object) -> None:
+    _check_int("ciphertext_bytes", width, 1, MAX_CIPHERTEXT_BYTES)
+    if not isinstance(ciphertexts, bytes) or len(ciphertexts) % width:  # type: ignore[operator]
+        raise _fail("ciphertexts must be bytes, a whole number of fixed-width ciphertexts")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptedInput(_Header):
+    """Client -> server: the packed input encrypted under the key holder's public key."""
+
+    ciphertext_bytes: int
+    ciphertexts: bytes
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_ciphertexts(self.ciphertexts, self.ciphertext_bytes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregateCiphertext(_Header):
+    """Server -> key holder: the product of ``contributors`` clients' ciphertext vectors."""
+
+    contributors: int
+    ciphertext_bytes: int
+    ciphertexts: bytes
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_int("contributors", self.contributors, 1, 2**32 - 1)
+        _check_ciphertexts(self.ciphertexts, self.ciphertext_bytes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class DecryptedAggregate(_Header):
+    """Key holder -> server: the slot-checked sums of the aggregate, one uint64 per value."""
+
+    contributors: int
+    vector: npt.NDArray[np.uint64]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_int("contributors", self.contributors, 1, 2**32 - 1)
+        if not isinstance(self.vector, np.ndarray) or self.vector.ndim != 1:
+            raise _fail("vector must be a 1-D numpy array")
+        if self.vector.dtype != np.dtype(np.uint64):
+            raise _fail(f"vector must be uint64, not {self.vector.dtype}")
+
+    def __eq__(self, other: object) -> bool:
+        return _vector_message_eq(self, other, ("contributors",))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 Message: TypeAlias = (
     RoundSetup
     | KeyAdvertisement
@@ -289,4 +383,8 @@ Message: TypeAlias = (
     | UnmaskRequest
     | UnmaskResponse
     | Abort
+    | PaillierSetup
+    | EncryptedInput
+    | AggregateCiphertext
+    | DecryptedAggregate
 )

@@ -19,12 +19,16 @@ import numpy.typing as npt
 
 from protocols.messages import (
     Abort,
+    AggregateCiphertext,
+    DecryptedAggregate,
+    EncryptedInput,
     EncryptedShares,
     ForwardedShares,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
     Message,
+    PaillierSetup,
     RosterEntry,
     RoundSetup,
     SealedShares,
@@ -64,6 +68,10 @@ _TYPE_CODES: Final[dict[type, int]] = {
     UnmaskRequest: 7,
     UnmaskResponse: 8,
     Abort: 9,
+    PaillierSetup: 10,
+    EncryptedInput: 11,
+    AggregateCiphertext: 12,
+    DecryptedAggregate: 13,
 }
 
 
@@ -191,6 +199,20 @@ def _encode_body(message: Message, w: _Writer) -> None:
         reason = message.reason.encode("utf-8")
         w.fmt("H", len(reason))
         w.raw(reason)
+    elif isinstance(message, PaillierSetup):
+        modulus = message.public_key_n.to_bytes((message.public_key_n.bit_length() + 7) // 8, "big")
+        w.fmt("H", len(modulus))
+        w.raw(modulus)
+        w.fmt("IBI", message.vector_length, message.value_bits, message.max_clients)
+    elif isinstance(message, EncryptedInput):
+        w.fmt("HI", message.ciphertext_bytes, len(message.ciphertexts))
+        w.raw(message.ciphertexts)
+    elif isinstance(message, AggregateCiphertext):
+        w.fmt("IHI", message.contributors, message.ciphertext_bytes, len(message.ciphertexts))
+        w.raw(message.ciphertexts)
+    elif isinstance(message, DecryptedAggregate):
+        w.fmt("II", message.contributors, message.vector.shape[0])
+        w.raw(message.vector.astype("<u8", copy=False).tobytes())
 
 
 def encode(message: Message) -> bytes:
@@ -308,6 +330,47 @@ def _decode_abort(r: _Reader, header: dict[str, object]) -> Message:
     return Abort(**header, reason=reason)  # type: ignore[arg-type]
 
 
+def _decode_paillier_setup(r: _Reader, header: dict[str, object]) -> Message:
+    (size,) = r.fmt("H")
+    modulus = int.from_bytes(r.take(size), "big")
+    vector_length, value_bits, max_clients = r.fmt("IBI")
+    return PaillierSetup(
+        **header,  # type: ignore[arg-type]
+        public_key_n=modulus,
+        vector_length=vector_length,
+        value_bits=value_bits,
+        max_clients=max_clients,
+    )
+
+
+def _ciphertext_block(r: _Reader) -> tuple[int, bytes]:
+    width, size = r.fmt("HI")
+    return width, r.take(size)
+
+
+def _decode_encrypted_input(r: _Reader, header: dict[str, object]) -> Message:
+    width, data = _ciphertext_block(r)
+    return EncryptedInput(**header, ciphertext_bytes=width, ciphertexts=data)  # type: ignore[arg-type]
+
+
+def _decode_aggregate_ciphertext(r: _Reader, header: dict[str, object]) -> Message:
+    (contributors,) = r.fmt("I")
+    width, data = _ciphertext_block(r)
+    return AggregateCiphertext(
+        **header,  # type: ignore[arg-type]
+        contributors=contributors,
+        ciphertext_bytes=width,
+        ciphertexts=data,
+    )
+
+
+def _decode_decrypted_aggregate(r: _Reader, header: dict[str, object]) -> Message:
+    contributors = r.u32()
+    length = r.count(8)
+    vector = np.frombuffer(r.take(8 * length), dtype="<u8").astype(np.uint64)
+    return DecryptedAggregate(**header, contributors=contributors, vector=vector)  # type: ignore[arg-type]
+
+
 _DECODERS: Final[dict[int, Callable[[_Reader, dict[str, object]], Message]]] = {
     1: _decode_round_setup,
     2: _decode_key_advertisement,
@@ -318,6 +381,10 @@ _DECODERS: Final[dict[int, Callable[[_Reader, dict[str, object]], Message]]] = {
     7: _decode_unmask_request,
     8: _decode_unmask_response,
     9: _decode_abort,
+    10: _decode_paillier_setup,
+    11: _decode_encrypted_input,
+    12: _decode_aggregate_ciphertext,
+    13: _decode_decrypted_aggregate,
 }
 
 
