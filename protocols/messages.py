@@ -343,12 +343,14 @@ class AggregateCiphertext(_Header):
     """Server -> key holder: the product of ``contributors`` clients' ciphertext vectors."""
 
     contributors: int
+    vector_length: int
     ciphertext_bytes: int
     ciphertexts: bytes
 
     def __post_init__(self) -> None:
         _Header.__post_init__(self)
         _check_int("contributors", self.contributors, 1, 2**32 - 1)
+        _check_int("vector_length", self.vector_length, 1, 2**31)
         _check_ciphertexts(self.ciphertexts, self.ciphertext_bytes)
 
 

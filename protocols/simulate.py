@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,9 +28,17 @@ from protocols.masking import (
     MaskingServer,
 )
 from protocols.messages import Message
+from protocols.paillier import (
+    KeyHolder,
+    PaillierClient,
+    PaillierParams,
+    PaillierResult,
+    PaillierServer,
+)
 from secagg.errors import InsufficientSurvivorsError, ParameterError, SecAggError
+from secagg.hazmat.paillier import RandomnessMode
 
-__all__ = ["ROUND_NAMES", "Interceptor", "SimulationReport", "Simulator"]
+__all__ = ["ROUND_NAMES", "Interceptor", "PaillierSimulator", "SimulationReport", "Simulator"]
 
 #: Names of the four protocol rounds, indexed like dropout schedules.
 ROUND_NAMES: Final = ("advertise_keys", "share_keys", "masked_input", "unmasking")
@@ -46,7 +54,8 @@ class SimulationReport:
     """What happened in a simulated round.
 
     Attributes:
-        result: the server's aggregate, or ``None`` if the round aborted.
+        result: the server's aggregate (masking: AggregateResult, Paillier: PaillierResult),
+            or ``None`` if the round aborted.
         error: the abort (e.g. :class:`InsufficientSurvivorsError`), if any.
         server_seconds: round name -> seconds the server spent.
         client_seconds: client id -> round name -> seconds.
@@ -56,7 +65,7 @@ class SimulationReport:
         dropped_at: client id -> protocol round at which it fell out (server's view).
     """
 
-    result: AggregateResult | None = None
+    result: AggregateResult | PaillierResult | None = None
     error: SecAggError | None = None
     server_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     client_seconds: dict[int, dict[str, float]] = field(
@@ -70,71 +79,39 @@ class SimulationReport:
     server_rejections: list[SecAggError] = field(default_factory=list)
     dropped_at: dict[int, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    key_holder_seconds: float = 0.0
+    key_holder_bytes_sent: int = 0
+    key_holder_bytes_received: int = 0
 
 
-class Simulator:
-    """Runs one masking round in memory.
+class _Driver:
+    """Moves messages between in-memory parties, timing and counting them (no decisions)."""
 
-    Args:
-        params: the server's round configuration.
-        inputs: client id -> quantized input (integers in Z_{2^k}); every graph node needs one.
-        dropouts: client id -> protocol round (0-3) from which the client stays silent.
-        interceptor: sees every message in both directions (see :data:`Interceptor`).
-        through_wire: encode and decode every message with :mod:`protocols.wire`.
-        on_step: called after each client step, e.g. to advance a progress bar.
-    """
+    clients: Mapping[int, Any]
+    server: Any
 
     def __init__(
         self,
-        params: MaskingParams,
+        nodes: Iterable[int],
         inputs: Mapping[int, npt.NDArray[np.unsignedinteger]],
-        *,
-        dropouts: Mapping[int, int] | None = None,
-        interceptor: Interceptor | None = None,
-        through_wire: bool = False,
-        on_step: Callable[[], None] | None = None,
+        dropouts: Mapping[int, int] | None,
+        interceptor: Interceptor | None,
+        through_wire: bool,
+        on_step: Callable[[], None] | None,
     ) -> None:
-        missing = set(params.graph.nodes) - set(inputs)
+        missing = set(nodes) - set(inputs)
         if missing:
             raise ParameterError(f"no input for clients {sorted(missing)}")
         schedule = dict(dropouts or {})
         for client, round_index in schedule.items():
             if client not in inputs or not 0 <= round_index <= 3:
                 raise ParameterError(f"bad dropout entry {client}: {round_index}")
-        self.params = params
         self.inputs = inputs
         self.dropouts = schedule
         self.interceptor = interceptor
         self.through_wire = through_wire
         self.on_step = on_step
-        self.server = MaskingServer(params)
-        self.clients = {
-            u: MaskingClient(u, session_id=params.session_id, round_id=params.round_id)
-            for u in params.graph.nodes
-        }
         self.report = SimulationReport()
-
-    def run(self) -> SimulationReport:
-        """Play the four rounds and return the report (the round may have aborted)."""
-        report = self.report
-        started = time.perf_counter()
-        outbox = self._timed_server(0, self.server.start)
-        for round_index in range(len(ROUND_NAMES)):
-            replies = [m for msg in outbox for m in self._deliver_to_client(round_index, msg)]
-            for message in replies:
-                self._deliver_to_server(round_index, message)
-            try:
-                outbox = self._timed_server(round_index, self.server.close_phase)
-            except InsufficientSurvivorsError as error:
-                report.error = error
-                for notice in self.server.abort_messages():
-                    self._deliver_to_client(round_index, notice)
-                break
-        if report.error is None:
-            report.result = self.server.result
-        report.dropped_at = self.server.dropped_at
-        report.wall_seconds = time.perf_counter() - started
-        return report
 
     # -- transport ------------------------------------------------------------------------------
 
@@ -184,7 +161,10 @@ class Simulator:
         report = self.report
         for intercepted in self._intercept(round_index, message):
             delivered, size = self._transmit(intercepted)
-            report.bytes_sent[intercepted.sender] += size
+            if intercepted.sender in self.clients:
+                report.bytes_sent[intercepted.sender] += size
+            else:
+                report.key_holder_bytes_sent += size
             report.server_bytes_received += size
             try:
                 self._timed_server(round_index, self.server.receive, delivered)
@@ -207,3 +187,125 @@ class Simulator:
         finally:
             elapsed = time.perf_counter() - started
             self.report.client_seconds[client_id][ROUND_NAMES[round_index]] += elapsed
+
+
+class Simulator(_Driver):
+    """Runs one masking round in memory.
+
+    Args:
+        params: the server's round configuration.
+        inputs: client id -> quantized input (integers in Z_{2^k}); every graph node needs one.
+        dropouts: client id -> protocol round (0-3) from which the client stays silent.
+        interceptor: sees every message in both directions (see :data:`Interceptor`).
+        through_wire: encode and decode every message with :mod:`protocols.wire`.
+        on_step: called after each client step, e.g. to advance a progress bar.
+    """
+
+    def __init__(
+        self,
+        params: MaskingParams,
+        inputs: Mapping[int, npt.NDArray[np.unsignedinteger]],
+        *,
+        dropouts: Mapping[int, int] | None = None,
+        interceptor: Interceptor | None = None,
+        through_wire: bool = False,
+        on_step: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(params.graph.nodes, inputs, dropouts, interceptor, through_wire, on_step)
+        self.params = params
+        self.server = MaskingServer(params)
+        self.clients = {
+            u: MaskingClient(u, session_id=params.session_id, round_id=params.round_id)
+            for u in params.graph.nodes
+        }
+
+    def run(self) -> SimulationReport:
+        """Play the four rounds and return the report (the round may have aborted)."""
+        report = self.report
+        started = time.perf_counter()
+        outbox = self._timed_server(0, self.server.start)
+        for round_index in range(len(ROUND_NAMES)):
+            replies = [m for msg in outbox for m in self._deliver_to_client(round_index, msg)]
+            for message in replies:
+                self._deliver_to_server(round_index, message)
+            try:
+                outbox = self._timed_server(round_index, self.server.close_phase)
+            except InsufficientSurvivorsError as error:
+                report.error = error
+                for notice in self.server.abort_messages():
+                    self._deliver_to_client(round_index, notice)
+                break
+        if report.error is None:
+            report.result = self.server.result
+        report.dropped_at = self.server.dropped_at
+        report.wall_seconds = time.perf_counter() - started
+        return report
+
+
+class PaillierSimulator(_Driver):
+    """Runs one Paillier round in memory: setup, upload, aggregate, decryption by the key holder.
+
+    Dropout rounds mean what they mean for masking: a client dropping at round 0, 1 or 2 never
+    uploads; at round 3 it has uploaded and counts. Times land under ``masked_input`` (clients and
+    server) and ``unmasking`` (the server's handling of the decrypted sums); the key holder's are
+    in ``key_holder_seconds``.
+    """
+
+    def __init__(
+        self,
+        params: PaillierParams,
+        inputs: Mapping[int, npt.NDArray[np.unsignedinteger]],
+        key_holder: KeyHolder,
+        *,
+        mode: RandomnessMode = RandomnessMode.FRESH,
+        processes: int | None = 1,
+        dropouts: Mapping[int, int] | None = None,
+        interceptor: Interceptor | None = None,
+        through_wire: bool = False,
+        on_step: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(params.clients, inputs, dropouts, interceptor, through_wire, on_step)
+        self.params = params
+        self.key_holder = key_holder
+        self.server = PaillierServer(params, key_holder.public_key)
+        self.clients = {
+            u: PaillierClient(
+                u,
+                session_id=params.session_id,
+                round_id=params.round_id,
+                public_key=key_holder.public_key,
+                mode=mode,
+                djn=key_holder.djn if mode is RandomnessMode.DJN else None,
+                processes=processes,
+            )
+            for u in params.clients
+        }
+
+    def run(self) -> SimulationReport:
+        """Play the round and return the report (``result`` is a PaillierResult here)."""
+        report = self.report
+        started = time.perf_counter()
+        upload = ROUND_NAMES.index("masked_input")
+        outbox = self._timed_server(upload, self.server.start)
+        for message in [m for msg in outbox for m in self._deliver_to_client(upload, msg)]:
+            self._deliver_to_server(upload, message)
+        try:
+            to_key_holder = self._timed_server(upload, self.server.close_phase)
+            for message in to_key_holder:
+                for intercepted in self._intercept(upload + 1, message):
+                    delivered, size = self._transmit(intercepted)
+                    report.server_bytes_sent += size
+                    report.key_holder_bytes_received += size
+                    before = time.perf_counter()
+                    replies = self.key_holder.receive(delivered)
+                    report.key_holder_seconds += time.perf_counter() - before
+                    for reply in replies:
+                        self._deliver_to_server(upload + 1, reply)
+            report.result = self.server.result
+        except SecAggError as error:
+            report.error = error
+        report.dropped_at = {
+            u: r for u, r in self.dropouts.items() if r <= upload or u not in self.inputs
+        }
+        report.wall_seconds = time.perf_counter() - started
+        return report

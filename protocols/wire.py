@@ -208,7 +208,8 @@ def _encode_body(message: Message, w: _Writer) -> None:
         w.fmt("HI", message.ciphertext_bytes, len(message.ciphertexts))
         w.raw(message.ciphertexts)
     elif isinstance(message, AggregateCiphertext):
-        w.fmt("IHI", message.contributors, message.ciphertext_bytes, len(message.ciphertexts))
+        w.fmt("II", message.contributors, message.vector_length)
+        w.fmt("HI", message.ciphertext_bytes, len(message.ciphertexts))
         w.raw(message.ciphertexts)
     elif isinstance(message, DecryptedAggregate):
         w.fmt("II", message.contributors, message.vector.shape[0])
@@ -354,11 +355,12 @@ def _decode_encrypted_input(r: _Reader, header: dict[str, object]) -> Message:
 
 
 def _decode_aggregate_ciphertext(r: _Reader, header: dict[str, object]) -> Message:
-    (contributors,) = r.fmt("I")
+    contributors, vector_length = r.fmt("II")
     width, data = _ciphertext_block(r)
     return AggregateCiphertext(
         **header,  # type: ignore[arg-type]
         contributors=contributors,
+        vector_length=vector_length,
         ciphertext_bytes=width,
         ciphertexts=data,
     )
