@@ -26,14 +26,17 @@ from protocols.graph import (
     secagg_threshold,
 )
 from protocols.masking import MaskingParams
-from protocols.simulate import ROUND_NAMES, SimulationReport, Simulator
+from protocols.paillier import KeyHolder, PaillierParams
+from protocols.simulate import ROUND_NAMES, PaillierSimulator, SimulationReport, Simulator
 from secagg.encoding import QuantizationScheme
 from secagg.errors import InsufficientSurvivorsError, ParameterError
+from secagg.hazmat import paillier as hazmat_paillier
 
 __all__ = [
     "AggregationResult",
     "Aggregator",
     "MaskingAggregator",
+    "PaillierAggregator",
     "PlainAggregator",
     "RoundStats",
 ]
@@ -285,12 +288,7 @@ class MaskingAggregator:
             clip=self.clip, value_bits=self.value_bits, num_clients=len(ids)
         )
         length = next(iter(arrays.values())).shape[0]
-        inputs = {
-            u: _client_encode(
-                scheme, arrays[u], None if checked_weights is None else checked_weights[u]
-            )
-            for u in ids
-        }
+        inputs = _encode_all(scheme, arrays, checked_weights)
         graph, threshold = self.build_graph(ids)
         params = MaskingParams(
             session_id=self.session_id,
@@ -304,20 +302,42 @@ class MaskingAggregator:
         started = time.perf_counter()
         report = Simulator(params, inputs, dropouts=schedule, through_wire=self.through_wire).run()
         self.last_report = report
-        if report.error is not None:
-            raise report.error
-        assert report.result is not None
-        ring_sum = report.result.vector
-        survivors = report.result.survivors
-        total = scheme.dequantize_sum(ring_sum[:length], len(survivors))
-        total_weight = None if checked_weights is None else float(ring_sum[length])
-        stats = RoundStats(
-            seconds=_seconds_table(report),
-            bytes_sent={str(u): b for u, b in report.bytes_sent.items()},
-            bytes_received={str(u): b for u, b in report.bytes_received.items()},
-            wall_seconds=time.perf_counter() - started,
-        )
-        return AggregationResult(total, survivors, report.result.dropped, total_weight, stats)
+        return _decode_result(report, scheme, length, checked_weights is not None, started)
+
+
+def _encode_all(
+    scheme: QuantizationScheme,
+    arrays: Mapping[int, FloatArray],
+    weights: Mapping[int, float] | None,
+) -> dict[int, npt.NDArray[np.unsignedinteger]]:
+    return {
+        u: _client_encode(scheme, arrays[u], None if weights is None else weights[u])
+        for u in sorted(arrays)
+    }
+
+
+def _decode_result(
+    report: SimulationReport,
+    scheme: QuantizationScheme,
+    length: int,
+    weighted: bool,
+    started: float,
+) -> AggregationResult:
+    """What the server-side caller gets: the decoded float sum, never a single input."""
+    if report.error is not None:
+        raise report.error
+    assert report.result is not None
+    integer_sum = report.result.vector
+    survivors = report.result.survivors
+    total = scheme.dequantize_sum(integer_sum[:length], len(survivors))
+    total_weight = float(integer_sum[length]) if weighted else None
+    stats = RoundStats(
+        seconds=_seconds_table(report),
+        bytes_sent={str(u): b for u, b in report.bytes_sent.items()},
+        bytes_received={str(u): b for u, b in report.bytes_received.items()},
+        wall_seconds=time.perf_counter() - started,
+    )
+    return AggregationResult(total, survivors, report.result.dropped, total_weight, stats)
 
 
 def _client_encode(
@@ -333,6 +353,109 @@ def _client_encode(
         )
     encoded_weight = np.floor(weight + _uniform_rounding()).astype(scheme.dtype)
     return np.concatenate([scheme.quantize(weight * update), [encoded_weight]]).astype(scheme.dtype)
+
+
+class PaillierAggregator:
+    """Secure aggregation with packed Paillier encryption and a separate key holder.
+
+    Clients quantize exactly as for masking, pack their values into slots with headroom for
+    ``max_clients`` inputs and encrypt under the key holder's public key; the in-process server
+    multiplies ciphertexts and the key holder decrypts only the aggregate (one per round).
+
+    Args:
+        clip, value_bits: quantization, as for :class:`MaskingAggregator`.
+        key_bits: 2048 (default) or 3072.
+        mode: ``RandomnessMode.FRESH`` (default, standard assumption) or ``DJN`` (faster,
+            extra assumption; see :class:`secagg.hazmat.paillier.DJNParameters`).
+        max_clients: slot headroom: the most inputs one aggregate may sum.
+        min_contributors: the key holder refuses aggregates of fewer inputs.
+        processes: worker processes for encryption and decryption (None: every core).
+        keypair: an existing key pair (tests pass small keys); generated when omitted.
+        through_wire: round-trip every message through the binary codec.
+    """
+
+    name = "paillier"
+
+    def __init__(
+        self,
+        *,
+        clip: float = 1.0,
+        value_bits: int = 16,
+        key_bits: int = 2048,
+        mode: hazmat_paillier.RandomnessMode = hazmat_paillier.RandomnessMode.FRESH,
+        max_clients: int = 1024,
+        min_contributors: int = 2,
+        processes: int | None = 1,
+        keypair: hazmat_paillier.PaillierKeypair | None = None,
+        through_wire: bool = False,
+    ) -> None:
+        QuantizationScheme(clip=clip, value_bits=value_bits, num_clients=max_clients)
+        self.clip = clip
+        self.value_bits = value_bits
+        self.mode = mode
+        self.max_clients = max_clients
+        self.min_contributors = min_contributors
+        self.processes = processes
+        self.through_wire = through_wire
+        self.session_id = secrets.token_bytes(16)
+        keys = keypair or hazmat_paillier.generate_keypair(
+            key_bits, djn=mode is hazmat_paillier.RandomnessMode.DJN
+        )
+        # In production the key holder is a separate party; here it runs in-process.
+        self.key_holder = KeyHolder(
+            keys,
+            session_id=self.session_id,
+            value_bits=value_bits,
+            max_clients=max_clients,
+            min_contributors=min_contributors,
+            processes=processes,
+        )
+        self._next_round = 0
+        self.last_report: SimulationReport | None = None
+
+    def aggregate(
+        self,
+        updates: Mapping[int, npt.ArrayLike],
+        *,
+        weights: Mapping[int, float] | None = None,
+        dropouts: Mapping[int, int] | None = None,
+    ) -> AggregationResult:
+        """Run one Paillier round over ``updates``; see :class:`Aggregator`."""
+        arrays = check_updates(updates)
+        checked_weights = check_weights(weights, arrays)
+        schedule = check_dropouts(dropouts, arrays)
+        ids = tuple(sorted(arrays))
+        if len(ids) > self.max_clients:
+            raise ParameterError(
+                f"{len(ids)} clients exceed max_clients={self.max_clients}, the packing headroom"
+            )
+        scheme = QuantizationScheme(
+            clip=self.clip, value_bits=self.value_bits, num_clients=self.max_clients
+        )
+        length = next(iter(arrays.values())).shape[0]
+        inputs = _encode_all(scheme, arrays, checked_weights)
+        params = PaillierParams(
+            session_id=self.session_id,
+            round_id=self._next_round,
+            clients=ids,
+            vector_length=length + (checked_weights is not None),
+            value_bits=self.value_bits,
+            max_clients=self.max_clients,
+            min_contributors=min(self.min_contributors, len(ids)),
+        )
+        self._next_round += 1
+        started = time.perf_counter()
+        report = PaillierSimulator(
+            params,
+            inputs,
+            self.key_holder,
+            mode=self.mode,
+            processes=self.processes,
+            dropouts=schedule,
+            through_wire=self.through_wire,
+        ).run()
+        self.last_report = report
+        return _decode_result(report, scheme, length, checked_weights is not None, started)
 
 
 def _uniform_rounding() -> float:
