@@ -114,10 +114,8 @@ class RoundSetup(_Header):
 
     def __post_init__(self) -> None:
         _Header.__post_init__(self)
-        if not isinstance(self.threshold, int) or self.threshold < 1:
-            raise _fail(f"threshold must be a positive int, got {self.threshold!r}")
-        if not isinstance(self.vector_length, int) or self.vector_length < 1:
-            raise _fail(f"vector_length must be a positive int, got {self.vector_length!r}")
+        _check_int("threshold", self.threshold, 1, 2**32 - 1)
+        _check_int("vector_length", self.vector_length, 1, 2**32 - 1)
         if not isinstance(self.modulus_bits, int) or not 1 <= self.modulus_bits <= 64:
             raise _fail(f"modulus_bits must be in [1, 64], got {self.modulus_bits!r}")
         _check_ids("neighbours", self.neighbours)
@@ -231,8 +229,15 @@ class MaskedInput(_Header):
         vector = self.vector
         if not isinstance(vector, np.ndarray) or vector.ndim != 1:
             raise _fail("vector must be a 1-D numpy array")
-        if vector.dtype not in (np.dtype(np.uint32), np.dtype(np.uint64)):
-            raise _fail(f"vector must be uint32 or uint64, not {vector.dtype}")
+        expected = np.dtype(np.uint32) if self.modulus_bits <= 32 else np.dtype(np.uint64)
+        if vector.dtype != expected:
+            raise _fail(f"a {self.modulus_bits}-bit ring travels as {expected}, not {vector.dtype}")
+        if (
+            self.modulus_bits < 8 * expected.itemsize
+            and vector.size
+            and int(vector.max()) >> self.modulus_bits
+        ):
+            raise _fail(f"a vector value lies outside Z_2^{self.modulus_bits}")
 
     def __eq__(self, other: object) -> bool:
         return _vector_message_eq(self, other, ("modulus_bits",))
@@ -297,6 +302,10 @@ class Abort(_Header):
         _Header.__post_init__(self)
         if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON_CHARS:
             raise _fail(f"reason must be a string of at most {MAX_REASON_CHARS} characters")
+        try:
+            self.reason.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _fail("reason must be encodable as UTF-8") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -99,19 +99,27 @@ class _Driver:
         through_wire: bool,
         on_step: Callable[[], None] | None,
     ) -> None:
-        missing = set(nodes) - set(inputs)
+        members = set(nodes)
+        missing = members - set(inputs)
         if missing:
             raise ParameterError(f"no input for clients {sorted(missing)}")
         schedule = dict(dropouts or {})
         for client, round_index in schedule.items():
-            if client not in inputs or not 0 <= round_index <= 3:
-                raise ParameterError(f"bad dropout entry {client}: {round_index}")
+            if client not in members:
+                raise ParameterError(f"the dropout schedule names {client}, not in this round")
+            if not isinstance(round_index, int) or not 0 <= round_index <= 3:
+                raise ParameterError(
+                    f"client {client} drops at round {round_index!r}; rounds are 0, 1, 2 or 3"
+                )
         self.inputs = inputs
         self.dropouts = schedule
         self.interceptor = interceptor
         self.through_wire = through_wire
         self.on_step = on_step
         self.report = SimulationReport()
+        for client in sorted(members):
+            self.report.bytes_sent[client] = 0
+            self.report.bytes_received[client] = 0
 
     # -- transport ------------------------------------------------------------------------------
 

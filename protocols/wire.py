@@ -89,7 +89,7 @@ def encoded_size(message: Message) -> int:
 
 def _pack_vector(vector: npt.NDArray[np.unsignedinteger], modulus_bits: int) -> bytes:
     width = (modulus_bits + 7) // 8
-    little = vector.astype(vector.dtype.newbyteorder("<"), copy=False)
+    little = np.ascontiguousarray(vector, dtype=vector.dtype.newbyteorder("<"))
     if width == little.dtype.itemsize:
         return little.tobytes()
     return little.view(np.uint8).reshape(-1, little.dtype.itemsize)[:, :width].tobytes()
@@ -333,7 +333,10 @@ def _decode_abort(r: _Reader, header: dict[str, object]) -> Message:
 
 def _decode_paillier_setup(r: _Reader, header: dict[str, object]) -> Message:
     (size,) = r.fmt("H")
-    modulus = int.from_bytes(r.take(size), "big")
+    raw_modulus = r.take(size)
+    if not raw_modulus or raw_modulus[0] == 0:
+        raise WireFormatError("the public modulus must be encoded without leading zero bytes")
+    modulus = int.from_bytes(raw_modulus, "big")
     vector_length, value_bits, max_clients = r.fmt("IBI")
     return PaillierSetup(
         **header,  # type: ignore[arg-type]
