@@ -706,19 +706,23 @@ class MaskingServer:
             raise self._abort(
                 f"{len(live)} clients answered in round {round_index}, below the threshold {t}"
             )
+        kept = set(live)
         changed = True
         while changed:
             changed = False
-            for u in sorted(live):
-                if len(self._neighbours[u] & live) + 1 < t:
-                    live.discard(u)
-                    self._drop(u)
+            for u in sorted(kept):
+                if len(self._neighbours[u] & kept) + 1 < t:
+                    kept.discard(u)
                     changed = True
-        if len(live) < t:
+        if len(kept) < t:
+            # Everyone who answered is still expected, so abort_messages() reaches them all.
             raise self._abort(
                 f"after dropping clients whose neighbourhood fell below the threshold {t}, "
-                f"{len(live)} clients remain in round {round_index}"
+                f"{len(kept)} clients remain in round {round_index}"
             )
+        for u in sorted(live - kept):
+            self._drop(u)
+        live.intersection_update(kept)
 
     # -- round 0 ------------------------------------------------------------------------------
 
