@@ -349,5 +349,5 @@ def test_simulator_rejects_missing_input() -> None:
 @pytest.mark.parametrize("entry", [{9: 1}, {0: 4}, {0: -1}, {1: 17}], ids=repr)
 def test_simulator_rejects_bad_dropout_entry(entry: dict[int, int]) -> None:
     params, inputs = _round(5)
-    with pytest.raises(ParameterError, match="not in this round|rounds are 0, 1, 2 or 3"):
+    with pytest.raises(ParameterError, match=r"not in this round|rounds are 0, 1, 2 or 3"):
         Simulator(params, inputs, dropouts=entry)
