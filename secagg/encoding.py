@@ -61,7 +61,8 @@ class QuantizationScheme:
             )
         if self.num_clients < 1:
             raise ParameterError(f"num_clients must be >= 1, got {self.num_clients}")
-        needed = self.value_bits + math.ceil(math.log2(self.num_clients))
+        # ceil(log2 n) computed exactly in integers (floats round it down for huge n).
+        needed = self.value_bits + (self.num_clients - 1).bit_length()
         if needed > MAX_MODULUS_BITS:
             raise ParameterError(
                 f"{self.num_clients} clients at {self.value_bits} bits per value need a "
@@ -96,9 +97,10 @@ class QuantizationScheme:
 
         Stochastic rounding is unbiased: E[decode(quantize(x))] = clip(x).
         """
-        array = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(array)):
+        given = np.asarray(values, dtype=np.float64)
+        if not np.all(np.isfinite(given)):
             raise ParameterError("cannot quantize NaN or infinity")
+        array = np.atleast_1d(given)
         scaled = (np.clip(array, -self.clip, self.clip) + self.clip) * (
             self.levels / (2 * self.clip)
         )
@@ -110,7 +112,7 @@ class QuantizationScheme:
         else:
             raise ParameterError(f"rounding must be 'stochastic' or 'nearest', not {rounding!r}")
         np.clip(encoded, 0, self.levels, out=encoded)
-        return encoded.astype(self.dtype)
+        return encoded.astype(self.dtype).reshape(given.shape)
 
     def dequantize_sum(self, total: npt.ArrayLike, count: int) -> npt.NDArray[np.float64]:
         """Decode the ring sum of ``count`` encoded vectors back to the float sum."""

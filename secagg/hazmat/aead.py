@@ -26,6 +26,10 @@ TAG_BYTES: Final = 16
 
 def associated_data(session_id: bytes, round_id: int, sender: int, recipient: int) -> bytes:
     """Encode the context a share bundle is bound to."""
+    if not isinstance(session_id, bytes) or len(session_id) != 16:
+        raise ParameterError("session_id must be 16 bytes")
+    if not 0 <= round_id < 2**64 or not 0 <= sender < 2**32 or not 0 <= recipient < 2**32:
+        raise ParameterError("round_id must fit 64 bits and party ids 32 bits")
     return b"secagg/v1/shares" + session_id + struct.pack(">QII", round_id, sender, recipient)
 
 

@@ -132,6 +132,8 @@ def derive_key(
     """
     if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
         raise ParameterError(f"session_id must be {SESSION_ID_BYTES} bytes")
+    if not 16 <= length <= 64:
+        raise ParameterError(f"derived keys here are 16 to 64 bytes, not {length}")
     if not 0 <= round_id <= _MAX_ROUND:
         raise ParameterError(f"round_id must be in [0, 2^64), got {round_id}")
     for party in (party_a, party_b):

@@ -75,6 +75,8 @@ def add_mask(
     dtype = _check_dtype(accumulator.dtype)
     if accumulator.ndim != 1 or not accumulator.flags.c_contiguous:
         raise ParameterError("the accumulator must be a contiguous 1-D array")
+    if not accumulator.flags.writeable:
+        raise ParameterError("the accumulator is read-only; pass a writeable copy")
     words_per_chunk = CHUNK_BYTES // dtype.itemsize
     encryptor = Cipher(algorithms.AES(bytes(key)), modes.CTR(_ZERO_IV)).encryptor()
     # update_into needs room for one extra block; the buffer is reused for every chunk.

@@ -149,6 +149,8 @@ def secret_to_bytes(secret: int) -> bytes:
 
 def share_to_bytes(y: int) -> bytes:
     """Encode a share value in 33 big-endian bytes."""
+    if not 0 <= y < FIELD_PRIME:
+        raise ParameterError("a share value must be a field element in [0, p)")
     return y.to_bytes(SHARE_BYTES, "big")
 
 
