@@ -21,6 +21,7 @@ Neither machine performs I/O, reads a clock or uses a global RNG (randomness com
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ RingArray = npt.NDArray[np.unsignedinteger]
 _BUNDLE: Final = struct.Struct(">II")
 _BUNDLE_BYTES: Final = _BUNDLE.size + 2 * shamir.SHARE_BYTES
 _SEED_BYTES: Final = 32
+_STATE_VERSION: Final = 1
 _T = TypeVar("_T")
 
 
@@ -203,6 +205,82 @@ class MaskingClient:
         Legal only in ``AWAIT_INPUT``, i.e. after the shares were forwarded.
         """
         return self._guarded(lambda: self._submit_input(vector))
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def export_state(self) -> bytes:
+        """Serialise the whole machine, secrets included, for transports that do not keep
+        objects alive between messages (e.g. a Flower ClientApp's ``context.state``).
+
+        The bytes hold this round's private keys and shares: keep them where the client's own
+        memory would be, never send them anywhere.
+        """
+        state: dict[str, object] = {
+            "version": _STATE_VERSION,
+            "client_id": self.client_id,
+            "session_id": self.session_id.hex(),
+            "round_id": self.round_id,
+            "min_threshold": self._min_threshold,
+            "phase": self._phase.value,
+            "threshold": self._threshold,
+            "vector_length": self._vector_length,
+            "modulus_bits": self._modulus_bits,
+            "neighbours": sorted(self._neighbours),
+            "mask_key": None if self._mask_keys is None else self._mask_keys.private_bytes.hex(),
+            "share_key": None if self._share_keys is None else self._share_keys.private_bytes.hex(),
+            "roster": [
+                [e.client_id, e.mask_public_key.hex(), e.share_public_key.hex()]
+                for e in self._roster.values()
+            ],
+            "self_mask_seed": None if self._self_mask_seed is None else self._self_mask_seed.hex(),
+            "held_shares": [[u, b, s] for u, (b, s) in self._held_shares.items()],
+            "share_keys_by_peer": [[u, k.hex()] for u, k in self._share_keys_by_peer.items()],
+            "mask_peers": list(self._mask_peers),
+        }
+        return json.dumps(state, separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def from_state(cls, data: bytes) -> MaskingClient:
+        """Rebuild a machine from :meth:`export_state` output; malformed state is rejected."""
+        try:
+            state = json.loads(data.decode("ascii"))
+            if state.pop("version") != _STATE_VERSION:
+                raise LocalProtocolError("the saved client state has another version")
+            client = cls(
+                state["client_id"],
+                session_id=bytes.fromhex(state["session_id"]),
+                round_id=state["round_id"],
+                min_threshold=state["min_threshold"],
+            )
+            client._phase = ClientPhase(state["phase"])
+            client._threshold = int(state["threshold"])
+            client._vector_length = int(state["vector_length"])
+            client._modulus_bits = int(state["modulus_bits"])
+            client._neighbours = frozenset(int(u) for u in state["neighbours"])
+            if state["mask_key"] is not None:
+                client._mask_keys = keypair_from_private_bytes(bytes.fromhex(state["mask_key"]))
+            if state["share_key"] is not None:
+                client._share_keys = keypair_from_private_bytes(bytes.fromhex(state["share_key"]))
+            client._roster = {
+                int(u): RosterEntry(
+                    client_id=int(u),
+                    mask_public_key=bytes.fromhex(mask),
+                    share_public_key=bytes.fromhex(share),
+                )
+                for u, mask, share in state["roster"]
+            }
+            if state["self_mask_seed"] is not None:
+                client._self_mask_seed = bytes.fromhex(state["self_mask_seed"])
+            client._held_shares = {int(u): (int(b), int(s)) for u, b, s in state["held_shares"]}
+            client._share_keys_by_peer = {
+                int(u): bytes.fromhex(k) for u, k in state["share_keys_by_peer"]
+            }
+            client._mask_peers = tuple(int(u) for u in state["mask_peers"])
+        except SecAggError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            raise LocalProtocolError("the saved client state is malformed") from None
+        return client
 
     # -- machinery ------------------------------------------------------------------------------
 

@@ -451,3 +451,52 @@ def test_client_masked_input_looks_uniform(make_params):
     assert chisquare(_top_byte_counts(inputs[CLIENT], 16)).pvalue < 1e-12
     half_ring = np.random.default_rng(1).integers(0, 2**15, params.vector_length)
     assert chisquare(_top_byte_counts(half_ring, 16)).pvalue < 1e-12
+
+
+def test_client_state_round_trips_through_export_at_every_phase() -> None:
+    """A transport that keeps no objects alive (Flower) can save and restore the machine."""
+    import secrets as _secrets
+
+    import numpy as _np
+
+    from protocols.graph import complete_graph
+    from protocols.masking import MaskingClient, MaskingParams, MaskingServer
+
+    session = _secrets.token_bytes(16)
+    params = MaskingParams(
+        session_id=session,
+        round_id=3,
+        graph=complete_graph(range(5)),
+        threshold=3,
+        vector_length=16,
+        modulus_bits=20,
+    )
+    server = MaskingServer(params)
+    clients = {u: MaskingClient(u, session_id=session, round_id=3) for u in range(5)}
+    inputs = {u: _np.full(16, u, dtype=_np.uint32) for u in range(5)}
+    outbox = server.start()
+    for _ in range(4):
+        replies = []
+        for message in outbox:
+            u = message.recipient
+            # Save and restore before every step, as a stateless transport would.
+            clients[u] = MaskingClient.from_state(clients[u].export_state())
+            out = clients[u].receive(message)
+            if clients[u].phase.name == "AWAIT_INPUT":
+                clients[u] = MaskingClient.from_state(clients[u].export_state())
+                out += clients[u].submit_input(inputs[u])
+            replies += out
+        for reply in replies:
+            server.receive(reply)
+        outbox = server.close_phase()
+    assert server.result.vector.tolist() == [sum(range(5))] * 16
+
+
+def test_client_from_state_rejects_malformed_state() -> None:
+    from protocols.masking import MaskingClient
+    from secagg.errors import LocalProtocolError
+
+    with pytest.raises(LocalProtocolError):
+        MaskingClient.from_state(b"{not json")
+    with pytest.raises(LocalProtocolError):
+        MaskingClient.from_state(b'{"version": 99}')
