@@ -370,8 +370,9 @@ def _decode_aggregate_ciphertext(r: _Reader, header: dict[str, object]) -> Messa
 
 
 def _decode_decrypted_aggregate(r: _Reader, header: dict[str, object]) -> Message:
-    contributors = r.u32()
-    length = r.count(8)
+    contributors, length = r.fmt("II")
+    if length > MAX_VECTOR_LENGTH:
+        raise WireFormatError(f"vector length {length} exceeds {MAX_VECTOR_LENGTH}")
     vector = np.frombuffer(r.take(8 * length), dtype="<u8").astype(np.uint64)
     return DecryptedAggregate(**header, contributors=contributors, vector=vector)  # type: ignore[arg-type]
 
