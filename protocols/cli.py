@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from protocols.bench import add_bench_arguments, run_bench
 from protocols.graph import (
     NeighbourGraph,
     complete_graph,
@@ -93,6 +94,11 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the demo's DATA only")
     demo.add_argument("--through-wire", action="store_true", help="encode every message")
     demo.add_argument("--json", action="store_true", help="print one JSON object")
+    add_bench_arguments(
+        commands.add_parser(
+            "bench", help="measure the overhead of each protocol against a plain sum"
+        )
+    )
     return parser
 
 
@@ -102,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "bench":
+            return run_bench(args)
     except SecAggError as error:
         print(f"secagg: error: {error}", file=sys.stderr)
         return 2
