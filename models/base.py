@@ -197,4 +197,3 @@ class Recommender(nn.Module):
     def num_shared_parameters(self) -> int:
         """Length of the flat shared vector a client uploads."""
         return sum(p.numel() for p in self.shared_parameters())
-

@@ -69,9 +69,11 @@ class LogisticCTR(Recommender):
         Returns:
             Shape ``(B,)`` logits.
         """
-        logits = (states * self.item_embedding(items)).sum(dim=-1)
+        item_vectors: Tensor = self.item_embedding(items)
+        logits = (states * item_vectors).sum(dim=-1)
         if self.item_bias is not None and self.global_bias is not None:
-            logits = logits + self.item_bias(items).squeeze(-1) + self.global_bias
+            item_bias: Tensor = self.item_bias(items)
+            logits = logits + item_bias.squeeze(-1) + self.global_bias
         return logits
 
     def click_probability(self, states: Tensor, items: Tensor) -> Tensor:

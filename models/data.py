@@ -165,7 +165,7 @@ class LeaveOneOutSplit:
     negatives: IntArray
 
     def candidates(self) -> IntArray:
-        """Items to rank per test user, shape ``(m, 1 + num_negatives)``; column 0 is the positive."""
+        """Items to rank per test user, shape ``(m, 1 + num_negatives)``; column 0 is positive."""
         return np.concatenate([self.test_items[:, None], self.negatives], axis=1)
 
 
@@ -194,7 +194,9 @@ def detect_format(path: str | os.PathLike[str]) -> MovieLensFormat:
         if name == filename:
             return fmt  # type: ignore[return-value]
     known = ", ".join(f"{f} ({n})" for f, n in MOVIELENS_FORMATS.items())
-    raise DataError(f"cannot tell the MovieLens format of {str(path)!r}; pass format= one of {known}")
+    raise DataError(
+        f"cannot tell the MovieLens format of {str(path)!r}; pass format= one of {known}"
+    )
 
 
 def load_movielens(
@@ -244,14 +246,15 @@ def load_movielens(
 
 def _resolve_path(path: Path, format: MovieLensFormat | None) -> Path:
     if path.is_dir():
-        names = [MOVIELENS_FORMATS[format]] if format in MOVIELENS_FORMATS else []
-        names += [n for n in MOVIELENS_FORMATS.values() if n not in names]
+        names = (
+            [MOVIELENS_FORMATS[format]]
+            if format in MOVIELENS_FORMATS
+            else list(MOVIELENS_FORMATS.values())
+        )
         for name in names:
             if (path / name).is_file():
                 return path / name
-        raise DataError(
-            f"directory {path} holds none of {', '.join(MOVIELENS_FORMATS.values())}"
-        )
+        raise DataError(f"directory {path} holds none of {', '.join(names)}")
     if not path.is_file():
         raise DataError(f"ratings file {path} does not exist")
     return path
@@ -266,7 +269,7 @@ def _parse_lines(
     timestamps: list[int] = []
     separator = {"ml-100k": None, "ml-1m": "::", "ml-latest": ","}[fmt]
     for number, line in enumerate(lines, start=1):
-        text = line.strip()
+        text = line.strip().lstrip("\ufeff")
         if not text:
             continue
         if fmt == "ml-latest" and number == 1:

@@ -1,8 +1,8 @@
 """Matrix factorization with biases: the workhorse of federated recommendation (FedMF-class).
 
 The model predicts ``u_i . v_j + b_i + b_j + mu``. For explicit ratings it is trained on
-``1/2 sum (r_ij - u_i . v_j - b_i - b_j - mu)^2`` (Koren et al. 2009); for implicit feedback the same
-score is a logit trained with BPR or BCE on sampled negatives (``models.objectives``). The user
+``1/2 sum (r_ij - u_i . v_j - b_i - b_j - mu)^2`` (Koren et al. 2009); for implicit feedback the
+same score is a logit trained with BPR or BCE on sampled negatives (``models.objectives``). The user
 vector and user bias form the private user state ``[u_i, b_i]``; the item table, item biases and
 ``mu`` are shared.
 """
@@ -72,5 +72,7 @@ class MatrixFactorization(Recommender):
             Shape ``(B,)``.
         """
         user_vectors, user_bias = states[:, : self.dim], states[:, self.dim]
-        interaction = (user_vectors * self.item_embedding(items)).sum(dim=-1)
-        return interaction + user_bias + self.item_bias(items).squeeze(-1) + self.global_bias
+        item_vectors: Tensor = self.item_embedding(items)
+        item_bias: Tensor = self.item_bias(items)
+        interaction = (user_vectors * item_vectors).sum(dim=-1)
+        return interaction + user_bias + item_bias.squeeze(-1) + self.global_bias

@@ -57,9 +57,7 @@ class NeuMF(Recommender):
         """
         check_positive("gmf_dim", gmf_dim)
         check_positive("mlp_dim", mlp_dim)
-        super().__init__(
-            num_users, num_items, gmf_dim + mlp_dim, user_init_std=init_std, seed=seed
-        )
+        super().__init__(num_users, num_items, gmf_dim + mlp_dim, user_init_std=init_std, seed=seed)
         self.gmf_dim = gmf_dim
         self.mlp_dim = mlp_dim
         self.gmf_items = ItemTable(num_items, gmf_dim, init_std=init_std, generator=self.generator)

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from models.base import ItemTable, Recommender
+from models.base import Recommender
 from secagg.errors import ParameterError
 
 __all__ = ["ParameterSlot", "SharedLayout", "flatten_shared", "load_shared"]

@@ -85,6 +85,6 @@ class TwoTower(Recommender):
         Returns:
             Shape ``(B,)`` logits.
         """
-        user = self.user_tower(states)
-        item = self.item_tower(self.item_embedding(items))
+        user: Tensor = self.user_tower(states)
+        item: Tensor = self.item_tower(self.item_embedding(items))
         return (user * item).sum(dim=-1)
