@@ -52,7 +52,8 @@ NIST_CTR_AES128 = {
     "provenance": "NIST SP 800-38A (2001), Appendix F.5.1, CTR-AES128.Encrypt",
 }
 
-# Spans three boundaries of secagg.hazmat.prg.CHUNK_BYTES (65536) and ends mid-block; a whole
+# Crosses chunk boundaries of secagg.hazmat.prg.CHUNK_BYTES (131072; 65536 when it was written)
+# and ends mid-block; a whole
 # number of uint64 words, so both word sizes can be checked against it.
 _LONG_LENGTH = 3 * 65536 + 24
 
