@@ -99,12 +99,41 @@ def _build_parser() -> argparse.ArgumentParser:
             "bench", help="measure the overhead of each protocol against a plain sum"
         )
     )
+    # train and recommend need torch (the 'models' extra); their options are parsed lazily.
+    commands.add_parser("train", help="federated training of a recommender on a secure backend")
+    commands.add_parser("recommend", help="top-K items for a user from a training checkpoint")
     return parser
+
+
+def _models_command(name: str, rest: Sequence[str]) -> int:
+    """Run ``train`` / ``recommend``, which live in ``models`` and need torch."""
+    try:
+        from models import cli as models_cli
+    except ImportError as error:
+        print(
+            f"secagg: error: '{name}' needs the models extra: pip install 'secagg[models]' "
+            f"({error})",
+            file=sys.stderr,
+        )
+        return 2
+    parser = argparse.ArgumentParser(prog=f"secagg {name}")
+    if name == "train":
+        models_cli.add_train_arguments(parser)
+        return models_cli.run_train(parser.parse_args(rest))
+    models_cli.add_recommend_arguments(parser)
+    return models_cli.run_recommend(parser.parse_args(rest))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``secagg`` console script."""
-    args = _build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in ("train", "recommend"):
+        try:
+            return _models_command(arguments[0], arguments[1:])
+        except SecAggError as error:
+            print(f"secagg: error: {error}", file=sys.stderr)
+            return 2
+    args = _build_parser().parse_args(arguments)
     try:
         if args.command == "demo":
             return _demo(args)

@@ -25,10 +25,18 @@ def _imported_top_levels(path: Path) -> set[str]:
     return names
 
 
+#: The one sanctioned exception (DESIGN.md section 2): the CLI dispatches ``train`` and
+#: ``recommend`` to ``models.cli`` with a lazy import inside a function.
+LAZY_IMPORTS = {"protocols/cli.py": {"models"}}
+
+
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_layering_imports_flow_one_way(package: str) -> None:
     offenders = {
-        str(path.relative_to(ROOT)): sorted(_imported_top_levels(path) & FORBIDDEN[package])
+        str(path.relative_to(ROOT)): sorted(
+            _imported_top_levels(path)
+            & FORBIDDEN[package] - LAZY_IMPORTS.get(str(path.relative_to(ROOT)), set())
+        )
         for path in (ROOT / package).rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
