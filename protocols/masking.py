@@ -22,6 +22,7 @@ Neither machine performs I/O, reads a clock or uses a global RNG (randomness com
 from __future__ import annotations
 
 import json
+import secrets
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -398,7 +399,7 @@ class MaskingClient:
                 f"the roster has {len(by_id)} members, below the threshold {self._threshold}"
             )
         self._roster = by_id
-        self._self_mask_seed = _fresh_seed()
+        self._self_mask_seed = secrets.token_bytes(_SEED_BYTES)
         holders = [_x(u) for u in sorted(by_id)]
         seed_shares = shamir.split(
             shamir.secret_from_bytes(self._self_mask_seed), self._threshold, holders
@@ -557,12 +558,6 @@ class MaskingClient:
         self._held_shares = {}
         self._share_keys = None
         return [response]
-
-
-def _fresh_seed() -> bytes:
-    import secrets
-
-    return secrets.token_bytes(_SEED_BYTES)
 
 
 def _reduce(vector: RingArray, modulus_bits: int) -> None:
