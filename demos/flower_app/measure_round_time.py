@@ -1,0 +1,88 @@
+"""Measure a training round of the demo app on several backends, on one real local deployment.
+
+Starts a SuperLink and ``--nodes`` SuperNodes on loopback (see :mod:`local_deployment`), then runs
+the same app (same model, data, settings, node processes) once per backend, one after the other:
+``plain`` (Flower's FedAvg, unprotected), ``flower-secagg+`` (Flower's ``SecAggPlusWorkflow`` +
+``secaggplus_mod``, same graph, threshold, clipping, quantization and timeout as ours) and our
+``secagg+`` / ``secagg`` / ``paillier``. A round's time is measured inside the ServerApp from the
+start of the train configuration to the aggregate (evaluation is switched off).
+
+Run from the repository root::
+
+    python demos/flower_app/measure_round_time.py --nodes 4 --rounds 3 \\
+        --backends plain flower-secagg+ secagg+
+
+Flower's SuperLink and SuperNodes poll every 3 s and start a process per message, so rounds of
+four protocol stages cost tens of seconds whatever the cryptography does; compare backends within
+one invocation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+# Run as a script, so this directory is on sys.path.
+from local_deployment import LocalDeployment
+
+APP_DIR = Path(__file__).resolve().parent
+BACKENDS = ("plain", "flower-secagg+", "secagg+", "secagg", "paillier")
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=["plain", "flower-secagg+", "secagg+"]
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="per protocol round, s")
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Run every backend and print one line each."""
+    args = parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="secagg-flower-") as tmp:
+        workdir = Path(tmp)
+        with LocalDeployment(workdir / "deployment", args.nodes) as deployment:
+            for backend in args.backends:
+                report_path = workdir / f"{backend}.json"
+                run = deployment.submit(
+                    APP_DIR,
+                    {
+                        "backend": backend,
+                        "num-server-rounds": args.rounds,
+                        "min-nodes": args.nodes,
+                        "fraction-evaluate": 0.0,
+                        "timeout": args.timeout,
+                        "upload-timeout": args.timeout,
+                        "result-path": str(report_path),
+                    },
+                )
+                outcome = deployment.wait(run, timeout=args.rounds * 8 * args.timeout + 120)
+                if outcome.status != "finished:completed" or not report_path.exists():
+                    print(f"{backend}: run {outcome.status}\n{outcome.output[-3000:]}")
+                    rows.append({"backend": backend, "status": outcome.status})
+                    continue
+                seconds = [r["seconds"] for r in json.loads(report_path.read_text())["rounds"]]
+                rows.append({"backend": backend, "status": outcome.status, "seconds": seconds})
+                median = statistics.median(seconds)
+                print(
+                    f"{backend:>15}: {len(seconds)} rounds, median {median:6.1f} s, "
+                    f"min {min(seconds):6.1f} s, max {max(seconds):6.1f} s, "
+                    f"each {', '.join(f'{s:.1f}' for s in seconds)}",
+                    flush=True,
+                )
+    if args.json:
+        args.json.write_text(json.dumps({"nodes": args.nodes, "runs": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

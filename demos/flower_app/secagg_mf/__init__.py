@@ -1,0 +1,1 @@
+"""secagg_mf: matrix factorization over Flower with secagg's secure aggregation."""

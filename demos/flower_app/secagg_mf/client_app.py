@@ -1,0 +1,104 @@
+"""The demo's ClientApp: plain Message-API train and evaluate functions, plus one Mod line.
+
+The only secure-aggregation code a Flower user adds on the client is the Mod on the train
+function: ``@app.train(mods=[secagg_mod])``. :func:`backend_mod` exists only so that the same
+app can also run Flower's own SecAgg+ (``backend = "flower-secagg+"``) for the side-by-side
+timing; a real app installs one of the two Mods directly.
+
+Flower starts a fresh ClientApp process for every message, so this module imports torch (through
+:mod:`secagg_mf.task`) only inside the functions that train or evaluate: the three protocol rounds
+without training then cost a light process start, not a torch import.
+
+Node config (``flower-supernode --node-config``): ``partition-id``, ``num-partitions`` and, to
+play a device that stalls (the deployment test kills it meanwhile), ``stall-from-round``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from protocols.flower import secagg_mod
+
+if TYPE_CHECKING:
+    from secagg_mf.task import Settings
+
+app = ClientApp()
+CallNext = Callable[[Message, Context], Message]
+
+STATES_RECORD = "user-states"
+
+
+def backend_mod(message: Message, context: Context, call_next: CallNext) -> Message:
+    """Our ``secagg_mod``, or Flower's ``secaggplus_mod`` when the run asks for the baseline."""
+    if context.run_config.get("backend") == "flower-secagg+":
+        from secagg_mf import baseline
+
+        return baseline.flower_secaggplus_mod(message, context, call_next)
+    return secagg_mod(message, context, call_next)
+
+
+def _partition(context: Context, settings: Settings) -> tuple[int, np.ndarray]:
+    from secagg_mf import task
+
+    partition_id = int(context.node_config["partition-id"])
+    num_partitions = int(context.node_config["num-partitions"])
+    return partition_id, task.partition_users(settings, partition_id, num_partitions)
+
+
+def _private_states(context: Context, settings: Settings, users: np.ndarray) -> np.ndarray:
+    """This node's user states, kept in ``context.state`` across rounds (never sent)."""
+    from secagg_mf import task
+
+    record = context.state.array_records.get(STATES_RECORD)
+    if record is None:
+        return task.initial_user_states(settings, users)
+    return np.asarray(record["states"].numpy())
+
+
+@app.train(mods=[backend_mod])
+def train(message: Message, context: Context) -> Message:
+    """Train this node's users from the broadcast model; reply with arrays and the weight."""
+    from secagg_mf import task
+
+    settings = task.Settings.from_run_config(context.run_config)
+    partition_id, users = _partition(context, settings)
+    server_round = int(message.content["config"]["server-round"])
+    stall_from = context.node_config.get("stall-from-round")
+    if stall_from is not None and server_round >= int(stall_from):
+        print(f"secagg-demo: node {partition_id} stalls in round {server_round}", flush=True)
+        sys.stdout.flush()
+        time.sleep(settings.stall_seconds)
+    arrays, states, loss, interactions = task.local_train(
+        settings,
+        message.content["arrays"],
+        users,
+        _private_states(context, settings, users),
+        server_round,
+        partition_id,
+    )
+    context.state[STATES_RECORD] = ArrayRecord({"states": Array(states)})
+    metrics = MetricRecord({"num-examples": interactions, "train-loss": loss})
+    return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=message)
+
+
+@app.evaluate()
+def evaluate(message: Message, context: Context) -> Message:
+    """HR@10 / NDCG@10 of this node's users, with their private states, on their held-out items."""
+    from secagg_mf import task
+
+    settings = task.Settings.from_run_config(context.run_config)
+    _, users = _partition(context, settings)
+    metrics = task.local_evaluate(
+        settings, message.content["arrays"], users, _private_states(context, settings, users)
+    )
+    record = MetricRecord(
+        {"hit-ratio": metrics.hit_ratio, "ndcg": metrics.ndcg, "num-examples": metrics.num_users}
+    )
+    return Message(RecordDict({"metrics": record}), reply_to=message)

@@ -1,0 +1,203 @@
+"""The demo's recommender task: data, model, local training and evaluation on one SuperNode.
+
+Every SuperNode draws the same seeded synthetic MovieLens-style data set
+(:func:`models.synthetic_interactions`), holds out each user's latest interaction
+(:func:`models.leave_one_out_split`) and keeps the users ``u`` with ``u % num_partitions ==
+partition_id``: a silo of users, e.g. one app's region. The model is the biased matrix
+factorization of :mod:`models.mf`; only its shared part (item embeddings, item biases, global
+bias) travels. Each user's private state (embedding and bias) lives in the node's
+``context.state`` and never leaves it. A node trains its users one after the other with the
+same SGD code as the per-user federated trainer (:func:`models.training.train_user`) and
+returns the trained shared arrays, weighted by its number of training interactions.
+
+Training is deterministic given the settings, the partition and the round (seeded generators,
+one torch thread), so the deployment test can recompute what each node uploads and check the
+secure aggregate against plain FedAvg.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord, UserConfig
+
+from models import (
+    LeaveOneOutSplit,
+    LocalTrainingConfig,
+    MatrixFactorization,
+    RankingMetrics,
+    evaluate_ranking,
+    leave_one_out_split,
+    synthetic_interactions,
+)
+from models.training import train_user
+
+BACKENDS = ("plain", "secagg", "secagg+", "paillier", "flower-secagg+")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The run config of ``pyproject.toml`` (``[tool.flwr.app.config]``), typed."""
+
+    backend: str = "secagg+"
+    num_server_rounds: int = 5
+    min_nodes: int = 4
+    timeout: float = 15.0
+    upload_timeout: float = 30.0
+    fraction_evaluate: float = 1.0
+    num_users: int = 200
+    num_items: int = 300
+    dim: int = 16
+    local_epochs: int = 2
+    learning_rate: float = 1.0
+    seed: int = 0
+    clip: float = 8.0
+    value_bits: int = 22
+    max_weight: float = 10000.0
+    paillier_key_bits: int = 2048
+    stall_seconds: float = 120.0
+    result_path: str = ""
+
+    @classmethod
+    def from_run_config(cls, config: UserConfig) -> Settings:
+        """Read ``key-name = value`` pairs; unknown keys are ignored, missing ones defaulted."""
+        values = {}
+        for name, default in cls.__dataclass_fields__.items():
+            key = name.replace("_", "-")
+            if key in config:
+                values[name] = type(default.default)(config[key])  # type: ignore[misc]
+        settings = cls(**values)
+        if settings.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {settings.backend!r}")
+        return settings
+
+
+@lru_cache(maxsize=4)
+def dataset(num_users: int, num_items: int, seed: int) -> LeaveOneOutSplit:
+    """The whole seeded data set, split leave-one-out (identical on every node)."""
+    return leave_one_out_split(synthetic_interactions(num_users, num_items, seed=seed), seed=seed)
+
+
+def partition_users(settings: Settings, partition_id: int, num_partitions: int) -> np.ndarray:
+    """The user ids of one partition."""
+    if not 0 <= partition_id < num_partitions:
+        raise ValueError(f"partition-id {partition_id} is outside [0, {num_partitions})")
+    return np.arange(partition_id, settings.num_users, num_partitions, dtype=np.int64)
+
+
+def build_model(settings: Settings) -> MatrixFactorization:
+    """The global model at round 0 (seeded, so every party builds the same one)."""
+    torch.manual_seed(settings.seed)
+    return MatrixFactorization(
+        settings.num_users, settings.num_items, settings.dim, seed=settings.seed
+    )
+
+
+def shared_arrays(model: MatrixFactorization) -> ArrayRecord:
+    """The shared parameters as a Flower ArrayRecord (what travels)."""
+    return ArrayRecord(
+        {
+            name: Array(parameter.detach().numpy().copy())
+            for name, parameter in model.shared_named_parameters()
+        }
+    )
+
+
+def load_shared_arrays(model: MatrixFactorization, arrays: ArrayRecord) -> None:
+    """Overwrite the model's shared parameters from an ArrayRecord."""
+    with torch.no_grad():
+        for name, parameter in model.shared_named_parameters():
+            parameter.copy_(torch.from_numpy(np.asarray(arrays[name].numpy(), dtype=np.float32)))
+
+
+def initial_user_states(settings: Settings, users: np.ndarray) -> np.ndarray:
+    """The private states of ``users`` before any training (rows of the seeded user table)."""
+    return build_model(settings).users.weight.detach().numpy()[users].copy()
+
+
+def local_train(
+    settings: Settings,
+    arrays: ArrayRecord,
+    users: np.ndarray,
+    states: np.ndarray,
+    server_round: int,
+    partition_id: int,
+) -> tuple[ArrayRecord, np.ndarray, float, int]:
+    """Train the node's users in turn from the broadcast model.
+
+    Returns:
+        The trained shared arrays, the users' new private states, the mean loss, and the number
+        of training interactions (the FedAvg weight).
+    """
+    torch.set_num_threads(1)
+    split = dataset(settings.num_users, settings.num_items, settings.seed)
+    model = build_model(settings)
+    load_shared_arrays(model, arrays)
+    config = LocalTrainingConfig(
+        objective="bpr", epochs=settings.local_epochs, learning_rate=settings.learning_rate
+    )
+    rng = np.random.default_rng([settings.seed, partition_id, server_round])
+    rows = split.train.user_rows()
+    new_states = states.copy()
+    losses: list[float] = []
+    interactions = 0
+    for index, user in enumerate(users):
+        items, ratings = split.train.items[rows[user]], split.train.ratings[rows[user]]
+        if items.shape[0] == 0:
+            continue
+        state = torch.from_numpy(states[index].copy()).requires_grad_(True)
+        loss, _ = train_user(model, state, items, ratings, config, rng)
+        new_states[index] = state.detach().numpy()
+        losses.append(loss)
+        interactions += int(items.shape[0])
+    return shared_arrays(model), new_states, float(np.mean(losses)), interactions
+
+
+def local_evaluate(
+    settings: Settings, arrays: ArrayRecord, users: np.ndarray, states: np.ndarray
+) -> RankingMetrics:
+    """HR@10 / NDCG@10 of the node's users on their held-out items (leave-one-out)."""
+    torch.set_num_threads(1)
+    split = dataset(settings.num_users, settings.num_items, settings.seed)
+    model = build_model(settings)
+    load_shared_arrays(model, arrays)
+    local_row = {int(user): row for row, user in enumerate(users)}
+    keep = np.asarray([int(u) in local_row for u in split.test_users], dtype=bool)
+    local_split = LeaveOneOutSplit(
+        train=split.train,
+        test_users=np.asarray([local_row[int(u)] for u in split.test_users[keep]], dtype=np.int64),
+        test_items=split.test_items[keep],
+        negatives=split.negatives[keep],
+    )
+    return evaluate_ranking(model, torch.from_numpy(states), local_split)
+
+
+def fedavg_reference(
+    settings: Settings, arrays: ArrayRecord, num_partitions: int, server_round: int = 1
+) -> tuple[dict[str, np.ndarray], float]:
+    """Plain FedAvg of round ``server_round`` from ``arrays``, recomputed offline (test oracle).
+
+    Valid for the first round, where every node starts from its initial private states.
+
+    Returns:
+        The weighted average of the nodes' trained arrays, and the total weight.
+    """
+    trained, weights = [], []
+    for partition in range(num_partitions):
+        users = partition_users(settings, partition, num_partitions)
+        states = initial_user_states(settings, users)
+        record, _, _, weight = local_train(
+            settings, copy.deepcopy(arrays), users, states, server_round, partition
+        )
+        trained.append({k: np.asarray(v.numpy(), dtype=np.float64) for k, v in record.items()})
+        weights.append(weight)
+    total = float(sum(weights))
+    average = {
+        key: sum(w / total * t[key] for w, t in zip(weights, trained, strict=True))
+        for key in trained[0]
+    }
+    return average, total
