@@ -19,7 +19,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from protocols.aggregators import (
     PlainAggregator,
 )
 from protocols.dp_aggregator import DistributedDPAggregator
+from secagg.dp import Mechanism
 from secagg.errors import ParameterError
 
 __all__ = [
@@ -57,11 +58,15 @@ MODELS = ("mf", "neumf", "two-tower", "ctr")
 AGGREGATORS = ("plain", "secagg", "secagg+", "paillier")
 DP_MECHANISMS = ("discrete_gaussian", "skellam")
 #: Masking backends distributed DP can run on, and the graph each uses.
-DP_GRAPHS = {"secagg": "complete", "secagg+": "harary"}
-#: Defaults tuned on the synthetic data (300 users, 500 items, MF dim 16, 50 clients per round,
-#: 40 rounds) at epsilon = 8: a small L2 clip (most updates are clipped, so the sum is one of
-#: directions) and a server step of 0.3 that keeps the accumulated noise below the item vectors'
-#: scale. Without DP the server step stays 1.0.
+DP_GRAPHS: Final[dict[str, Literal["complete", "harary"]]] = {
+    "secagg": "complete",
+    "secagg+": "harary",
+}
+#: Tuned on the synthetic data (300 users, 500 items, MF dim 16, 50 clients per round, 40
+#: rounds) at epsilon = 8. The L2 clip sits well below the median update norm (about 0.8), so
+#: every update is clipped and only the product clip x server step matters: it sets both the
+#: step and the noise added to the item table each round. 0.03 did best among 0.015 to 0.06.
+#: Without DP the server step stays 1.0.
 DEFAULT_DP_CLIP = 0.1
 DEFAULT_DP_SERVER_LR = 0.3
 
@@ -156,8 +161,8 @@ def make_dp_aggregator(
         max_clients=sampled,
         dimension=dimension,
         clip_norm=clip_norm,
-        mechanism="skellam" if mechanism == "skellam" else "discrete_gaussian",
-        graph="harary" if DP_GRAPHS[name] == "harary" else "complete",
+        mechanism=cast(Mechanism, mechanism),
+        graph=DP_GRAPHS[name],
     )
 
 
