@@ -1143,12 +1143,20 @@ def _calibrate_noise_multiplier(
 ) -> float:
     """The smallest z whose composed event spends at most ``target_epsilon`` (dp-accounting)."""
     dp = _dp_accounting()
+    bracket = dp.LowerEndpointAndGuess(1e-3, 1.0)
+    if accountant == "pld":
+        # A PLD at tiny z needs an enormous discretisation grid (tens of GiB); start the PLD
+        # search from the RDP answer, which upper-bounds it, and search a factor of 4 below.
+        upper = _calibrate_noise_multiplier(
+            target_epsilon, target_delta, rounds, sampling_rate, "rdp"
+        )
+        bracket = dp.LowerEndpointAndGuess(upper / 4, upper)
     noise_multiplier = dp.calibrate_dp_mechanism(
         lambda: _fresh_accountant(accountant),
         lambda z: _training_event(z, sampling_rate, rounds),
         target_epsilon,
         target_delta,
-        bracket_interval=dp.LowerEndpointAndGuess(1e-3, 1.0),
+        bracket_interval=bracket,
     )
     return float(noise_multiplier)
 
