@@ -40,6 +40,7 @@ from protocols.aggregators import (
     PaillierAggregator,
     PlainAggregator,
 )
+from protocols.cli import positive_int, unit_fraction
 from protocols.dp_aggregator import DistributedDPAggregator
 from secagg.dp import Mechanism
 from secagg.errors import ParameterError
@@ -166,20 +167,6 @@ def make_dp_aggregator(
     )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
 def _positive_real(text: str) -> float:
     value = float(text)
     if not 0 < value < float("inf"):
@@ -199,11 +186,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synthetic", help="'synthetic' or a MovieLens path")
     parser.add_argument("--model", choices=MODELS, default="mf")
     parser.add_argument("--aggregator", choices=AGGREGATORS, default="secagg+")
-    parser.add_argument("--rounds", type=_positive, default=40)
-    parser.add_argument("--clients-per-round", type=_positive, default=50)
-    parser.add_argument("--dropout", type=_fraction, default=0.1, help="fraction lost per round")
-    parser.add_argument("--dim", type=_positive, default=16, help="embedding size")
-    parser.add_argument("--local-epochs", type=_positive, default=2)
+    parser.add_argument("--rounds", type=positive_int, default=40)
+    parser.add_argument("--clients-per-round", type=positive_int, default=50)
+    parser.add_argument(
+        "--dropout", type=unit_fraction, default=0.1, help="fraction lost per round"
+    )
+    parser.add_argument("--dim", type=positive_int, default=16, help="embedding size")
+    parser.add_argument("--local-epochs", type=positive_int, default=2)
     parser.add_argument("--lr", type=float, default=1.0, help="client SGD step")
     parser.add_argument("--clip", type=float, default=1.0, help="per-coordinate delta clip")
     parser.add_argument(
@@ -213,10 +202,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"server step on summed item deltas (default 1.0; {DEFAULT_DP_SERVER_LR} with "
         "--dp-epsilon)",
     )
-    parser.add_argument("--value-bits", type=_positive, default=24, help="quantization bits")
-    parser.add_argument("--eval-every", type=_positive, default=5)
-    parser.add_argument("--users", type=_positive, default=300, help="synthetic data size")
-    parser.add_argument("--items", type=_positive, default=500, help="synthetic data size")
+    parser.add_argument("--value-bits", type=positive_int, default=24, help="quantization bits")
+    parser.add_argument("--eval-every", type=positive_int, default=5)
+    parser.add_argument("--users", type=positive_int, default=300, help="synthetic data size")
+    parser.add_argument("--items", type=positive_int, default=500, help="synthetic data size")
     parser.add_argument("--centralized", action="store_true", help="also train on pooled data")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, init and sampling")
     parser.add_argument("--json", action="store_true", help="one JSON object per round")
@@ -243,7 +232,7 @@ def add_recommend_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``secagg recommend``."""
     parser.add_argument("--checkpoint", type=Path, required=True, help="from secagg train --save")
     parser.add_argument("--user", type=int, required=True)
-    parser.add_argument("-k", "--top", type=_positive, default=10)
+    parser.add_argument("-k", "--top", type=positive_int, default=10)
     parser.add_argument("--json", action="store_true")
 
 

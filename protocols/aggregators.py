@@ -109,6 +109,16 @@ class Aggregator(Protocol):
         ...
 
 
+def check_round_inputs(
+    updates: Mapping[int, npt.ArrayLike],
+    weights: Mapping[int, float] | None,
+    dropouts: Mapping[int, int] | None,
+) -> tuple[dict[int, FloatArray], dict[int, float] | None, dict[int, int]]:
+    """Validate one ``aggregate`` call's arguments: (arrays, weights, dropout schedule)."""
+    arrays = check_updates(updates)
+    return arrays, check_weights(weights, arrays), check_dropouts(dropouts, arrays)
+
+
 def check_updates(updates: Mapping[int, npt.ArrayLike]) -> dict[int, FloatArray]:
     """Validate and normalise a mapping of client updates to 1-D float64 arrays of equal length."""
     if not updates:
@@ -177,9 +187,7 @@ class PlainAggregator:
         dropouts: Mapping[int, int] | None = None,
     ) -> AggregationResult:
         """Sum the updates of clients that did not drop before uploading (round 2)."""
-        arrays = check_updates(updates)
-        checked_weights = check_weights(weights, arrays)
-        schedule = check_dropouts(dropouts, arrays)
+        arrays, checked_weights, schedule = check_round_inputs(updates, weights, dropouts)
         survivors = tuple(sorted(u for u in arrays if schedule.get(u, 4) > UPLOAD_ROUND))
         dropped = tuple(sorted(set(arrays) - set(survivors)))
         length = next(iter(arrays.values())).shape[0]
@@ -280,9 +288,7 @@ class MaskingAggregator:
         Raises:
             InsufficientSurvivorsError: fewer than ``threshold`` clients were left at some round.
         """
-        arrays = check_updates(updates)
-        checked_weights = check_weights(weights, arrays)
-        schedule = check_dropouts(dropouts, arrays)
+        arrays, checked_weights, schedule = check_round_inputs(updates, weights, dropouts)
         ids = sorted(arrays)
         scheme = QuantizationScheme(
             clip=self.clip, value_bits=self.value_bits, num_clients=len(ids)
@@ -421,9 +427,7 @@ class PaillierAggregator:
         dropouts: Mapping[int, int] | None = None,
     ) -> AggregationResult:
         """Run one Paillier round over ``updates``; see :class:`Aggregator`."""
-        arrays = check_updates(updates)
-        checked_weights = check_weights(weights, arrays)
-        schedule = check_dropouts(dropouts, arrays)
+        arrays, checked_weights, schedule = check_round_inputs(updates, weights, dropouts)
         ids = tuple(sorted(arrays))
         if len(ids) > self.max_clients:
             raise ParameterError(

@@ -41,19 +41,21 @@ from secagg.encoding import QuantizationScheme
 from secagg.errors import ParameterError, SecAggError
 from secagg.hazmat import paillier as paillier_hazmat
 
-__all__ = ["main"]
+__all__ = ["main", "positive_int", "unit_fraction"]
 
 _ROUND_TITLES = ("AdvertiseKeys", "ShareKeys", "MaskedInputCollection", "Unmasking")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
-def _fraction(text: str) -> float:
+def unit_fraction(text: str) -> float:
+    """argparse type: a float in [0, 1)."""
     value = float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
@@ -69,9 +71,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo", help="run one secure-aggregation round in-process and explain it"
     )
     demo.add_argument("--protocol", choices=("secagg", "secagg+", "paillier"), default="secagg+")
-    demo.add_argument("--clients", type=_positive_int, default=50)
-    demo.add_argument("--dim", type=_positive_int, default=10_000)
-    demo.add_argument("--dropout", type=_fraction, default=0.1, help="fraction of clients lost")
+    demo.add_argument("--clients", type=positive_int, default=50)
+    demo.add_argument("--dim", type=positive_int, default=10_000)
+    demo.add_argument("--dropout", type=unit_fraction, default=0.1, help="fraction of clients lost")
     demo.add_argument(
         "--drop-at",
         type=int,
@@ -79,10 +81,10 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="protocol round (0-3) at which they drop; default: spread over all rounds",
     )
-    demo.add_argument("--value-bits", type=_positive_int, default=16)
+    demo.add_argument("--value-bits", type=positive_int, default=16)
     demo.add_argument("--clip", type=float, default=1.0)
-    demo.add_argument("--degree", type=_positive_int, default=None, help="SecAgg+ degree k")
-    demo.add_argument("--threshold", type=_positive_int, default=None)
+    demo.add_argument("--degree", type=positive_int, default=None, help="SecAgg+ degree k")
+    demo.add_argument("--threshold", type=positive_int, default=None)
     demo.add_argument("--key-bits", type=int, choices=(2048, 3072), default=2048)
     demo.add_argument(
         "--randomness",

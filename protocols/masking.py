@@ -140,7 +140,8 @@ def _share_key(
     )
 
 
-def _check_session(session_id: bytes, round_id: int) -> None:
+def check_session(session_id: bytes, round_id: int) -> None:
+    """Reject a session id that is not 16 bytes or a round id outside [0, 2^64)."""
     if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
         raise ParameterError(f"session_id must be {SESSION_ID_BYTES} random bytes")
     if not isinstance(round_id, int) or not 0 <= round_id < 2**64:
@@ -167,7 +168,7 @@ class MaskingClient:
     ) -> None:
         if not isinstance(client_id, int) or not 0 <= client_id <= MAX_PARTY_ID:
             raise ParameterError(f"client_id must be in [0, {MAX_PARTY_ID}], got {client_id!r}")
-        _check_session(session_id, round_id)
+        check_session(session_id, round_id)
         if min_threshold < 2:
             raise ParameterError("min_threshold must be >= 2: one share must never reveal a key")
         self.client_id: Final = client_id
@@ -591,7 +592,7 @@ class MaskingParams:
     modulus_bits: int
 
     def __post_init__(self) -> None:
-        _check_session(self.session_id, self.round_id)
+        check_session(self.session_id, self.round_id)
         nodes = self.graph.nodes
         if len(nodes) < 2 or nodes[0] < 0 or nodes[-1] > MAX_PARTY_ID:
             raise ParameterError(f"client ids must be in [0, {MAX_PARTY_ID}], at least two")

@@ -26,6 +26,7 @@ import numpy.typing as npt
 import phe
 
 from protocols._transitions import ClientPhase, ServerPhase
+from protocols.masking import check_session as _check_session
 from protocols.messages import (
     KEY_HOLDER_ID,
     MAX_PARTY_ID,
@@ -47,7 +48,6 @@ from secagg.errors import (
     ServerMisbehaviourError,
 )
 from secagg.hazmat import paillier as hazmat
-from secagg.hazmat.kex import SESSION_ID_BYTES
 
 __all__ = [
     "KeyHolder",
@@ -58,13 +58,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-
-def _check_session(session_id: bytes, round_id: int) -> None:
-    if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
-        raise ParameterError(f"session_id must be {SESSION_ID_BYTES} random bytes")
-    if not isinstance(round_id, int) or not 0 <= round_id < 2**64:
-        raise ParameterError(f"round_id must be an int in [0, 2^64), got {round_id!r}")
 
 
 def _check_units(public_key: phe.PaillierPublicKey, ciphertexts: Sequence[int]) -> None:
