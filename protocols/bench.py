@@ -67,7 +67,13 @@ from protocols.graph import (
 from protocols.masking import MaskingParams
 from protocols.messages import SERVER_ID, MaskedInput, Message
 from protocols.paillier import KeyHolder, PaillierParams
-from protocols.simulate import ROUND_NAMES, PaillierSimulator, SimulationReport, Simulator
+from protocols.simulate import (
+    ROUND_NAMES,
+    PaillierSimulator,
+    SimulationReport,
+    Simulator,
+    _Driver,
+)
 from secagg.encoding import QuantizationScheme
 from secagg.errors import ParameterError, SecAggError
 from secagg.hazmat import paillier as hazmat_paillier
@@ -531,16 +537,14 @@ def _metered_client_step(
     return out
 
 
-class _MeteredSimulator(Simulator):
-    """A masking :class:`Simulator` whose two timing hooks also feed a :class:`Meter`.
+class _Metering(_Driver):
+    """Extends a simulator's two timing hooks so every party step also feeds a :class:`Meter`.
 
-    ``_timed_server`` and ``_timed_client`` are where the simulator steps a party; extending
+    ``_timed_server`` and ``_timed_client`` are where a simulator steps a party; extending
     them is the one seam that sees every step with its round and its messages.
     """
 
-    def __init__(self, meter: Meter, *args: Any, **kwargs: Any) -> None:
-        self._meter = meter
-        super().__init__(*args, **kwargs)
+    _meter: Meter
 
     def _timed_server(self, round_index: int, step: Callable[..., _T], *args: object) -> _T:
         timed = super()._timed_server
@@ -561,30 +565,20 @@ class _MeteredSimulator(Simulator):
         return _metered_client_step(self._meter, client_id, round_index, run, args)
 
 
-class _MeteredPaillierSimulator(PaillierSimulator):
-    """A :class:`PaillierSimulator` metered like :class:`_MeteredSimulator`."""
+class _MeteredSimulator(_Metering, Simulator):
+    """A masking :class:`Simulator` whose party steps feed a :class:`Meter`."""
 
     def __init__(self, meter: Meter, *args: Any, **kwargs: Any) -> None:
         self._meter = meter
-        super().__init__(*args, **kwargs)
+        Simulator.__init__(self, *args, **kwargs)
 
-    def _timed_server(self, round_index: int, step: Callable[..., _T], *args: object) -> _T:
-        timed = super()._timed_server
 
-        def run() -> _T:
-            return timed(round_index, step, *args)
+class _MeteredPaillierSimulator(_Metering, PaillierSimulator):
+    """A :class:`PaillierSimulator` whose party steps feed a :class:`Meter`."""
 
-        return self._meter.measure(SERVER, round_index, run)
-
-    def _timed_client(
-        self, client_id: int, round_index: int, step: Callable[..., _T], *args: object
-    ) -> _T:
-        timed = super()._timed_client
-
-        def run() -> _T:
-            return timed(client_id, round_index, step, *args)
-
-        return _metered_client_step(self._meter, client_id, round_index, run, args)
+    def __init__(self, meter: Meter, *args: Any, **kwargs: Any) -> None:
+        self._meter = meter
+        PaillierSimulator.__init__(self, *args, **kwargs)
 
 
 class _MeteredKeyHolder(KeyHolder):
