@@ -22,7 +22,15 @@ import numpy.typing as npt
 from secagg.errors import ParameterError
 from secagg.hazmat.prg import MASK_KEY_BYTES, expand_mask
 
-__all__ = ["MAX_MODULUS_BITS", "QuantizationScheme", "ring_dtype"]
+__all__ = [
+    "MAX_MODULUS_BITS",
+    "EncodedUpdate",
+    "QuantizationScheme",
+    "UpdateEncoding",
+    "check_weight",
+    "clip_update",
+    "ring_dtype",
+]
 
 MAX_MODULUS_BITS: Final = 64
 Rounding = Literal["stochastic", "nearest"]
@@ -126,6 +134,117 @@ class QuantizationScheme:
         if self.modulus_bits < 8 * self.dtype.itemsize:
             np.bitwise_and(values, (1 << self.modulus_bits) - 1, out=values, casting="unsafe")
         return values
+
+
+def clip_update(
+    values: npt.NDArray[np.float64], clip: float
+) -> tuple[npt.NDArray[np.float64], int]:
+    """``values`` clipped to [-clip, clip], and how many of them were clipped."""
+    clipped = int(np.count_nonzero(np.abs(values) > clip))
+    return np.clip(values, -clip, clip), clipped
+
+
+def check_weight(weight: float, max_weight: float, *, client: object = None) -> float:
+    """Return ``weight`` as a float after checking 0 <= weight <= max_weight.
+
+    Raises:
+        ParameterError: the weight is not finite, negative, or above the declared maximum.
+    """
+    who = "" if client is None else f" of client {client}"
+    value = float(weight)
+    if not math.isfinite(value) or value < 0:
+        raise ParameterError(f"the weight{who} is {weight}; weights must be finite and >= 0")
+    if value > max_weight:
+        raise ParameterError(
+            f"the weight{who} is {weight}, above the declared max_weight={max_weight:g}; "
+            "declare a max_weight of at least the largest weight any client may have"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedUpdate:
+    """One client's encoded update and how many of its values were clipped (client-side)."""
+
+    vector: npt.NDArray[np.generic]
+    clipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateEncoding:
+    """The one rule for turning a (weighted) float update into ring values, and back.
+
+    Every backend follows it, so swapping one for another never changes the answer beyond the
+    quantization error. A client clips its update x itself to [-clip, clip]; with weights, the
+    weight w must lie in [0, max_weight] and the client encodes (w / max_weight) * clip(x),
+    which stays inside [-clip, clip], so the ring's headroom keeps the sum of n such vectors
+    from wrapping. The ratio w / max_weight is appended as one more coordinate, quantized to
+    ``value_bits`` bits with stochastic rounding, so the server learns only the summed weight.
+
+    Attributes:
+        scheme: the quantization of one coordinate.
+        max_weight: the declared largest weight, or ``None`` for unweighted sums.
+    """
+
+    scheme: QuantizationScheme
+    max_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_weight is not None and not (
+            math.isfinite(self.max_weight) and self.max_weight > 0
+        ):
+            raise ParameterError(
+                f"max_weight must be a positive finite number, got {self.max_weight}"
+            )
+
+    @property
+    def weighted(self) -> bool:
+        """Whether a weight coordinate follows the update."""
+        return self.max_weight is not None
+
+    def vector_length(self, dimension: int) -> int:
+        """Ring values per client for a float update of ``dimension`` values."""
+        return dimension + self.weighted
+
+    def encode(self, update: npt.NDArray[np.float64], weight: float | None = None) -> EncodedUpdate:
+        """Clip, weight and quantize one client's update.
+
+        Raises:
+            ParameterError: a weight was given to an unweighted encoding (or none to a
+                weighted one), or the weight is outside [0, max_weight].
+        """
+        clipped_update, clipped = clip_update(update, self.scheme.clip)
+        if self.max_weight is None:
+            if weight is not None:
+                raise ParameterError("a weight was given but no max_weight was declared")
+            return EncodedUpdate(self.scheme.quantize(clipped_update), clipped)
+        if weight is None:
+            raise ParameterError("this encoding is weighted: every client needs a weight")
+        ratio = check_weight(weight, self.max_weight) / self.max_weight
+        levels = self.scheme.levels
+        encoded_ratio = np.floor(ratio * levels + _uniform01(1))
+        np.clip(encoded_ratio, 0, levels, out=encoded_ratio)
+        vector = np.concatenate(
+            [self.scheme.quantize(ratio * clipped_update), encoded_ratio.astype(self.scheme.dtype)]
+        )
+        return EncodedUpdate(vector, clipped)
+
+    def decode_sum(
+        self, total: npt.NDArray[np.unsignedinteger], count: int
+    ) -> tuple[npt.NDArray[np.float64], float | None]:
+        """The float sum of ``count`` clients (weighted when weights were encoded), and the
+        summed weight (``None`` when unweighted)."""
+        if self.max_weight is None:
+            return self.scheme.dequantize_sum(total, count), None
+        values = self.scheme.dequantize_sum(total[:-1], count) * self.max_weight
+        weight = float(total[-1]) / self.scheme.levels * self.max_weight
+        return values, weight
+
+    def error_bound(self, count: int) -> float:
+        """The largest deviation of a decoded coordinate (or of the summed weight) from the
+        exact sum of ``count`` clipped, weighted updates: one quantization step per client."""
+        scale = 1.0 if self.max_weight is None else self.max_weight
+        return count * max(self.scheme.step, 1.0 / self.scheme.levels) * scale
 
 
 def _uniform01(size: int) -> npt.NDArray[np.float64]:

@@ -1,0 +1,226 @@
+"""The round planner: the one place that turns a protocol choice into round parameters.
+
+Every caller (the aggregators, distributed DP, the CLI, ``secagg bench``, the Flower workflow and
+the demos) asks :func:`plan_round` which neighbour graph, degree, Shamir threshold and ring size
+a round over a given set of clients uses. A threat-model change (for instance a larger
+threshold against an active server) is therefore made here and nowhere else.
+
+The rules, in order:
+
+- ``"secagg"``: the complete graph (Bonawitz et al. 2017) with a strict-majority threshold
+  t = floor(n / 2) + 1 (:func:`~protocols.graph.secagg_threshold`).
+- ``"secagg+"``: a Harary graph (Bell et al. 2020) whose degree k and threshold t come from
+  :func:`~protocols.graph.secagg_plus_parameters` for the tolerated dropout and corruption
+  fractions. A degree override keeps the computed t when it equals the computed k, and otherwise
+  takes a strict majority of the k + 1 holders of each neighbourhood.
+- a callable ``ids -> NeighbourGraph``: that graph, with a strict majority of its largest
+  neighbourhood.
+- ``"paillier"`` and ``"plain"``: no graph; the threshold is the fewest contributors an aggregate
+  may hold (a strict majority of the clients, at least 2).
+
+An explicit ``threshold`` overrides every default. The ring holds ``value_bits`` plus
+ceil(log2 n) bits of headroom so that the sum of n inputs never wraps, unless
+``modulus_bits`` is given (distributed DP sizes its own ring).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+from protocols.graph import (
+    NeighbourGraph,
+    complete_graph,
+    harary_graph,
+    secagg_plus_parameters,
+    secagg_threshold,
+)
+from secagg.encoding import QuantizationScheme
+from secagg.errors import ParameterError
+
+__all__ = [
+    "DEFAULT_CORRUPT_FRACTION",
+    "DEFAULT_DROPOUT_FRACTION",
+    "GraphBuilder",
+    "ProtocolName",
+    "RoundPlan",
+    "RoundPolicy",
+    "plan_round",
+]
+
+ProtocolName = Literal["plain", "secagg", "secagg+", "paillier"]
+#: A custom neighbour graph: client ids -> graph.
+GraphBuilder = Callable[[Sequence[int]], NeighbourGraph]
+
+PROTOCOL_NAMES: Final[tuple[str, ...]] = get_args(ProtocolName)
+DEFAULT_DROPOUT_FRACTION: Final = 0.05
+DEFAULT_CORRUPT_FRACTION: Final = 0.05
+MASKING_PROTOCOLS: Final = frozenset({"secagg", "secagg+"})
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPlan:
+    """The parameters of one round over ``num_clients`` clients.
+
+    Attributes:
+        protocol: the protocol the round runs.
+        num_clients: n, the clients invited to the round.
+        graph: the neighbour graph of a masking round (``None`` for Paillier and plain).
+        degree: neighbours per client (n - 1 on the complete graph, 0 without a graph).
+        threshold: Shamir threshold t of a masking round; the fewest contributors otherwise.
+        value_bits: bits of one quantized value.
+        modulus_bits: k, the ring Z_{2^k} the round sums in.
+    """
+
+    protocol: ProtocolName
+    num_clients: int
+    graph: NeighbourGraph | None
+    degree: int
+    threshold: int
+    value_bits: int
+    modulus_bits: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPolicy:
+    """What a caller chooses once and then plans every round with.
+
+    Attributes:
+        protocol: ``"plain"``, ``"secagg"``, ``"secagg+"`` or ``"paillier"``.
+        dropout_fraction: the fraction of clients a SecAgg+ round must survive losing.
+        corrupt_fraction: the fraction of clients assumed to collude with the server.
+        degree: SecAgg+ degree override (even, >= 2).
+        threshold: threshold override.
+        value_bits: bits of one quantized value.
+        modulus_bits: ring override (default: value_bits + ceil(log2 n)).
+        graph_builder: a custom neighbour graph for a masking round (replaces the protocol's).
+    """
+
+    protocol: ProtocolName = "secagg+"
+    dropout_fraction: float = DEFAULT_DROPOUT_FRACTION
+    corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION
+    degree: int | None = None
+    threshold: int | None = None
+    value_bits: int = 16
+    modulus_bits: int | None = None
+    graph_builder: GraphBuilder | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOL_NAMES:
+            raise ParameterError(
+                f"protocol must be one of {', '.join(PROTOCOL_NAMES)}, not {self.protocol!r}"
+            )
+        if self.degree is not None and self.protocol != "secagg+":
+            raise ParameterError("a degree applies only to SecAgg+ (protocol 'secagg+')")
+        if self.graph_builder is not None and self.protocol not in MASKING_PROTOCOLS:
+            raise ParameterError("a custom graph applies only to a masking protocol")
+        if self.threshold is not None and (
+            isinstance(self.threshold, bool) or not isinstance(self.threshold, int)
+        ):
+            raise ParameterError(f"threshold must be an int, got {self.threshold!r}")
+        if self.threshold is not None and self.threshold < 2:
+            raise ParameterError(
+                f"threshold must be >= 2 (one share must never reveal a key), got {self.threshold}"
+            )
+        if self.protocol == "secagg+" and self.graph_builder is None:
+            # Fail on impossible tolerances now rather than at the first round.
+            secagg_plus_parameters(
+                2,
+                dropout_fraction=self.dropout_fraction,
+                corrupt_fraction=self.corrupt_fraction,
+            )
+
+    @property
+    def is_masking(self) -> bool:
+        """Whether rounds run the masking protocol (SecAgg or SecAgg+)."""
+        return self.protocol in MASKING_PROTOCOLS
+
+    def plan(self, ids: Sequence[int]) -> RoundPlan:
+        """The plan of one round over the clients ``ids``; see :func:`plan_round`."""
+        return plan_round(self, ids)
+
+    def threshold_for(self, num_clients: int) -> int:
+        """The threshold a round over ``num_clients`` clients uses, without building its graph."""
+        if self.threshold is not None:
+            return self.threshold
+        if self.protocol == "secagg+" and self.graph_builder is None:
+            return _secagg_plus_choice(self, num_clients)[1]
+        return secagg_threshold(num_clients)
+
+    def degree_for(self, num_clients: int) -> int:
+        """The degree a round over ``num_clients`` clients uses (n - 1 on the complete graph)."""
+        if self.protocol == "secagg+" and self.graph_builder is None:
+            return _secagg_plus_choice(self, num_clients)[0]
+        return num_clients - 1 if self.is_masking else 0
+
+
+def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
+    """Turn ``policy`` and the invited clients ``ids`` into the round's parameters.
+
+    Raises:
+        ParameterError: fewer than 2 clients, a threshold above the number of share holders,
+            or a ring that cannot hold the sum.
+    """
+    n = len(ids)
+    if n < 2:
+        raise ParameterError(f"secure aggregation needs at least 2 clients, got {n}")
+    graph = _graph_for(policy, ids)
+    if graph is not None:
+        degree = graph.max_degree
+        threshold = policy.threshold or _default_threshold(policy, graph)
+        holders = min(len(p) for p in graph.neighbours.values()) + 1
+        if threshold > holders:
+            raise ParameterError(
+                f"threshold {threshold} exceeds the {holders} share holders of the smallest "
+                "neighbourhood: lower the threshold or raise the degree"
+            )
+    else:
+        degree = 0
+        threshold = policy.threshold or secagg_threshold(n)
+        if threshold > n:
+            raise ParameterError(f"threshold {threshold} exceeds the {n} clients of the round")
+    scheme = QuantizationScheme(
+        clip=1.0,
+        value_bits=policy.value_bits,
+        num_clients=n,
+        modulus_bits=policy.modulus_bits or 0,
+    )
+    return RoundPlan(
+        protocol=policy.protocol,
+        num_clients=n,
+        graph=graph,
+        degree=degree,
+        threshold=threshold,
+        value_bits=policy.value_bits,
+        modulus_bits=scheme.modulus_bits,
+    )
+
+
+def _graph_for(policy: RoundPolicy, ids: Sequence[int]) -> NeighbourGraph | None:
+    if not policy.is_masking:
+        return None
+    if policy.graph_builder is not None:
+        return policy.graph_builder(ids)
+    if policy.protocol == "secagg":
+        return complete_graph(ids)
+    degree, _ = _secagg_plus_choice(policy, len(ids))
+    return harary_graph(ids, degree)
+
+
+def _default_threshold(policy: RoundPolicy, graph: NeighbourGraph) -> int:
+    if policy.protocol == "secagg+" and policy.graph_builder is None:
+        return _secagg_plus_choice(policy, len(graph.neighbours))[1]
+    return secagg_threshold(graph.max_degree + 1)
+
+
+def _secagg_plus_choice(policy: RoundPolicy, num_clients: int) -> tuple[int, int]:
+    """SecAgg+ (degree, threshold) for n clients, overrides applied."""
+    chosen = secagg_plus_parameters(
+        num_clients,
+        dropout_fraction=policy.dropout_fraction,
+        corrupt_fraction=policy.corrupt_fraction,
+    )
+    degree = policy.degree or chosen.degree
+    threshold = chosen.threshold if degree == chosen.degree else secagg_threshold(degree + 1)
+    return degree, policy.threshold or threshold
