@@ -36,18 +36,17 @@ import numpy as np
 import numpy.typing as npt
 import phe
 
+# The primitives under measurement have no safe counterpart, so they come from hazmat; keys and
+# packing come from their safe modules like in any other caller.
 from secagg.hazmat.paillier import (
-    PackingScheme,
-    PaillierKeypair,
-    RandomnessMode,
-    SlotLayout,
     ciphertext_byte_length,
     ciphertexts_to_bytes,
     decrypt_vector,
     encrypt_vector,
-    generate_keypair,
     sum_ciphertext_vectors,
 )
+from secagg.packing import PackingScheme, SlotLayout
+from secagg.paillier_keys import PaillierKeypair, RandomnessMode, generate_paillier_keypair
 
 # Targets from the issue, for the summary lines.
 TARGET_DJN_ENCRYPT = 100_000
@@ -287,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if dim < 1 or args.clients < 2:
         parser.error("need --dim >= 1 and --clients >= 2")
 
-    keys, keygen_s = _timed(generate_keypair, args.key_bits)
+    keys, keygen_s = _timed(generate_paillier_keypair, args.key_bits, mode=RandomnessMode.DJN)
     rng = np.random.default_rng(args.seed)
     inputs = rng.integers(0, 2**args.value_bits, size=(args.clients, dim), dtype=np.uint64)
 

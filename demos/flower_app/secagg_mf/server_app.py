@@ -30,7 +30,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from protocols.flower import SecAggFedAvg, SecureAggregationWorkflow, flower_session_id
 from protocols.paillier import KeyHolder
-from secagg.hazmat.paillier import generate_keypair
+from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
 from secagg_mf import baseline, task
 
 app = ServerApp()
@@ -81,7 +81,7 @@ def make_workflow(settings: task.Settings, run_id: int) -> SecureAggregationWork
         return SecureAggregationWorkflow(settings.backend, **common)  # type: ignore[arg-type]
     # Demo only: in production the key holder is a separate party (see the module docstring).
     key_holder = KeyHolder(
-        generate_keypair(settings.paillier_key_bits, djn=False),
+        generate_paillier_keypair(settings.paillier_key_bits, mode=RandomnessMode.FRESH),
         session_id=flower_session_id(run_id),
         value_bits=settings.value_bits,
         max_clients=1024,
