@@ -36,7 +36,7 @@ from protocols.graph import (
     secagg_plus_parameters,
     secagg_threshold,
 )
-from secagg.encoding import QuantizationScheme
+from secagg.encoding import QuantizationScheme, ring_dtype
 from secagg.errors import ParameterError
 
 __all__ = [
@@ -148,6 +148,14 @@ class RoundPolicy:
             return _secagg_plus_choice(self, num_clients)[1]
         return secagg_threshold(num_clients)
 
+    def modulus_bits_for(self, num_clients: int) -> int:
+        """The ring of a round over ``num_clients`` clients: value bits plus ceil(log2 n),
+        or the ``modulus_bits`` override as given (distributed DP sizes its own ring)."""
+        if self.modulus_bits is not None:
+            return ring_dtype(self.modulus_bits) and self.modulus_bits
+        scheme = QuantizationScheme(clip=1.0, value_bits=self.value_bits, num_clients=num_clients)
+        return scheme.modulus_bits
+
     def degree_for(self, num_clients: int) -> int:
         """The degree a round over ``num_clients`` clients uses (n - 1 on the complete graph)."""
         if self.protocol == "secagg+" and self.graph_builder is None:
@@ -180,12 +188,6 @@ def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
         threshold = policy.threshold or secagg_threshold(n)
         if threshold > n:
             raise ParameterError(f"threshold {threshold} exceeds the {n} clients of the round")
-    scheme = QuantizationScheme(
-        clip=1.0,
-        value_bits=policy.value_bits,
-        num_clients=n,
-        modulus_bits=policy.modulus_bits or 0,
-    )
     return RoundPlan(
         protocol=policy.protocol,
         num_clients=n,
@@ -193,7 +195,7 @@ def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
         degree=degree,
         threshold=threshold,
         value_bits=policy.value_bits,
-        modulus_bits=scheme.modulus_bits,
+        modulus_bits=policy.modulus_bits_for(n),
     )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "EncodedUpdate",
     "QuantizationScheme",
     "UpdateEncoding",
+    "check_max_weight",
     "check_weight",
     "clip_update",
     "ring_dtype",
@@ -144,6 +145,12 @@ def clip_update(
     return np.clip(values, -clip, clip), clipped
 
 
+def check_max_weight(max_weight: float | None) -> None:
+    """Reject a declared max_weight that is not ``None`` or a positive finite number."""
+    if max_weight is not None and not (math.isfinite(max_weight) and max_weight > 0):
+        raise ParameterError(f"max_weight must be a positive finite number, got {max_weight}")
+
+
 def check_weight(weight: float, max_weight: float, *, client: object = None) -> float:
     """Return ``weight`` as a float after checking 0 <= weight <= max_weight.
 
@@ -178,8 +185,10 @@ class UpdateEncoding:
     quantization error. A client clips its update x itself to [-clip, clip]; with weights, the
     weight w must lie in [0, max_weight] and the client encodes (w / max_weight) * clip(x),
     which stays inside [-clip, clip], so the ring's headroom keeps the sum of n such vectors
-    from wrapping. The ratio w / max_weight is appended as one more coordinate, quantized to
-    ``value_bits`` bits with stochastic rounding, so the server learns only the summed weight.
+    from wrapping. The weight itself is appended as one more coordinate, w * s rounded
+    stochastically, with the integer scale s = floor((2^value_bits - 1) / max_weight): integer
+    weights (numbers of examples) then sum exactly, fractional ones without bias, and the
+    server learns only the summed weight.
 
     Attributes:
         scheme: the quantization of one coordinate.
@@ -190,12 +199,24 @@ class UpdateEncoding:
     max_weight: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_weight is not None and not (
-            math.isfinite(self.max_weight) and self.max_weight > 0
-        ):
+        check_max_weight(self.max_weight)
+        if self.max_weight is not None and self.max_weight > self.scheme.levels:
             raise ParameterError(
-                f"max_weight must be a positive finite number, got {self.max_weight}"
+                f"max_weight={self.max_weight:g} exceeds {self.scheme.levels}, the largest "
+                f"{self.scheme.value_bits}-bit value: raise value_bits or rescale the weights"
             )
+
+    @property
+    def weight_scale(self) -> int:
+        """s: a weight w is encoded as w * s (1 when unweighted)."""
+        if self.max_weight is None:
+            return 1
+        return int(self.scheme.levels // self.max_weight)
+
+    @property
+    def modulus_bits(self) -> int:
+        """The ring Z_{2^k} the encoded values are summed in."""
+        return self.scheme.modulus_bits
 
     @property
     def weighted(self) -> bool:
@@ -220,31 +241,32 @@ class UpdateEncoding:
             return EncodedUpdate(self.scheme.quantize(clipped_update), clipped)
         if weight is None:
             raise ParameterError("this encoding is weighted: every client needs a weight")
-        ratio = check_weight(weight, self.max_weight) / self.max_weight
-        levels = self.scheme.levels
-        encoded_ratio = np.floor(ratio * levels + _uniform01(1))
-        np.clip(encoded_ratio, 0, levels, out=encoded_ratio)
+        checked = check_weight(weight, self.max_weight)
+        encoded_weight = np.floor(checked * self.weight_scale + _uniform01(1))
+        np.clip(encoded_weight, 0, self.scheme.levels, out=encoded_weight)
+        scaled = (checked / self.max_weight) * clipped_update
         vector = np.concatenate(
-            [self.scheme.quantize(ratio * clipped_update), encoded_ratio.astype(self.scheme.dtype)]
+            [self.scheme.quantize(scaled), encoded_weight.astype(self.scheme.dtype)]
         )
         return EncodedUpdate(vector, clipped)
 
     def decode_sum(
-        self, total: npt.NDArray[np.unsignedinteger], count: int
+        self, total: npt.NDArray[np.generic], count: int
     ) -> tuple[npt.NDArray[np.float64], float | None]:
         """The float sum of ``count`` clients (weighted when weights were encoded), and the
         summed weight (``None`` when unweighted)."""
         if self.max_weight is None:
             return self.scheme.dequantize_sum(total, count), None
         values = self.scheme.dequantize_sum(total[:-1], count) * self.max_weight
-        weight = float(total[-1]) / self.scheme.levels * self.max_weight
+        weight = float(total[-1]) / self.weight_scale
         return values, weight
 
     def error_bound(self, count: int) -> float:
-        """The largest deviation of a decoded coordinate (or of the summed weight) from the
-        exact sum of ``count`` clipped, weighted updates: one quantization step per client."""
+        """The largest deviation of a decoded coordinate from the exact sum of ``count``
+        clipped (and weighted) updates: one quantization step per client. The summed weight
+        is off by less than ``count / weight_scale`` (and is exact for integer weights)."""
         scale = 1.0 if self.max_weight is None else self.max_weight
-        return count * max(self.scheme.step, 1.0 / self.scheme.levels) * scale
+        return count * self.scheme.step * scale
 
 
 def _uniform01(size: int) -> npt.NDArray[np.float64]:

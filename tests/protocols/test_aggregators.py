@@ -36,7 +36,7 @@ def _step(clip: float, value_bits: int) -> float:
 
 def test_plain_aggregator_sums_survivors() -> None:
     updates = {u: np.full(3, float(u + 1)) for u in range(6)}
-    result = PlainAggregator().aggregate(updates, dropouts={0: 0, 1: 1, 2: 2, 3: 3})
+    result = PlainAggregator(clip=10.0).aggregate(updates, dropouts={0: 0, 1: 1, 2: 2, 3: 3})
     # Round 0-2 dropouts never uploaded; a round-3 dropout already had its input counted.
     assert result.survivors == (3, 4, 5)
     assert result.dropped == (0, 1, 2)
@@ -57,14 +57,16 @@ def test_plain_aggregator_without_dropouts_sums_everyone() -> None:
 def test_plain_aggregator_weights_and_weighted_mean() -> None:
     updates = {0: [1.0, 2.0], 1: [3.0, -1.0], 2: [10.0, 10.0]}
     weights = {0: 2.0, 1: 0.5, 2: 4.0}
-    result = PlainAggregator().aggregate(updates, weights=weights, dropouts={2: 1})
+    result = PlainAggregator(clip=10.0, max_weight=4.0).aggregate(
+        updates, weights=weights, dropouts={2: 1}
+    )
     np.testing.assert_allclose(result.total, [2.0 + 1.5, 4.0 - 0.5])
     assert result.total_weight == pytest.approx(2.5)
     np.testing.assert_allclose(result.mean, [3.5 / 2.5, 3.5 / 2.5])
 
 
 def test_plain_aggregator_accepts_lists_and_ints() -> None:
-    result = PlainAggregator().aggregate({0: [1, 2], 1: (3, 4)})
+    result = PlainAggregator(clip=10.0).aggregate({0: [1, 2], 1: (3, 4)})
     np.testing.assert_array_equal(result.total, [4.0, 6.0])
 
 
@@ -96,7 +98,7 @@ def test_masking_aggregator_matches_plain_sum_with_dropouts_every_round(
     dropouts = {int(u): r for r, u in enumerate(chosen)}
     aggregator = MaskingAggregator(graph, clip=clip, value_bits=value_bits)
     result = aggregator.aggregate(updates, dropouts=dropouts)
-    plain = PlainAggregator().aggregate(updates, dropouts=dropouts)
+    plain = PlainAggregator(clip=clip).aggregate(updates, dropouts=dropouts)
     assert result.survivors == plain.survivors
     assert result.dropped == plain.dropped
     assert set(result.dropped) == {int(u) for u in chosen[:3]}
@@ -163,14 +165,14 @@ def test_masking_aggregator_weighted_total_weight_and_mean(graph: str, n: int) -
     updates = _updates(n, seed=11)
     weights = {u: float(rng.integers(1, 21)) for u in range(n)}
     dropouts = {1: 0, 2: 2, 3: 3}
-    clip = 25.0  # |weight * update| <= 20, so nothing is clipped
-    result = MaskingAggregator(graph, clip=clip).aggregate(
+    result = MaskingAggregator(graph, max_weight=20).aggregate(
         updates, weights=weights, dropouts=dropouts
     )
-    plain = PlainAggregator().aggregate(updates, weights=weights, dropouts=dropouts)
+    plain = PlainAggregator(max_weight=20).aggregate(updates, weights=weights, dropouts=dropouts)
     assert result.survivors == plain.survivors
+    # Integer weights are encoded exactly.
     assert result.total_weight == plain.total_weight
-    tolerance = n * _step(clip, 16)
+    tolerance = n * _step(1.0, 16) * 20
     assert np.max(np.abs(result.total - plain.total)) <= tolerance
     assert plain.total_weight is not None
     assert np.max(np.abs(result.mean - plain.mean)) <= tolerance / plain.total_weight
@@ -179,10 +181,10 @@ def test_masking_aggregator_weighted_total_weight_and_mean(graph: str, n: int) -
 def test_masking_aggregator_fractional_weights_are_unbiased_roughly() -> None:
     updates = {u: np.zeros(2) for u in range(6)}
     weights = {u: 2.5 for u in range(6)}
-    result = MaskingAggregator().aggregate(updates, weights=weights)
-    # Each weight is rounded stochastically to 2 or 3.
+    result = MaskingAggregator(max_weight=4).aggregate(updates, weights=weights)
+    # Each weight is encoded as 2.5 * (65535 // 4) rounded stochastically.
     assert result.total_weight is not None
-    assert 12 <= result.total_weight <= 18
+    assert abs(result.total_weight - 15.0) <= 6 / (65535 // 4)
 
 
 def test_masking_aggregator_clips_updates() -> None:
@@ -190,20 +192,43 @@ def test_masking_aggregator_clips_updates() -> None:
     updates = _updates(n, seed=12, scale=3.0)
     clipped = {u: np.clip(x, -1.0, 1.0) for u, x in updates.items()}
     result = MaskingAggregator(clip=1.0).aggregate(updates, dropouts={0: 1})
-    plain = PlainAggregator().aggregate(clipped, dropouts={0: 1})
-    unclipped = PlainAggregator().aggregate(updates, dropouts={0: 1})
+    plain = PlainAggregator(clip=1.0).aggregate(updates, dropouts={0: 1})
+    pre_clipped = PlainAggregator(clip=1.0).aggregate(clipped, dropouts={0: 1})
+    unclipped = PlainAggregator(clip=3.0).aggregate(updates, dropouts={0: 1})
+    np.testing.assert_array_equal(plain.total, pre_clipped.total)
     assert np.max(np.abs(result.total - plain.total)) <= n * _step(1.0, 16)
     assert np.max(np.abs(result.total - unclipped.total)) > 1.0
+    expected_clipped = sum(int(np.count_nonzero(np.abs(x) > 1.0)) for x in updates.values())
+    assert result.stats.clipped_values == plain.stats.clipped_values == expected_clipped
 
 
-def test_masking_aggregator_clips_weighted_updates() -> None:
+def test_masking_aggregator_weights_updates_without_clipping_the_product() -> None:
+    # The README's case: weights of 10 to 100 and updates in [-0.5, 0.5] must not be clipped.
     updates = {0: [0.5, -0.5], 1: [0.5, 0.1], 2: [-0.5, 0.0]}
+    weights = {0: 100.0, 1: 10.0, 2: 40.0}
+    result = MaskingAggregator(clip=1.0, max_weight=100).aggregate(updates, weights=weights)
+    expected = np.array([50.0 + 5.0 - 20.0, -50.0 + 1.0 + 0.0])
+    assert np.max(np.abs(result.total - expected)) <= 3 * _step(1.0, 16) * 100
+    assert result.total_weight == 150.0
+    assert result.stats.clipped_values == 0
+
+
+def test_masking_aggregator_clips_the_update_before_weighting() -> None:
+    updates = {0: [3.0, -0.5], 1: [0.5, 0.1], 2: [-0.5, 0.0]}
     weights = {0: 4.0, 1: 1.0, 2: 1.0}
-    result = MaskingAggregator(clip=1.0).aggregate(updates, weights=weights)
-    # Client 0's weighted update (2, -2) is clipped to (1, -1).
-    expected = np.array([1.0 + 0.5 - 0.5, -1.0 + 0.1 + 0.0])
-    assert np.max(np.abs(result.total - expected)) <= 3 * _step(1.0, 16)
+    result = MaskingAggregator(clip=1.0, max_weight=4).aggregate(updates, weights=weights)
+    # Client 0's update (3, -0.5) is clipped to (1, -0.5), then weighted by 4.
+    expected = np.array([4.0 + 0.5 - 0.5, -2.0 + 0.1 + 0.0])
+    assert np.max(np.abs(result.total - expected)) <= 3 * _step(1.0, 16) * 4
     assert result.total_weight == 6.0
+    assert result.stats.clipped_values == 1
+
+
+@pytest.mark.parametrize("kind", ["plain", "complete", "harary"])
+def test_aggregators_refuse_weights_without_a_declared_max_weight(kind: str) -> None:
+    aggregator: Any = PlainAggregator() if kind == "plain" else MaskingAggregator(kind)
+    with pytest.raises(ParameterError, match="max_weight"):
+        aggregator.aggregate({0: [0.1], 1: [0.2], 2: [0.3]}, weights={0: 1, 1: 2, 2: 3})
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,6 +270,12 @@ BAD_INPUTS: list[tuple[str, dict[str, Any]]] = [
     ("weights missing a client", {"weights": {0: 1.0, 1: 1.0}}),
     ("negative weight", {"weights": {0: 1.0, 1: -1.0, 2: 1.0}}),
     ("NaN weight", {"weights": {0: 1.0, 1: np.nan, 2: 1.0}}),
+    ("string weight", {"weights": {0: 1.0, 1: "2", 2: 1.0}}),
+    ("string update", {"updates": {0: "1.0", 1: [0.5], 2: [0.0]}}),
+    ("string values", {"updates": {0: ["1.0"], 1: ["0.5"], 2: ["0.0"]}}),
+    ("complex values", {"updates": {0: [1 + 2j], 1: [0.5], 2: [0.0]}}),
+    ("object values", {"updates": {0: [None], 1: [0.5], 2: [0.0]}}),
+    ("updates not a mapping", {"updates": [[1.0], [0.5]]}),
 ]
 
 
@@ -262,13 +293,23 @@ def test_aggregators_reject_bad_inputs(
         aggregator.aggregate(updates, **kwargs)
 
 
-def test_masking_aggregator_rejects_weight_above_largest_level() -> None:
+@pytest.mark.parametrize("kind", ["plain", "complete"])
+def test_aggregators_reject_weight_above_max_weight(kind: str) -> None:
     updates = {0: [0.1], 1: [0.2], 2: [0.3]}
-    aggregator = MaskingAggregator(value_bits=4)
+    aggregator: Any = (
+        PlainAggregator(max_weight=15)
+        if kind == "plain"
+        else MaskingAggregator(value_bits=4, max_weight=15)
+    )
     ok = aggregator.aggregate(updates, weights={0: 15.0, 1: 1.0, 2: 1.0})
     assert ok.total_weight == 17.0
-    with pytest.raises(ParameterError, match="exceeds"):
+    with pytest.raises(ParameterError, match="above the declared max_weight=15"):
         aggregator.aggregate(updates, weights={0: 16.0, 1: 1.0, 2: 1.0})
+
+
+def test_masking_aggregator_rejects_max_weight_above_largest_level() -> None:
+    with pytest.raises(ParameterError, match="exceeds 15"):
+        MaskingAggregator(value_bits=4, max_weight=16)
 
 
 @pytest.mark.parametrize(
@@ -319,7 +360,7 @@ def test_masking_aggregator_stats() -> None:
 def test_plain_aggregator_stats_are_empty() -> None:
     stats = PlainAggregator().aggregate({0: [1.0], 1: [2.0]}).stats
     assert dict(stats.bytes_sent) == {}
-    assert stats.wall_seconds == 0.0
+    assert dict(stats.seconds) == {}
 
 
 @pytest.mark.parametrize(("graph", "n"), GRAPH_CASES)
@@ -327,17 +368,17 @@ def test_masking_aggregator_through_wire_gives_same_result(graph: str, n: int) -
     updates = _updates(n, seed=15)
     weights = {u: float(u % 3 + 1) for u in range(n)}
     dropouts = {2: 0, 4: 1, 6: 2, 8: 3}
-    plain = PlainAggregator().aggregate(updates, weights=weights, dropouts=dropouts)
-    direct = MaskingAggregator(graph, clip=4.0).aggregate(
+    plain = PlainAggregator(max_weight=3).aggregate(updates, weights=weights, dropouts=dropouts)
+    direct = MaskingAggregator(graph, max_weight=3).aggregate(
         updates, weights=weights, dropouts=dropouts
     )
-    wired = MaskingAggregator(graph, clip=4.0, through_wire=True).aggregate(
+    wired = MaskingAggregator(graph, max_weight=3, through_wire=True).aggregate(
         updates, weights=weights, dropouts=dropouts
     )
     assert wired.survivors == direct.survivors == plain.survivors
     assert wired.dropped == direct.dropped == plain.dropped
     assert wired.total_weight == direct.total_weight == plain.total_weight
-    tolerance = n * _step(4.0, 16)
+    tolerance = n * _step(1.0, 16) * 3
     assert np.max(np.abs(wired.total - plain.total)) <= tolerance
     assert np.max(np.abs(wired.total - direct.total)) <= 2 * tolerance
     if graph == "complete":

@@ -1,0 +1,42 @@
+"""The public aggregation backends behind one small interface, on one pipeline.
+
+``models.federated``, the Flower adapter and outside users all talk to an :class:`Aggregator`:
+hand it each client's float update (and optionally a weight), say who drops out when, and get
+back the float sum over the clients that finished, the summed weight, and what the round cost.
+Every backend runs :class:`~protocols.aggregators.pipeline.Pipeline` (validate -> encode ->
+secure sum -> decode -> stats) and follows one weight rule: clip the update, bound the weight by
+a declared ``max_weight``, encode (w / max_weight) * clip(x). The secure backends run the real
+protocol in-process; the server-side code that calls ``aggregate`` receives only the sum.
+"""
+
+from protocols.aggregators.dp import (
+    DEFAULT_MODULUS_BITS,
+    DistributedDPAggregator,
+    PrivacyBudgetWarning,
+    PrivacyReport,
+)
+from protocols.aggregators.inputs import check_dropouts, check_round_inputs, check_updates
+from protocols.aggregators.masking import MaskingAggregator
+from protocols.aggregators.paillier import PaillierAggregator
+from protocols.aggregators.pipeline import Pipeline, RoundCodec, SecureSum
+from protocols.aggregators.plain import PlainAggregator
+from protocols.aggregators.result import AggregationResult, Aggregator, RoundStats
+
+__all__ = [
+    "DEFAULT_MODULUS_BITS",
+    "AggregationResult",
+    "Aggregator",
+    "DistributedDPAggregator",
+    "MaskingAggregator",
+    "PaillierAggregator",
+    "Pipeline",
+    "PlainAggregator",
+    "PrivacyBudgetWarning",
+    "PrivacyReport",
+    "RoundCodec",
+    "RoundStats",
+    "SecureSum",
+    "check_dropouts",
+    "check_round_inputs",
+    "check_updates",
+]

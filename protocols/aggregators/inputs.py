@@ -1,0 +1,134 @@
+"""Validation of one ``aggregate`` call: the same checks, and the same messages, for every backend.
+
+Every check names the client and says what to change. Updates must be 1-D arrays of finite real
+numbers of one length (strings, objects and complex numbers are refused rather than coerced or
+silently truncated); weights must be finite and non-negative; a dropout schedule names known
+clients and protocol rounds 0-3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols.aggregators.result import FloatArray
+from secagg.errors import ParameterError
+
+__all__ = ["RoundInputs", "check_dropouts", "check_round_inputs", "check_updates", "check_weights"]
+
+#: Index of the protocol round at which a client stops answering (see ``dropouts``).
+#: 0 AdvertiseKeys, 1 ShareKeys, 2 MaskedInputCollection, 3 Unmasking. A client that drops at
+#: round 3 has already uploaded its input, so it is still counted in the sum.
+UPLOAD_ROUND = 2
+_REAL_KINDS = "biuf"
+
+
+@dataclass(frozen=True, slots=True)
+class RoundInputs:
+    """One checked ``aggregate`` call.
+
+    Attributes:
+        updates: client id -> 1-D float64 update, all of length ``dimension``.
+        weights: client id -> weight, or ``None`` for an unweighted sum.
+        dropouts: client id -> protocol round at which it goes silent.
+    """
+
+    updates: Mapping[int, FloatArray]
+    weights: Mapping[int, float] | None
+    dropouts: Mapping[int, int]
+
+    @property
+    def ids(self) -> list[int]:
+        """The clients of the round, sorted."""
+        return sorted(self.updates)
+
+    @property
+    def dimension(self) -> int:
+        """The length of every update."""
+        return int(next(iter(self.updates.values())).shape[0])
+
+    def weight(self, client: int) -> float | None:
+        """The weight of ``client``, or ``None`` for an unweighted sum."""
+        return None if self.weights is None else self.weights[client]
+
+
+def check_round_inputs(
+    updates: Mapping[int, npt.ArrayLike],
+    weights: Mapping[int, float] | None,
+    dropouts: Mapping[int, int] | None,
+) -> RoundInputs:
+    """Validate one ``aggregate`` call's arguments."""
+    arrays = check_updates(updates)
+    return RoundInputs(arrays, check_weights(weights, arrays), check_dropouts(dropouts, arrays))
+
+
+def check_updates(updates: Mapping[int, npt.ArrayLike]) -> dict[int, FloatArray]:
+    """Validate and normalise a mapping of client updates to 1-D float64 arrays of equal length."""
+    if not isinstance(updates, Mapping) or not updates:
+        raise ParameterError("updates must be a non-empty mapping of client id -> 1-D update")
+    arrays: dict[int, FloatArray] = {}
+    length: int | None = None
+    for client_id, update in updates.items():
+        if not isinstance(client_id, int) or isinstance(client_id, bool) or client_id < 0:
+            raise ParameterError(f"client ids must be non-negative ints, got {client_id!r}")
+        array = _real_array(client_id, update)
+        if length is None:
+            length = array.shape[0]
+        elif array.shape[0] != length:
+            raise ParameterError(
+                f"update of client {client_id} has {array.shape[0]} values, expected {length}"
+            )
+        arrays[client_id] = array
+    return arrays
+
+
+def _real_array(client_id: int, update: npt.ArrayLike) -> FloatArray:
+    given = np.asarray(update)
+    if given.dtype.kind not in _REAL_KINDS:
+        raise ParameterError(
+            f"update of client {client_id} has dtype {given.dtype}; updates must be real numbers "
+            "(convert tensors with .numpy(), and take the real part explicitly if intended)"
+        )
+    if given.ndim != 1:
+        raise ParameterError(
+            f"update of client {client_id} has shape {given.shape}; flatten it to 1-D"
+        )
+    array = given.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ParameterError(f"update of client {client_id} contains NaN or infinity")
+    return array
+
+
+def check_weights(
+    weights: Mapping[int, float] | None, client_ids: Mapping[int, object]
+) -> dict[int, float] | None:
+    """Validate optional weights: one non-negative finite number per client."""
+    if weights is None:
+        return None
+    if not isinstance(weights, Mapping) or set(weights) != set(client_ids):
+        raise ParameterError("weights must name exactly the clients in updates")
+    checked: dict[int, float] = {}
+    for u, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
+            raise ParameterError(f"weight of client {u} is {w!r}; weights must be real numbers")
+        checked[u] = float(w)
+        if not np.isfinite(checked[u]) or checked[u] < 0:
+            raise ParameterError(f"weight of client {u} is {w}; weights must be finite and >= 0")
+    return checked
+
+
+def check_dropouts(
+    dropouts: Mapping[int, int] | None, client_ids: Mapping[int, object]
+) -> dict[int, int]:
+    """Validate a dropout schedule: known client ids, rounds in 0..3."""
+    if dropouts is None:
+        return {}
+    for u, r in dropouts.items():
+        if u not in client_ids:
+            raise ParameterError(f"dropout schedule names unknown client {u}")
+        if not isinstance(r, int) or isinstance(r, bool) or not 0 <= r <= 3:
+            raise ParameterError(f"client {u} drops at round {r!r}; rounds are 0, 1, 2 or 3")
+    return dict(dropouts)

@@ -1,0 +1,186 @@
+"""SecAgg / SecAgg+ behind the aggregator contract: a real masking round, run in-process.
+
+:class:`MaskingSum` is the secure-sum step: it asks the round planner for the graph and
+threshold, runs :class:`protocols.simulate.Simulator` over the clients' ring vectors and returns
+only what the server learns. :class:`MaskingAggregator` plugs it into the shared pipeline with
+the shared :class:`~secagg.encoding.UpdateEncoding`; distributed DP reuses the same
+:class:`MaskingSum` with its own codec.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Literal
+
+from protocols.aggregators.inputs import RoundInputs
+from protocols.aggregators.pipeline import (
+    Pipeline,
+    SumOutcome,
+    SumRequest,
+    declared_max_weight,
+    ring_inputs,
+)
+from protocols.graph import NeighbourGraph
+from protocols.masking import AggregateResult, MaskingParams
+from protocols.rounds import (
+    DEFAULT_CORRUPT_FRACTION,
+    DEFAULT_DROPOUT_FRACTION,
+    GraphBuilder,
+    RoundPolicy,
+)
+from protocols.simulate import SimulationReport, Simulator
+from secagg.encoding import QuantizationScheme, UpdateEncoding
+from secagg.errors import ParameterError
+
+__all__ = ["GraphChoice", "MaskingAggregator", "MaskingSum", "masking_policy"]
+
+GraphChoice = Literal["complete", "harary"] | GraphBuilder
+
+
+def masking_policy(
+    graph: GraphChoice,
+    *,
+    value_bits: int = 16,
+    threshold: int | None = None,
+    degree: int | None = None,
+    dropout_fraction: float = DEFAULT_DROPOUT_FRACTION,
+    corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
+    modulus_bits: int | None = None,
+) -> RoundPolicy:
+    """The round policy of a masking aggregator's ``graph`` argument."""
+    if not callable(graph) and graph not in ("complete", "harary"):
+        raise ParameterError(f"graph must be 'complete', 'harary' or a callable, not {graph!r}")
+    if degree is not None and graph != "harary":
+        raise ParameterError("degree applies only to graph='harary'")
+    return RoundPolicy(
+        protocol="secagg+" if graph == "harary" else "secagg",
+        dropout_fraction=dropout_fraction,
+        corrupt_fraction=corrupt_fraction,
+        degree=degree,
+        threshold=threshold,
+        value_bits=value_bits,
+        modulus_bits=modulus_bits,
+        graph_builder=graph if callable(graph) else None,
+    )
+
+
+class MaskingSum:
+    """The secure-sum step of a masking round (one session, a fresh round id per call).
+
+    Args:
+        policy: the round planner's policy (graph, degree, threshold).
+        through_wire: round-trip every message through the binary codec.
+    """
+
+    def __init__(self, policy: RoundPolicy, *, through_wire: bool = False) -> None:
+        self.policy = policy
+        self.through_wire = through_wire
+        self.session_id = secrets.token_bytes(16)
+        self.last_report: SimulationReport | None = None
+        self._next_round = 0
+
+    def run(self, request: SumRequest) -> SumOutcome:
+        """One masking round over the encoded inputs; the caller learns only the ring sum."""
+        ids = sorted(request.inputs)
+        plan = self.policy.plan(ids)
+        assert plan.graph is not None
+        params = MaskingParams(
+            session_id=self.session_id,
+            round_id=self._next_round,
+            graph=plan.graph,
+            threshold=plan.threshold,
+            vector_length=request.vector_length,
+            modulus_bits=request.modulus_bits,
+        )
+        self._next_round += 1
+        report = Simulator(
+            params, ring_inputs(request), dropouts=request.dropouts, through_wire=self.through_wire
+        ).run()
+        self.last_report = report
+        if report.error is not None:
+            raise report.error
+        result = report.result
+        assert isinstance(result, AggregateResult)
+        return SumOutcome(result.vector, result.survivors, result.dropped, report)
+
+
+class MaskingAggregator(Pipeline):
+    """Secure aggregation by masking: SecAgg on the complete graph, SecAgg+ on a Harary graph.
+
+    Each client clips its update to [-clip, clip], scales it by w / max_weight when weighted,
+    quantizes it with stochastic rounding into ``value_bits`` bits (appending the weight ratio
+    as one more coordinate) and runs the real protocol in-process against a
+    :class:`~protocols.masking.MaskingServer`. The caller gets back only what the server
+    learns: the float sum (and summed weight).
+
+    Args:
+        graph: ``"complete"`` (SecAgg), ``"harary"`` (SecAgg+, k and t from the round planner,
+            :mod:`protocols.rounds`) or a function ids -> graph.
+        clip: per-coordinate clipping bound of the updates.
+        value_bits: quantization bits per value; the ring adds ceil(log2 n) bits of headroom.
+        max_weight: the largest weight a client may have; required when weights are given.
+        threshold: Shamir threshold; defaults to the planner's value.
+        degree: Harary degree override (SecAgg+ only).
+        dropout_fraction, corrupt_fraction: tolerances used to pick k and t for SecAgg+.
+        through_wire: round-trip every message through the binary codec (as a real transport).
+    """
+
+    def __init__(
+        self,
+        graph: GraphChoice = "complete",
+        *,
+        clip: float = 1.0,
+        value_bits: int = 16,
+        max_weight: float | None = None,
+        threshold: int | None = None,
+        degree: int | None = None,
+        dropout_fraction: float = DEFAULT_DROPOUT_FRACTION,
+        corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
+        through_wire: bool = False,
+    ) -> None:
+        self.policy = masking_policy(
+            graph,
+            value_bits=value_bits,
+            threshold=threshold,
+            degree=degree,
+            dropout_fraction=dropout_fraction,
+            corrupt_fraction=corrupt_fraction,
+        )
+        self.graph = graph
+        self.clip = clip
+        self.value_bits = value_bits
+        self.max_weight = max_weight
+        self.name = "secagg+" if graph == "harary" else "secagg"
+        self.secure_sum: MaskingSum = MaskingSum(self.policy, through_wire=through_wire)
+        # Fail on bad clip / bits / max_weight now rather than at the first round.
+        UpdateEncoding(
+            QuantizationScheme(clip=clip, value_bits=value_bits, num_clients=2), max_weight
+        )
+
+    @property
+    def session_id(self) -> bytes:
+        """The 16-byte session every round of this aggregator belongs to."""
+        return self.secure_sum.session_id
+
+    @property
+    def last_report(self) -> SimulationReport | None:
+        """The last protocol run (what each party sent, timings), for inspection."""
+        return self.secure_sum.last_report
+
+    def build_graph(self, ids: Sequence[int]) -> tuple[NeighbourGraph, int]:
+        """The neighbour graph and threshold this aggregator uses for ``ids``."""
+        plan = self.policy.plan(ids)
+        assert plan.graph is not None
+        return plan.graph, plan.threshold
+
+    def codec(self, inputs: RoundInputs) -> UpdateEncoding:
+        """The shared update encoding, with headroom for this round's clients."""
+        plan_bits = self.policy.modulus_bits_for(len(inputs.updates))
+        scheme = QuantizationScheme(
+            clip=self.clip,
+            value_bits=self.value_bits,
+            num_clients=len(inputs.updates),
+            modulus_bits=plan_bits,
+        )
+        return UpdateEncoding(scheme, declared_max_weight(self.max_weight, inputs))
