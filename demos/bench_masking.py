@@ -10,6 +10,9 @@
    masking at two neighbour counts (tracemalloc, which numpy reports to).
 4. Upload bytes per value against ceil(ring bits / 8).
 
+Every graph and threshold comes from the round planner (:class:`protocols.rounds.RoundPolicy`),
+so the rounds measured here are the rounds the aggregators run.
+
 Run: ``python demos/bench_masking.py`` (about 3 minutes on 2 cores; ``--quick`` for a smoke run).
 """
 
@@ -25,17 +28,84 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from protocols.graph import complete_graph, harary_graph, secagg_plus_parameters
 from protocols.masking import ClientPhase, MaskingClient, MaskingParams, MaskingServer
-from protocols.messages import Message
+from protocols.messages import SERVER_ID, MaskedInput, Message
+from protocols.rounds import RoundPlan, RoundPolicy
 from protocols.simulate import Simulator
 from protocols.wire import encode
-from secagg.encoding import QuantizationScheme
+from secagg.encoding import ring_dtype
+
+# No public non-hazmat name adds one pairwise mask; this microbenchmark measures exactly that.
 from secagg.hazmat.prg import add_mask
+
+
+class MaskTiming(TypedDict):
+    """Part 1: one pairwise mask against raw AES-CTR plus an add, and a Flower-style mask."""
+
+    d: int
+    raw_aes_ctr_plus_add_ms: float
+    add_mask_ms: float
+    ratio_to_raw: float
+    flower_style_mt19937_ms: float
+
+
+class RoundTiming(TypedDict):
+    """Part 2: one whole round, all parties in-process."""
+
+    n: int
+    d: int
+    graph: str
+    degree: int
+    threshold: int
+    dropped: int
+    round_seconds: float
+    server_seconds: float
+    client_seconds_mean: float
+    exact: bool
+
+
+class MemoryUse(TypedDict):
+    """Part 3: the server's peak over one SecAgg+ round, and a client's extra while masking."""
+
+    n: int
+    d: int
+    degree: int
+    server_peak_bytes: int
+    server_peak_over_4d: float
+    client_extra_bytes_by_degree: dict[int, int]
+
+
+class UploadSize(TypedDict):
+    """Part 4: bytes per value of one masked upload for one ring size."""
+
+    modulus_bits: int
+    bytes_per_value: float
+    ratio_to_ceil_bits_over_8: float
+
+
+class Machine(TypedDict):
+    """Where the benchmark ran."""
+
+    cpus: int | None
+    processor: str
+    python: str
+    numpy: str
+
+
+class Results(TypedDict):
+    """Everything one run measures (what ``--json`` prints)."""
+
+    machine: Machine
+    mask: MaskTiming
+    rounds: list[RoundTiming]
+    memory: MemoryUse
+    upload: list[UploadSize]
 
 
 def best_of(repeats: int, fn: Callable[[], object]) -> float:
@@ -49,7 +119,8 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
-def bench_mask(d: int, repeats: int) -> dict[str, float]:
+def bench_mask(d: int, repeats: int) -> MaskTiming:
+    """Time one pairwise mask of ``d`` words, raw AES-128-CTR plus an add, and MT19937."""
     key = secrets.token_bytes(16)
     acc = np.zeros(d, dtype=np.uint32)
     zeros = np.zeros(d, dtype=np.uint32)
@@ -57,7 +128,7 @@ def bench_mask(d: int, repeats: int) -> dict[str, float]:
 
     def raw_aes_plus_add() -> None:
         encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-        encryptor.update_into(memoryview(zeros.view(np.uint8)), memoryview(stream.view(np.uint8)))
+        encryptor.update_into(zeros.view(np.uint8).data, stream.view(np.uint8).data)
         np.add(acc, stream[:d], out=acc)
 
     def ours() -> None:
@@ -79,37 +150,38 @@ def bench_mask(d: int, repeats: int) -> dict[str, float]:
     }
 
 
-def bench_round(n: int, d: int, graph_kind: str, degree: int | None, dropout: float) -> dict:
-    ids = list(range(n))
-    if graph_kind == "complete":
-        graph, threshold = complete_graph(ids), n // 2 + 1
-    else:
-        chosen = secagg_plus_parameters(n)
-        k = degree or chosen.degree
-        graph = harary_graph(ids, k)
-        threshold = chosen.threshold if k == chosen.degree else k // 2 + 1
-    scheme = QuantizationScheme(clip=1.0, value_bits=16, num_clients=n)
-    params = MaskingParams(
+def _params(plan: RoundPlan, d: int, modulus_bits: int | None = None) -> MaskingParams:
+    """Masking parameters of one round of ``plan`` over vectors of ``d`` values."""
+    assert plan.graph is not None, "a masking plan has a graph"
+    return MaskingParams(
         session_id=secrets.token_bytes(16),
         round_id=0,
-        graph=graph,
-        threshold=threshold,
+        graph=plan.graph,
+        threshold=plan.threshold,
         vector_length=d,
-        modulus_bits=scheme.modulus_bits,
+        modulus_bits=plan.modulus_bits if modulus_bits is None else modulus_bits,
     )
+
+
+def bench_round(n: int, d: int, policy: RoundPolicy, dropout: float) -> RoundTiming:
+    """One simulated round over ``n`` clients, a ``dropout`` fraction lost after sharing keys."""
+    ids = list(range(n))
+    plan = policy.plan(ids)
+    params = _params(plan, d)
+    dtype = ring_dtype(plan.modulus_bits)
     rng = np.random.default_rng(0)
-    inputs = {u: rng.integers(0, 2**16, d).astype(scheme.dtype) for u in ids}
+    inputs = {u: rng.integers(0, 2**16, d).astype(dtype) for u in ids}
     lost = rng.choice(n, size=round(dropout * n), replace=False)
     report = Simulator(params, inputs, dropouts={int(u): 2 for u in lost}).run()
     assert report.result is not None, report.error
     plain = sum(inputs[u].astype(np.uint64) for u in report.result.survivors)
-    exact = bool(np.array_equal(report.result.vector, plain & ((1 << scheme.modulus_bits) - 1)))
+    exact = bool(np.array_equal(report.result.vector, plain & ((1 << plan.modulus_bits) - 1)))
     return {
         "n": n,
         "d": d,
-        "graph": graph_kind,
-        "degree": graph.max_degree,
-        "threshold": threshold,
+        "graph": "complete" if policy.protocol == "secagg" else "harary",
+        "degree": params.graph.max_degree,
+        "threshold": plan.threshold,
         "dropped": len(lost),
         "round_seconds": report.wall_seconds,
         "server_seconds": sum(report.server_seconds.values()),
@@ -137,25 +209,30 @@ class _Meter:
         return out
 
 
-def bench_memory(n: int, d: int, degrees: tuple[int, int]) -> dict:
-    """Server peak for one SecAgg+ round, and a client's extra memory while masking."""
-    ids = list(range(n))
-    chosen = secagg_plus_parameters(n)
-    graph = harary_graph(ids, chosen.degree)
-    scheme = QuantizationScheme(clip=1.0, value_bits=16, num_clients=n)
-    params = MaskingParams(
-        session_id=secrets.token_bytes(16),
-        round_id=0,
-        graph=graph,
-        threshold=chosen.threshold,
-        vector_length=d,
-        modulus_bits=scheme.modulus_bits,
-    )
+class _MeteredClient(MaskingClient):
+    """A masking client that records its extra memory while masking its input."""
+
+    extra_bytes = 0
+
+    def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        out = super().submit_input(vector)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        self.extra_bytes = peak - before
+        return out
+
+
+def _server_peak(params: MaskingParams) -> int:
+    """The server's peak memory over one round, every party in-process, 10% lost on upload."""
+    d, nodes = params.vector_length, params.graph.nodes
+    dtype = ring_dtype(params.modulus_bits)
     tracemalloc.start()
     server = MaskingServer(params)
     meter = _Meter()
-    clients = {u: MaskingClient(u, session_id=params.session_id, round_id=0) for u in ids}
-    dropped = set(range(0, n, 10))  # 10% lost before uploading
+    clients = {u: MaskingClient(u, session_id=params.session_id, round_id=0) for u in nodes}
+    dropped = set(range(0, len(nodes), 10))  # 10% lost before uploading
     outbox = meter.call(server.start)
     for round_index in range(4):
         for message in outbox:
@@ -164,7 +241,7 @@ def bench_memory(n: int, d: int, degrees: tuple[int, int]) -> dict:
                 continue
             replies = clients[u].receive(message)
             if clients[u].phase is ClientPhase.AWAIT_INPUT:
-                replies = clients[u].submit_input(np.zeros(d, dtype=scheme.dtype))
+                replies = clients[u].submit_input(np.zeros(d, dtype=dtype))
             for reply in replies:
                 meter.call(server.receive, reply)
             del replies
@@ -172,49 +249,41 @@ def bench_memory(n: int, d: int, degrees: tuple[int, int]) -> dict:
     assert server.result is not None
     del server
     tracemalloc.stop()
+    return meter.peak
 
-    client_extra = {}
-    for k in degrees:
-        client_graph = harary_graph(list(range(k + 1)), k)
-        client_params = MaskingParams(
-            session_id=secrets.token_bytes(16),
-            round_id=0,
-            graph=client_graph,
-            threshold=k // 2 + 1,
-            vector_length=d,
-            modulus_bits=scheme.modulus_bits,
-        )
-        sim = Simulator(client_params, {u: np.zeros(d, scheme.dtype) for u in range(k + 1)})
-        client = sim.clients[0]
-        original = client.submit_input
 
-        def measured(vector: np.ndarray, _orig=original, _k=k) -> list[Message]:
-            tracemalloc.start()
-            before = tracemalloc.get_traced_memory()[0]
-            out = _orig(vector)
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-            client_extra[_k] = peak - before - 4 * d  # minus the masked output vector itself
-            return out
+def _client_extra(degree: int, d: int, modulus_bits: int) -> int:
+    """A client's extra memory while masking with ``degree`` neighbours (the output excluded)."""
+    ids = list(range(degree + 1))
+    params = _params(RoundPolicy("secagg").plan(ids), d, modulus_bits)
+    dtype = ring_dtype(modulus_bits)
+    sim = Simulator(params, {u: np.zeros(d, dtype) for u in ids})
+    client = _MeteredClient(0, session_id=params.session_id, round_id=0)
+    sim.clients = {**sim.clients, 0: client}
+    sim.run()
+    return client.extra_bytes - 4 * d  # minus the masked output vector itself
 
-        client.submit_input = measured  # type: ignore[method-assign]
-        sim.run()
+
+def bench_memory(n: int, d: int, degrees: tuple[int, int]) -> MemoryUse:
+    """Server peak for one SecAgg+ round, and a client's extra memory while masking."""
+    plan = RoundPolicy("secagg+").plan(list(range(n)))
+    server_peak = _server_peak(_params(plan, d))
+    client_extra = {k: _client_extra(k, d, plan.modulus_bits) for k in degrees}
     return {
         "n": n,
         "d": d,
-        "degree": chosen.degree,
-        "server_peak_bytes": meter.peak + 4 * d,  # + the received message's vector
-        "server_peak_over_4d": (meter.peak + 4 * d) / (4 * d),
+        "degree": plan.degree,
+        "server_peak_bytes": server_peak + 4 * d,  # + the received message's vector
+        "server_peak_over_4d": (server_peak + 4 * d) / (4 * d),
         "client_extra_bytes_by_degree": client_extra,
     }
 
 
-def bench_bytes(d: int) -> list[dict]:
-    rows = []
+def bench_bytes(d: int) -> list[UploadSize]:
+    """Encoded size of one masked upload of ``d`` values for several ring sizes."""
+    rows: list[UploadSize] = []
     for bits in (16, 20, 24, 32, 40, 64):
-        vector = np.zeros(d, dtype=np.uint32 if bits <= 32 else np.uint64)
-        from protocols.messages import SERVER_ID, MaskedInput
-
+        vector = np.zeros(d, dtype=ring_dtype(bits))
         message = MaskedInput(
             session_id=bytes(16),
             round_id=0,
@@ -234,34 +303,31 @@ def bench_bytes(d: int) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    quick = args.quick
-    results: dict = {
+def measure(quick: bool) -> Results:
+    """Run the four parts, at smoke-test sizes when ``quick``."""
+    d = 10**4 if quick else 10**5
+    return {
         "machine": {
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(),
             "numpy": np.__version__,
-        }
+        },
+        "mask": bench_mask(10**5 if quick else 10**6, 5 if quick else 21),
+        "rounds": [
+            bench_round(50, d, RoundPolicy("secagg"), 0.1),
+            bench_round(50, d, RoundPolicy("secagg+", degree=12), 0.1),
+            bench_round(100 if quick else 1000, d, RoundPolicy("secagg+"), 0.1),
+        ],
+        "memory": bench_memory(
+            20 if quick else 100, 10**5 if quick else 10**7, (4, 16) if quick else (4, 40)
+        ),
+        "upload": bench_bytes(10**5),
     }
-    results["mask"] = bench_mask(10**5 if quick else 10**6, 5 if quick else 21)
-    d = 10**4 if quick else 10**5
-    results["rounds"] = [
-        bench_round(50, d, "complete", None, 0.1),
-        bench_round(50, d, "harary", 12, 0.1),
-        bench_round(100 if quick else 1000, d, "harary", None, 0.1),
-    ]
-    results["memory"] = bench_memory(
-        20 if quick else 100, 10**5 if quick else 10**7, (4, 16) if quick else (4, 40)
-    )
-    results["upload"] = bench_bytes(10**5)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return
+
+
+def print_report(results: Results) -> None:
+    """Print ``results`` as the four human-readable tables."""
     m = results["mask"]
     print(f"machine: {results['machine']}")
     print(
@@ -295,6 +361,19 @@ def main() -> None:
             f"  k={row['modulus_bits']:>2}: {row['bytes_per_value']:.4f} B/value = "
             f"{row['ratio_to_ceil_bits_over_8']:.4f} x ceil(k/8) (target <= 1.02)"
         )
+
+
+def main() -> None:
+    """Parse the options, measure, and print the tables (or the JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = measure(args.quick)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print_report(results)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import warnings
 
 from secagg.dp import (
     DPWrapAroundWarning,
+    Mechanism,
     PrivacyAccountant,
     choose_parameters,
 )
@@ -41,7 +42,7 @@ HEADER = (
 )
 
 
-def row(epsilon: float, rounds: int, sampling_rate: float, mechanism: str, bits: int) -> str:
+def row(epsilon: float, rounds: int, sampling_rate: float, mechanism: Mechanism, bits: int) -> str:
     """One line of the table: calibrate, then report what the accountant says."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DPWrapAroundWarning)
@@ -54,7 +55,7 @@ def row(epsilon: float, rounds: int, sampling_rate: float, mechanism: str, bits:
             dimension=DIMENSION,
             modulus_bits=bits,
             clip_norm=CLIP_NORM,
-            mechanism=mechanism,  # type: ignore[arg-type]
+            mechanism=mechanism,
         )
     wraps = any(issubclass(w.category, DPWrapAroundWarning) for w in caught)
     spent = PrivacyAccountant.for_config(
@@ -79,7 +80,11 @@ def main() -> None:
 
     epsilons = (1.0, 8.0) if args.quick else (1.0, 3.0, 8.0)
     schedules = ((100, 0.01),) if args.quick else ((100, 0.01), (1000, 0.01), (1000, 0.1))
-    rings = ((16, "discrete_gaussian"), (32, "discrete_gaussian"), (32, "skellam"))
+    rings: tuple[tuple[int, Mechanism], ...] = (
+        (16, "discrete_gaussian"),
+        (32, "discrete_gaussian"),
+        (32, "skellam"),
+    )
     print(
         f"d = {DIMENSION}, n = {CLIENTS_PER_ROUND} clients per round, clip = {CLIP_NORM}, "
         f"delta = {DELTA}"

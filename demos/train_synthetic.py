@@ -19,6 +19,8 @@ import torch
 from models import (
     FederatedConfig,
     FederatedTrainer,
+    Interactions,
+    LeaveOneOutSplit,
     LocalTrainingConfig,
     MatrixFactorization,
     NeuMF,
@@ -82,33 +84,29 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    """Train and print the per-round table."""
-    args = parse_args()
-    torch.set_num_threads(1)
-    data = synthetic_interactions(args.users, args.items, seed=args.seed)
-    split = leave_one_out_split(data, seed=args.seed)
-    popularity = popularity_ranking(split)
+def report_centralized(
+    args: argparse.Namespace, data: Interactions, split: LeaveOneOutSplit
+) -> None:
+    """Train the same model on pooled data for 20 epochs and print its ranking metrics."""
+    central = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
+    train_centralized(
+        central,
+        split.train,
+        LocalTrainingConfig(objective="bpr", epochs=20, learning_rate=args.lr),
+        seed=args.seed,
+    )
+    metrics = evaluate_ranking(central, central.users.weight.detach(), split)
     print(
-        f"synthetic data: {data.num_users} users, {data.num_items} items, {len(data)} events; "
-        f"popularity HR@10 {popularity.hit_ratio:.4f} NDCG@10 {popularity.ndcg:.4f}"
+        f"centralized {args.model} (20 epochs): HR@10 {metrics.hit_ratio:.4f} "
+        f"NDCG@10 {metrics.ndcg:.4f}"
     )
 
-    local = LocalTrainingConfig(objective="bpr", epochs=args.local_epochs, learning_rate=args.lr)
-    if args.centralized:
-        central = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
-        train_centralized(
-            central,
-            split.train,
-            LocalTrainingConfig(objective="bpr", epochs=20, learning_rate=args.lr),
-            seed=args.seed,
-        )
-        metrics = evaluate_ranking(central, central.users.weight.detach(), split)
-        print(
-            f"centralized {args.model} (20 epochs): HR@10 {metrics.hit_ratio:.4f} "
-            f"NDCG@10 {metrics.ndcg:.4f}"
-        )
 
+def make_trainer(
+    args: argparse.Namespace, data: Interactions, split: LeaveOneOutSplit
+) -> FederatedTrainer:
+    """The federated trainer the options describe, after printing what it uploads."""
+    local = LocalTrainingConfig(objective="bpr", epochs=args.local_epochs, learning_rate=args.lr)
     model = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
     config = FederatedConfig(
         rounds=args.rounds,
@@ -126,23 +124,41 @@ def main() -> None:
         f"federated {args.model} on {aggregator.name}: {model.num_shared_parameters()} shared "
         f"parameters uploaded densely per client, {args.clients} clients per round"
     )
+    return trainer
+
+
+def show_round(record: RoundRecord) -> None:
+    """Print one evaluated round as a table row (rounds without an evaluation print nothing)."""
+    if record.ranking is None:
+        return
+    print(
+        f"{record.round:>5} {len(record.survivors):>8} {len(record.dropped):>7} "
+        f"{record.client_loss:7.4f} {record.ranking.hit_ratio:7.4f} "
+        f"{record.ranking.ndcg:7.4f} {record.client_seconds:8.2f} "
+        f"{record.aggregation_seconds:7.2f}"
+    )
+
+
+def main() -> None:
+    """Train and print the per-round table."""
+    args = parse_args()
+    torch.set_num_threads(1)
+    data = synthetic_interactions(args.users, args.items, seed=args.seed)
+    split = leave_one_out_split(data, seed=args.seed)
+    popularity = popularity_ranking(split)
+    print(
+        f"synthetic data: {data.num_users} users, {data.num_items} items, {len(data)} events; "
+        f"popularity HR@10 {popularity.hit_ratio:.4f} NDCG@10 {popularity.ndcg:.4f}"
+    )
+    if args.centralized:
+        report_centralized(args, data, split)
+    trainer = make_trainer(args, data, split)
     print(
         f"{'round':>5} {'survived':>8} {'dropped':>7} {'loss':>7} {'HR@10':>7} {'NDCG@10':>7} "
         f"{'client s':>8} {'agg s':>7}"
     )
-
-    def show(record: RoundRecord) -> None:
-        if record.ranking is None:
-            return
-        print(
-            f"{record.round:>5} {len(record.survivors):>8} {len(record.dropped):>7} "
-            f"{record.client_loss:7.4f} {record.ranking.hit_ratio:7.4f} "
-            f"{record.ranking.ndcg:7.4f} {record.client_seconds:8.2f} "
-            f"{record.aggregation_seconds:7.2f}"
-        )
-
     started = time.perf_counter()
-    trainer.run(on_round=show)
+    trainer.run(on_round=show_round)
     final = trainer.history.last_ranking()
     assert final is not None
     print(

@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,7 @@ FloatArray = npt.NDArray[np.float32]
 MovieLensFormat = Literal["ml-100k", "ml-1m", "ml-latest"]
 
 #: The supported layouts and the file name each one ships under.
-MOVIELENS_FORMATS: Final[dict[str, str]] = {
+MOVIELENS_FORMATS: Final[dict[MovieLensFormat, str]] = {
     "ml-100k": "u.data",
     "ml-1m": "ratings.dat",
     "ml-latest": "ratings.csv",
@@ -192,7 +192,7 @@ def detect_format(path: str | os.PathLike[str]) -> MovieLensFormat:
     name = Path(path).name
     for fmt, filename in MOVIELENS_FORMATS.items():
         if name == filename:
-            return fmt  # type: ignore[return-value]
+            return fmt
     known = ", ".join(f"{f} ({n})" for f, n in MOVIELENS_FORMATS.items())
     raise DataError(
         f"cannot tell the MovieLens format of {str(path)!r}; pass format= one of {known}"
@@ -353,13 +353,7 @@ def synthetic_interactions(
     Raises:
         ParameterError: the sizes are inconsistent.
     """
-    if num_users < 1 or num_items < 2:
-        raise ParameterError("need at least one user and two items")
-    if not 2 <= min_per_user <= max_per_user <= num_items:
-        raise ParameterError(
-            f"need 2 <= min_per_user ({min_per_user}) <= max_per_user ({max_per_user}) "
-            f"<= num_items ({num_items})"
-        )
+    _check_synthetic_sizes(num_users, num_items, min_per_user, max_per_user)
     if latent_dim < 1 or zipf_exponent < 0 or affinity < 0 or rating_noise < 0:
         raise ParameterError("latent_dim must be >= 1 and the other knobs non-negative")
     rng = np.random.default_rng(seed)
@@ -371,25 +365,63 @@ def synthetic_interactions(
     counts = rng.integers(min_per_user, max_per_user + 1, size=num_users)
     # With entries of variance 1/sqrt(latent_dim), every taste score p_u . q_j has unit variance.
     affinity_logits = user_factors @ item_factors.T
-    users: list[IntArray] = []
-    items: list[IntArray] = []
-    ratings: list[FloatArray] = []
-    timestamps: list[IntArray] = []
-    for user in range(num_users):
-        logits = affinity * affinity_logits[user] + log_popularity
-        gumbel = rng.gumbel(size=num_items)
-        picked = np.argsort(-(logits + gumbel))[: counts[user]]
-        raw_rating = 3.0 + 1.5 * affinity_logits[user, picked]
-        raw_rating += rng.normal(0.0, rating_noise, size=picked.shape[0])
-        users.append(np.full(picked.shape[0], user, dtype=np.int64))
-        items.append(picked.astype(np.int64))
-        ratings.append(np.clip(np.rint(raw_rating), 1, 5).astype(np.float32))
-        timestamps.append(rng.permutation(picked.shape[0]).astype(np.int64))
+    logits = affinity * affinity_logits + log_popularity
+    events = [
+        _draw_user_events(rng, u, logits[u], affinity_logits[u], int(counts[u]), rating_noise)
+        for u in range(num_users)
+    ]
+    return _stack_events(events, num_users, num_items)
+
+
+def _check_synthetic_sizes(
+    num_users: int, num_items: int, min_per_user: int, max_per_user: int
+) -> None:
+    if num_users < 1 or num_items < 2:
+        raise ParameterError("need at least one user and two items")
+    if not 2 <= min_per_user <= max_per_user <= num_items:
+        raise ParameterError(
+            f"need 2 <= min_per_user ({min_per_user}) <= max_per_user ({max_per_user}) "
+            f"<= num_items ({num_items})"
+        )
+
+
+class _UserEvents(NamedTuple):
+    """One synthetic user's events, in the columns of :class:`Interactions`."""
+
+    users: IntArray
+    items: IntArray
+    ratings: FloatArray
+    timestamps: IntArray
+
+
+def _draw_user_events(
+    rng: np.random.Generator,
+    user: int,
+    logits: npt.NDArray[np.float64],
+    taste: npt.NDArray[np.float64],
+    count: int,
+    rating_noise: float,
+) -> _UserEvents:
+    """Pick ``count`` items by Gumbel top-k on ``logits``; rate them from ``taste`` plus noise."""
+    gumbel = rng.gumbel(size=logits.shape[0])
+    picked = np.argsort(-(logits + gumbel))[:count]
+    raw_rating = 3.0 + 1.5 * taste[picked]
+    raw_rating += rng.normal(0.0, rating_noise, size=picked.shape[0])
+    return _UserEvents(
+        users=np.full(picked.shape[0], user, dtype=np.int64),
+        items=picked.astype(np.int64),
+        ratings=np.clip(np.rint(raw_rating), 1, 5).astype(np.float32),
+        timestamps=rng.permutation(picked.shape[0]).astype(np.int64),
+    )
+
+
+def _stack_events(events: Sequence[_UserEvents], num_users: int, num_items: int) -> Interactions:
+    """All users' events as one :class:`Interactions` whose original ids are the dense ids."""
     return Interactions(
-        users=np.concatenate(users),
-        items=np.concatenate(items),
-        ratings=np.concatenate(ratings),
-        timestamps=np.concatenate(timestamps),
+        users=np.concatenate([e.users for e in events]),
+        items=np.concatenate([e.items for e in events]),
+        ratings=np.concatenate([e.ratings for e in events]),
+        timestamps=np.concatenate([e.timestamps for e in events]),
         num_users=num_users,
         num_items=num_items,
         user_ids=np.arange(num_users, dtype=np.int64),

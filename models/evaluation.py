@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
@@ -57,7 +58,7 @@ def _check_states(model: Recommender, states: Tensor) -> None:
 
 def candidate_scores(
     model: Recommender, states: Tensor, split: LeaveOneOutSplit, *, batch_size: int = 1024
-) -> np.ndarray:
+) -> npt.NDArray[np.float64]:
     """Scores of each test user's candidates (positive first), shape ``(m, 1 + negatives)``.
 
     Args:
@@ -72,7 +73,7 @@ def candidate_scores(
     _check_states(model, states)
     candidates = torch.from_numpy(split.candidates())
     users = torch.from_numpy(split.test_users)
-    rows: list[np.ndarray] = []
+    rows: list[npt.NDArray[np.float64]] = []
     with torch.no_grad():
         for start in range(0, users.shape[0], batch_size):
             chunk = slice(start, start + batch_size)
@@ -96,13 +97,7 @@ def evaluate_ranking(
         The metrics.
     """
     scores = candidate_scores(model, states, split)
-    return RankingMetrics(
-        hit_ratio=hit_ratio_at_k(scores, k),
-        ndcg=ndcg_at_k(scores, k),
-        auc=sampled_auc(scores),
-        k=k,
-        num_users=int(scores.shape[0]),
-    )
+    return _ranking_metrics(scores, k)
 
 
 def popularity_ranking(split: LeaveOneOutSplit, *, k: int = 10) -> RankingMetrics:
@@ -117,6 +112,11 @@ def popularity_ranking(split: LeaveOneOutSplit, *, k: int = 10) -> RankingMetric
     """
     counts = split.train.item_counts().astype(np.float64)
     scores = counts[split.candidates()]
+    return _ranking_metrics(scores, k)
+
+
+def _ranking_metrics(scores: npt.NDArray[np.float64], k: int) -> RankingMetrics:
+    """HR@K, NDCG@K and AUC of candidate ``scores`` (positive in column 0)."""
     return RankingMetrics(
         hit_ratio=hit_ratio_at_k(scores, k),
         ndcg=ndcg_at_k(scores, k),
@@ -126,7 +126,9 @@ def popularity_ranking(split: LeaveOneOutSplit, *, k: int = 10) -> RankingMetric
     )
 
 
-def predict_ratings(model: Recommender, states: Tensor, events: Interactions) -> np.ndarray:
+def predict_ratings(
+    model: Recommender, states: Tensor, events: Interactions
+) -> npt.NDArray[np.float64]:
     """The model's score for each event's (user, item), shape ``(len(events),)``."""
     _check_states(model, states)
     with torch.no_grad():
