@@ -200,6 +200,7 @@ class _Meter:
         self.peak = 0
 
     def call(self, fn: Callable[..., list[Message]], *args: object) -> list[Message]:
+        """Run ``fn(*args)`` and count its allocations as the metered party's."""
         before = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
         out = fn(*args)
@@ -215,6 +216,7 @@ class _MeteredClient(MaskingClient):
     extra_bytes = 0
 
     def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
+        """Mask ``vector`` as :class:`MaskingClient` does, recording the peak memory."""
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         out = super().submit_input(vector)

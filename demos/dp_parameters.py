@@ -71,6 +71,7 @@ def row(epsilon: float, rounds: int, sampling_rate: float, mechanism: Mechanism,
 
 
 def main() -> None:
+    """Print the table for every (epsilon, schedule, ring) combination."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few rows only")
     args = parser.parse_args()
