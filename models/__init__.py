@@ -26,6 +26,13 @@ from models.evaluation import (
     evaluate_ratings,
     popularity_ranking,
 )
+from models.factory import (
+    AGGREGATORS,
+    MODELS,
+    make_aggregator,
+    make_dp_aggregator,
+    make_model,
+)
 from models.federated import (
     ClientUpdate,
     FederatedClient,
@@ -47,7 +54,9 @@ from models.training import LocalTrainingConfig, train_centralized
 from models.two_tower import TwoTower
 
 __all__ = [
+    "AGGREGATORS",
     "MLP",
+    "MODELS",
     "MOVIELENS_FORMATS",
     "ClientUpdate",
     "DataError",
@@ -85,6 +94,9 @@ __all__ = [
     "leave_one_out_split",
     "load_movielens",
     "load_shared",
+    "make_aggregator",
+    "make_dp_aggregator",
+    "make_model",
     "ndcg_at_k",
     "popularity_ranking",
     "rating_split",

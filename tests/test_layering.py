@@ -25,18 +25,11 @@ def _imported_top_levels(path: Path) -> set[str]:
     return names
 
 
-#: The one sanctioned exception (DESIGN.md section 2): the CLI dispatches ``train`` and
-#: ``recommend`` to ``models.cli`` with a lazy import inside a function.
-LAZY_IMPORTS = {"protocols/cli.py": {"models"}}
-
-
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_layering_imports_flow_one_way(package: str) -> None:
+    """No exception: ``secagg train`` reaches ``models.commands`` through importlib by name."""
     offenders = {
-        str(path.relative_to(ROOT)): sorted(
-            _imported_top_levels(path)
-            & FORBIDDEN[package] - LAZY_IMPORTS.get(str(path.relative_to(ROOT)), set())
-        )
+        str(path.relative_to(ROOT)): sorted(_imported_top_levels(path) & FORBIDDEN[package])
         for path in (ROOT / package).rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
@@ -46,8 +39,6 @@ def test_layering_imports_flow_one_way(package: str) -> None:
 def test_layering_no_global_rng_in_crypto_paths(package: str) -> None:
     """Keys, masks and shares come from secrets/os: the random module is never imported."""
     for path in (ROOT / package).rglob("*.py"):
-        if path.name == "cli.py":  # the demo seeds its *data* with numpy; no key material
-            continue
         assert "random" not in _imported_top_levels(path), path
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 from pathlib import Path
 
 import pytest
 
 from protocols.cli import main
+from protocols.cli.app import MODELS_COMMANDS
 
 SMALL = ["--users", "60", "--items", "200", "--clients-per-round", "12", "--dim", "8"]
 
@@ -71,3 +74,13 @@ def test_cli_train_missing_data_path_is_a_clear_error(
 ) -> None:
     assert main(["train", "--data", str(tmp_path / "nope"), "--rounds", "1"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_cli_models_commands_offer_add_arguments_and_run() -> None:
+    """Every module ``secagg`` dispatches to by name has the interface the dispatcher calls."""
+    for name, module_name in MODELS_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser(prog=f"secagg {name}")
+        module.add_arguments(parser)
+        assert callable(module.run)
+        assert "--json" in parser.format_help()

@@ -1,0 +1,404 @@
+"""``secagg demo``: one real secure-aggregation round in-process, explained.
+
+The demo draws float updates for n clients from a seeded generator (the seed fixes the *data*
+only; keys, masks and shares come from the OS CSPRNG), quantizes them, drops a fraction of the
+clients at chosen protocol rounds and runs the round through the in-memory simulator. It then
+shows what the server saw (masked vectors with a uniformity test, or the start of Paillier
+ciphertexts), checks the result bit for bit against the plain ring sum of the survivors, and
+reports time and bytes per party and round, as a transcript or as one JSON object.
+
+The graph, degree and threshold of a masking round, and the fewest contributors the Paillier key
+holder accepts, come from the round planner :class:`~protocols.rounds.RoundPolicy`.
+The exit status is 0 when the sum is exact, 1 when the round aborted or was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols.cli.arguments import positive_int, unit_fraction
+from protocols.cli.transcript import print_transcript
+from protocols.graph import NeighbourGraph
+from protocols.masking import MaskingParams
+from protocols.messages import EncryptedInput, MaskedInput, Message
+from protocols.paillier import KeyHolder, PaillierParams
+from protocols.rounds import DEFAULT_DROPOUT_FRACTION, RoundPolicy
+from protocols.simulate import (
+    ROUND_NAMES,
+    Interceptor,
+    PaillierSimulator,
+    SimulationReport,
+    Simulator,
+)
+from protocols.wire import packed_size
+from secagg.encoding import QuantizationScheme
+from secagg.errors import ParameterError
+from secagg.hazmat import paillier as paillier_hazmat
+
+__all__ = ["add_demo_arguments", "run_demo"]
+
+#: The server views the demo shows (the first clients to upload).
+_SHOWN_UPLOADS = 3
+#: Rounds of n x d at least this large get a progress bar on stderr.
+_PROGRESS_WORK = 2_000_000
+
+RingVectors = dict[int, npt.NDArray[np.unsignedinteger]]
+OnStep = Callable[[], None] | None
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``secagg demo`` options to ``parser``.
+
+    Args:
+        parser: the (sub)parser to extend.
+    """
+    parser.add_argument("--protocol", choices=("secagg", "secagg+", "paillier"), default="secagg+")
+    parser.add_argument("--clients", type=positive_int, default=50)
+    parser.add_argument("--dim", type=positive_int, default=10_000)
+    parser.add_argument(
+        "--dropout", type=unit_fraction, default=0.1, help="fraction of clients lost"
+    )
+    parser.add_argument(
+        "--drop-at",
+        type=int,
+        choices=range(4),
+        default=None,
+        help="protocol round (0-3) at which they drop; default: spread over all rounds",
+    )
+    parser.add_argument("--value-bits", type=positive_int, default=16)
+    parser.add_argument("--clip", type=float, default=1.0)
+    parser.add_argument("--degree", type=positive_int, default=None, help="SecAgg+ degree k")
+    parser.add_argument("--threshold", type=positive_int, default=None)
+    parser.add_argument("--key-bits", type=int, choices=(2048, 3072), default=2048)
+    parser.add_argument(
+        "--randomness",
+        choices=("fresh", "djn"),
+        default="fresh",
+        help="Paillier r^n: fresh (standard assumption) or DJN short exponent (faster)",
+    )
+    parser.add_argument("--processes", type=int, default=1, help="Paillier worker processes")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the demo's DATA only")
+    parser.add_argument("--through-wire", action="store_true", help="encode every message")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run one round as ``args`` (from :func:`add_demo_arguments`) describe and explain it.
+
+    Returns:
+        0 when the server's sum equals the survivors' plain ring sum bit for bit, else 1.
+
+    Raises:
+        ParameterError: parameters no round can run with (for instance fewer than 2 clients).
+    """
+    rng = np.random.default_rng(args.seed)  # demo data only; protocol randomness is the OS's
+    n, d = args.clients, args.dim
+    if args.protocol == "paillier" and n < 2:
+        raise ParameterError(f"secure aggregation needs at least 2 clients, got {n}")
+    scheme = QuantizationScheme(clip=args.clip, value_bits=args.value_bits, num_clients=n)
+    updates = {u: rng.normal(0.0, args.clip / 3, d) for u in range(n)}
+    inputs = {u: scheme.quantize(x) for u, x in updates.items()}
+    schedule = _schedule(args, rng)
+    seen: dict[int, Message] = {}
+    watch = _keep_first_uploads(seen)
+    progress = _progress(total=4 * n, enabled=not args.json and n * d >= _PROGRESS_WORK)
+    on_step = progress.update if progress is not None else None
+    if args.protocol == "paillier":
+        report, setup = _run_paillier(args, inputs, schedule, watch, on_step)
+    else:
+        report, setup = _run_masking(args, scheme, inputs, schedule, watch, on_step)
+    if progress is not None:
+        progress.close()
+    summary = _summarise(args, setup, scheme, inputs, updates, seen, report)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_transcript(summary)
+    return 0 if summary["exact"] else 1
+
+
+def _round_policy(args: argparse.Namespace) -> RoundPolicy:
+    """The planner's policy for the demo's options (a degree applies only to SecAgg+).
+
+    A SecAgg+ round tolerates the demo's own dropout rate, and never less than the planner's
+    default. Paillier takes no threshold option: its key holder needs the default majority.
+    """
+    if args.protocol == "paillier":
+        return RoundPolicy(protocol="paillier", value_bits=args.value_bits)
+    return RoundPolicy(
+        protocol=args.protocol,
+        dropout_fraction=max(DEFAULT_DROPOUT_FRACTION, args.dropout),
+        degree=args.degree if args.protocol == "secagg+" else None,
+        threshold=args.threshold,
+        value_bits=args.value_bits,
+    )
+
+
+def _graph_for(args: argparse.Namespace) -> tuple[NeighbourGraph, int]:
+    """The neighbour graph and threshold of the demo's masking round, from the planner."""
+    plan = _round_policy(args).plan(range(args.clients))
+    assert plan.graph is not None  # a masking protocol always has a graph
+    return plan.graph, plan.threshold
+
+
+def _schedule(args: argparse.Namespace, rng: np.random.Generator) -> dict[int, int]:
+    """Client -> protocol round at which it drops: ``--drop-at``, or spread over rounds 0-3."""
+    count = round(args.dropout * args.clients)
+    dropped = rng.choice(args.clients, size=count, replace=False)
+    return {
+        int(u): (args.drop_at if args.drop_at is not None else i % 4)
+        for i, u in enumerate(sorted(dropped))
+    }
+
+
+def _keep_first_uploads(seen: dict[int, Message]) -> Interceptor:
+    """An interceptor that copies the first uploads the server receives into ``seen``."""
+
+    def watch(round_index: int, message: Message) -> Message:
+        if isinstance(message, MaskedInput | EncryptedInput) and len(seen) < _SHOWN_UPLOADS:
+            seen[message.sender] = message
+        return message
+
+    return watch
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    """A tqdm bar over the protocol steps on stderr, or ``None``."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="protocol steps", unit="msg", file=sys.stderr, leave=False)
+
+
+def _run_masking(
+    args: argparse.Namespace,
+    scheme: QuantizationScheme,
+    inputs: RingVectors,
+    schedule: dict[int, int],
+    watch: Interceptor,
+    on_step: OnStep,
+) -> tuple[SimulationReport, dict[str, Any]]:
+    """Run a SecAgg / SecAgg+ round; return its report and the summary's setup fields."""
+    graph, threshold = _graph_for(args)
+    params = MaskingParams(
+        session_id=secrets.token_bytes(16),
+        round_id=0,
+        graph=graph,
+        threshold=threshold,
+        vector_length=args.dim,
+        modulus_bits=scheme.modulus_bits,
+    )
+    report = Simulator(
+        params,
+        inputs,
+        dropouts=schedule,
+        interceptor=watch,
+        through_wire=args.through_wire,
+        on_step=on_step,
+    ).run()
+    return report, {"threshold": threshold, "degree": graph.max_degree}
+
+
+def _run_paillier(
+    args: argparse.Namespace,
+    inputs: RingVectors,
+    schedule: dict[int, int],
+    watch: Interceptor,
+    on_step: OnStep,
+) -> tuple[SimulationReport, dict[str, Any]]:
+    """Generate a key, run a Paillier round; return its report and the summary's setup fields."""
+    djn = args.randomness == "djn"
+    started = time.perf_counter()
+    keypair = paillier_hazmat.generate_keypair(args.key_bits, djn=djn)
+    keygen_seconds = time.perf_counter() - started
+    session_id = secrets.token_bytes(16)
+    min_contributors = _round_policy(args).threshold_for(args.clients)
+    key_holder = KeyHolder(
+        keypair,
+        session_id=session_id,
+        value_bits=args.value_bits,
+        max_clients=args.clients,
+        min_contributors=min_contributors,
+        processes=args.processes,
+    )
+    params = PaillierParams(
+        session_id=session_id,
+        round_id=0,
+        clients=tuple(range(args.clients)),
+        vector_length=args.dim,
+        value_bits=args.value_bits,
+        max_clients=args.clients,
+        min_contributors=min_contributors,
+    )
+    report = PaillierSimulator(
+        params,
+        inputs,
+        key_holder,
+        mode=paillier_hazmat.RandomnessMode.DJN if djn else paillier_hazmat.RandomnessMode.FRESH,
+        processes=args.processes,
+        dropouts=schedule,
+        interceptor=watch,
+        through_wire=args.through_wire,
+        on_step=on_step,
+    ).run()
+    return report, _paillier_setup(args, key_holder, report, min_contributors, keygen_seconds)
+
+
+def _paillier_setup(
+    args: argparse.Namespace,
+    key_holder: KeyHolder,
+    report: SimulationReport,
+    min_contributors: int,
+    keygen_seconds: float,
+) -> dict[str, Any]:
+    """The summary's setup fields of a Paillier round: key, packing, ciphertext sizes."""
+    packing = key_holder.packing
+    width = paillier_hazmat.ciphertext_byte_length(key_holder.public_key)
+    ciphertexts = packing.num_plaintexts(args.dim)
+    return {
+        "threshold": min_contributors,
+        "degree": None,
+        "key_bits": args.key_bits,
+        "randomness": args.randomness,
+        "keygen_seconds": keygen_seconds,
+        "key_holder_seconds": report.key_holder_seconds,
+        "values_per_ciphertext": packing.slots_per_plaintext,
+        "slot_bits": packing.slot_bits,
+        "ciphertext_bytes": width * ciphertexts,
+        "ciphertext_bytes_per_value": width * ciphertexts / args.dim,
+        "key_holder_saw_only_aggregates": all(
+            m.contributors >= min_contributors for m in key_holder.seen
+        ),
+    }
+
+
+def _summarise(
+    args: argparse.Namespace,
+    setup: dict[str, Any],
+    scheme: QuantizationScheme,
+    inputs: RingVectors,
+    updates: dict[int, npt.NDArray[np.float64]],
+    seen: dict[int, Message],
+    report: SimulationReport,
+) -> dict[str, Any]:
+    """The demo's JSON object: setup, dropouts, exactness, seconds, bytes and server views."""
+    summary: dict[str, Any] = {
+        "protocol": args.protocol,
+        "clients": args.clients,
+        "dim": args.dim,
+        **setup,
+        "modulus_bits": scheme.modulus_bits,
+        "value_bits": scheme.value_bits,
+        "dropped": [{"client": u, "round": r} for u, r in sorted(report.dropped_at.items())],
+        "aborted": None if report.error is None else str(report.error),
+        "exact": False,
+    }
+    if report.result is not None:
+        summary.update(_check_result(args, scheme, inputs, updates, report))
+    summary["seconds"] = _seconds(report)
+    summary["bytes"] = _bytes(args, setup, scheme, report)
+    summary["server_view"] = {str(u): _server_view(m, scheme) for u, m in seen.items()}
+    summary["client_errors"] = {str(u): str(e) for u, e in report.client_errors.items()}
+    return summary
+
+
+def _check_result(
+    args: argparse.Namespace,
+    scheme: QuantizationScheme,
+    inputs: RingVectors,
+    updates: dict[int, npt.NDArray[np.float64]],
+    report: SimulationReport,
+) -> dict[str, Any]:
+    """Compare the server's sum with the survivors' plain ring sum and their float sum."""
+    result = report.result
+    assert result is not None  # only called on a completed round
+    survivors = result.survivors
+    plain = np.zeros(args.dim, dtype=np.uint64)
+    for u in survivors:
+        plain += inputs[u]
+    plain &= np.uint64((1 << scheme.modulus_bits) - 1)
+    float_sum = sum(np.clip(updates[u], -args.clip, args.clip) for u in survivors)
+    decoded = scheme.dequantize_sum(result.vector, len(survivors))
+    return {
+        "survivors": len(survivors),
+        "exact": bool(np.array_equal(result.vector.astype(np.uint64), plain)),
+        "max_float_error": float(np.max(np.abs(decoded - float_sum))),
+        "quantization_step": scheme.step,
+    }
+
+
+def _seconds(report: SimulationReport) -> dict[str, Any]:
+    """Seconds per protocol round: the server's, the clients' mean and maximum, and the wall."""
+    clients = list(report.client_seconds.values())
+    return {
+        "server": {name: report.server_seconds.get(name, 0.0) for name in ROUND_NAMES},
+        "client_mean": {
+            name: sum(c.get(name, 0.0) for c in clients) / max(1, len(clients))
+            for name in ROUND_NAMES
+        },
+        "client_max": {
+            name: max((c.get(name, 0.0) for c in clients), default=0.0) for name in ROUND_NAMES
+        },
+        "wall": report.wall_seconds,
+    }
+
+
+def _bytes(
+    args: argparse.Namespace,
+    setup: dict[str, Any],
+    scheme: QuantizationScheme,
+    report: SimulationReport,
+) -> dict[str, Any]:
+    """Bytes per client and at the server, and the upload size per value."""
+    sent = list(report.bytes_sent.values())
+    received = list(report.bytes_received.values())
+    return {
+        "client_sent_mean": float(np.mean(sent)) if sent else 0.0,
+        "client_sent_max": max(sent, default=0),
+        "client_received_mean": float(np.mean(received)) if received else 0.0,
+        "server_received": report.server_bytes_received,
+        "upload_bytes_per_value": (
+            setup["ciphertext_bytes_per_value"]
+            if "ciphertext_bytes_per_value" in setup
+            else packed_size(args.dim, scheme.modulus_bits) / args.dim
+        ),
+    }
+
+
+def _server_view(message: Message, scheme: QuantizationScheme) -> dict[str, Any]:
+    """What the server holds of one client: masked values, or the start of a ciphertext."""
+    if isinstance(message, MaskedInput):
+        vector = message.vector
+        return {
+            "first_values": [int(x) for x in vector[:6]],
+            **_uniformity(vector, scheme.modulus_bits),
+        }
+    assert isinstance(message, EncryptedInput)
+    return {
+        "first_ciphertext_hex": message.ciphertexts[: message.ciphertext_bytes][:24].hex(),
+        "ciphertext_bytes": len(message.ciphertexts),
+    }
+
+
+def _uniformity(vector: npt.NDArray[np.unsignedinteger], modulus_bits: int) -> dict[str, float]:
+    """Chi-square test of the top 6 bits of a masked vector against the uniform distribution."""
+    buckets = 64
+    top = (vector.astype(np.uint64) >> np.uint64(max(0, modulus_bits - 6))).astype(np.int64)
+    counts = np.bincount(top, minlength=buckets)[:buckets]
+    expected = vector.size / buckets
+    statistic = float(((counts - expected) ** 2 / expected).sum())
+    df = buckets - 1
+    # Wilson-Hilferty approximation of the chi-square upper tail.
+    z = ((statistic / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
+    return {"chi2": statistic, "df": df, "p_value": 0.5 * math.erfc(z / math.sqrt(2))}
