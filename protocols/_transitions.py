@@ -1,8 +1,12 @@
-"""The legal moves of the masking state machines, as data (h11 ``_state.py`` style).
+"""The legal moves of every protocol state machine, as data (h11 ``_state.py`` style).
 
-``CLIENT_TRANSITIONS[phase][message type]`` is the phase a client enters after receiving that
-message; a missing entry is an illegal, out-of-order message. ``SERVER_ACCEPTS[phase]`` is the one
-message type the server collects in that phase. A test renders these tables.
+``CLIENT_TRANSITIONS[phase][event type]`` is the phase a masking client enters after that event:
+a message from the server, or the caller's :class:`~protocols._machine.SubmitInput`; a missing
+entry is an illegal, out-of-order event. ``SERVER_ACCEPTS[phase]`` is the one message type the
+masking server collects in that phase, and ``SERVER_TRANSITIONS`` adds its local events
+(``start()``, ``close_phase()``). ``PAILLIER_CLIENT_TRANSITIONS`` and
+``PAILLIER_SERVER_TRANSITIONS`` are the Paillier roles' tables. A test renders these tables into
+the protocol diagram in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -10,18 +14,31 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from protocols._machine import ClosePhase, Start, SubmitInput
 from protocols.messages import (
+    Abort,
+    DecryptedAggregate,
+    EncryptedInput,
     EncryptedShares,
     ForwardedShares,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
+    PaillierSetup,
     RoundSetup,
     UnmaskRequest,
     UnmaskResponse,
 )
 
-__all__ = ["CLIENT_TRANSITIONS", "SERVER_ACCEPTS", "ClientPhase", "ServerPhase"]
+__all__ = [
+    "CLIENT_TRANSITIONS",
+    "PAILLIER_CLIENT_TRANSITIONS",
+    "PAILLIER_SERVER_TRANSITIONS",
+    "SERVER_ACCEPTS",
+    "SERVER_TRANSITIONS",
+    "ClientPhase",
+    "ServerPhase",
+]
 
 
 class ClientPhase(enum.Enum):
@@ -52,7 +69,7 @@ CLIENT_TRANSITIONS: Final[dict[ClientPhase, dict[type, ClientPhase]]] = {
     ClientPhase.AWAIT_SETUP: {RoundSetup: ClientPhase.AWAIT_ROSTER},
     ClientPhase.AWAIT_ROSTER: {KeyRoster: ClientPhase.AWAIT_SHARES},
     ClientPhase.AWAIT_SHARES: {ForwardedShares: ClientPhase.AWAIT_INPUT},
-    ClientPhase.AWAIT_INPUT: {},
+    ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.AWAIT_UNMASK_REQUEST},
     ClientPhase.AWAIT_UNMASK_REQUEST: {UnmaskRequest: ClientPhase.DONE},
     ClientPhase.DONE: {},
     ClientPhase.ABORTED: {},
@@ -71,4 +88,44 @@ SERVER_ROUND_INDEX: Final[dict[ServerPhase, int]] = {
     ServerPhase.COLLECT_SHARES: 1,
     ServerPhase.COLLECT_INPUTS: 2,
     ServerPhase.COLLECT_UNMASK: 3,
+}
+
+#: The phase after each collecting phase closes.
+_AFTER_CLOSE: Final[dict[ServerPhase, ServerPhase]] = {
+    ServerPhase.COLLECT_KEYS: ServerPhase.COLLECT_SHARES,
+    ServerPhase.COLLECT_SHARES: ServerPhase.COLLECT_INPUTS,
+    ServerPhase.COLLECT_INPUTS: ServerPhase.COLLECT_UNMASK,
+    ServerPhase.COLLECT_UNMASK: ServerPhase.DONE,
+}
+
+#: Every move of the masking server: it collects one message type per phase (a client may also
+#: abort), and its driver's close_phase() moves it to the next phase.
+SERVER_TRANSITIONS: Final[dict[ServerPhase, dict[type, ServerPhase]]] = {
+    ServerPhase.IDLE: {Start: ServerPhase.COLLECT_KEYS},
+    **{
+        phase: {accepted: phase, Abort: phase, ClosePhase: _AFTER_CLOSE[phase]}
+        for phase, accepted in SERVER_ACCEPTS.items()
+    },
+    ServerPhase.DONE: {},
+    ServerPhase.ABORTED: {},
+}
+
+#: A Paillier client: the setup pins the key and packing, then the caller submits its input.
+PAILLIER_CLIENT_TRANSITIONS: Final[dict[ClientPhase, dict[type, ClientPhase]]] = {
+    ClientPhase.AWAIT_SETUP: {PaillierSetup: ClientPhase.AWAIT_INPUT},
+    ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.DONE},
+    ClientPhase.DONE: {},
+    ClientPhase.ABORTED: {},
+}
+
+#: The Paillier server: it multiplies uploads until close_phase(), then awaits the decryption.
+PAILLIER_SERVER_TRANSITIONS: Final[dict[ServerPhase, dict[type, ServerPhase]]] = {
+    ServerPhase.IDLE: {Start: ServerPhase.COLLECT_INPUTS},
+    ServerPhase.COLLECT_INPUTS: {
+        EncryptedInput: ServerPhase.COLLECT_INPUTS,
+        ClosePhase: ServerPhase.COLLECT_UNMASK,
+    },
+    ServerPhase.COLLECT_UNMASK: {DecryptedAggregate: ServerPhase.DONE},
+    ServerPhase.DONE: {},
+    ServerPhase.ABORTED: {},
 }

@@ -31,10 +31,19 @@ from typing import Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from protocols._machine import (
+    ClosePhase,
+    Machine,
+    Start,
+    SubmitInput,
+    check_addressed,
+    check_client_id,
+    check_session,
+)
 from protocols._transitions import (
     CLIENT_TRANSITIONS,
-    SERVER_ACCEPTS,
     SERVER_ROUND_INDEX,
+    SERVER_TRANSITIONS,
     ClientPhase,
     ServerPhase,
 )
@@ -45,6 +54,7 @@ from protocols.messages import (
     Abort,
     EncryptedShares,
     ForwardedShares,
+    Header,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
@@ -55,6 +65,7 @@ from protocols.messages import (
     ShareEntry,
     UnmaskRequest,
     UnmaskResponse,
+    header,
 )
 from secagg.encoding import ring_dtype
 from secagg.errors import (
@@ -69,7 +80,6 @@ from secagg.errors import (
 )
 from secagg.hazmat import aead, shamir
 from secagg.hazmat.kex import (
-    SESSION_ID_BYTES,
     KeyPair,
     Purpose,
     agree,
@@ -140,20 +150,12 @@ def _share_key(
     )
 
 
-def check_session(session_id: bytes, round_id: int) -> None:
-    """Reject a session id that is not 16 bytes or a round id outside [0, 2^64)."""
-    if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
-        raise ParameterError(f"session_id must be {SESSION_ID_BYTES} random bytes")
-    if not isinstance(round_id, int) or not 0 <= round_id < 2**64:
-        raise ParameterError(f"round_id must be an int in [0, 2^64), got {round_id!r}")
-
-
 # --------------------------------------------------------------------------------------------
 # Client
 # --------------------------------------------------------------------------------------------
 
 
-class MaskingClient:
+class MaskingClient(Machine[ClientPhase]):
     """One client's side of a masking round (SecAgg or SecAgg+, whichever graph the server uses).
 
     Args:
@@ -163,11 +165,15 @@ class MaskingClient:
         min_threshold: the smallest Shamir threshold the client accepts from the server.
     """
 
+    TRANSITIONS = CLIENT_TRANSITIONS
+    ABORTED = ClientPhase.ABORTED
+    role = "client"
+    HINTS = {SubmitInput: "after the shares arrive"}
+
     def __init__(
         self, client_id: int, *, session_id: bytes, round_id: int, min_threshold: int = 2
     ) -> None:
-        if not isinstance(client_id, int) or not 0 <= client_id <= MAX_PARTY_ID:
-            raise ParameterError(f"client_id must be in [0, {MAX_PARTY_ID}], got {client_id!r}")
+        check_client_id(client_id)
         check_session(session_id, round_id)
         if min_threshold < 2:
             raise ParameterError("min_threshold must be >= 2: one share must never reveal a key")
@@ -199,14 +205,14 @@ class MaskingClient:
 
     def receive(self, message: Message) -> list[Message]:
         """Feed one message from the server; returns the messages to send back."""
-        return self._guarded(lambda: self._receive(message))
+        return self.guarded(lambda: self._receive(message), remote=True)
 
     def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
         """Mask the quantized input (values in Z_{2^k}) and return the :class:`MaskedInput`.
 
         Legal only in ``AWAIT_INPUT``, i.e. after the shares were forwarded.
         """
-        return self._guarded(lambda: self._submit_input(vector))
+        return self.guarded(lambda: self._submit_input(vector), remote=False)
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -286,21 +292,8 @@ class MaskingClient:
 
     # -- machinery ------------------------------------------------------------------------------
 
-    def _guarded(self, step: Callable[[], _T]) -> _T:
-        if self._phase is ClientPhase.ABORTED:
-            raise LocalProtocolError(
-                f"client {self.client_id} aborted earlier ({self._error!r}); start a new round"
-            )
-        try:
-            return step()
-        except SecAggError as error:
-            self._poison(error)
-            raise
-
-    def _poison(self, error: SecAggError | None) -> None:
-        """Enter ABORTED and drop every secret (h11 ``_process_error``)."""
-        self._phase = ClientPhase.ABORTED
-        self._error = error
+    def forget_secrets(self) -> None:
+        """Drop every key, seed and share (h11 ``_process_error``)."""
         self._mask_keys = None
         self._share_keys = None
         self._self_mask_seed = None
@@ -308,41 +301,31 @@ class MaskingClient:
         self._share_keys_by_peer = {}
 
     def _receive(self, message: Message) -> list[Message]:
-        if message.sender != SERVER_ID or message.recipient != self.client_id:
-            raise RemoteProtocolError(
-                f"message from {message.sender} to {message.recipient} is not for client "
-                f"{self.client_id}"
-            )
-        if message.session_id != self.session_id or message.round_id != self.round_id:
-            raise RemoteProtocolError(
-                f"{type(message).__name__} belongs to another session or round "
-                f"(round {message.round_id}, expected {self.round_id}): replay rejected"
-            )
+        check_addressed(
+            message,
+            session_id=self.session_id,
+            round_id=self.round_id,
+            recipient=self.client_id,
+            sender=SERVER_ID,
+        )
         if isinstance(message, Abort):
-            self._poison(None)
+            self.poison(None)
             return []
-        next_phase = CLIENT_TRANSITIONS[self._phase].get(type(message))
-        if next_phase is None:
-            raise RemoteProtocolError(
-                f"unexpected {type(message).__name__} while the client is in {self._phase.name}"
-            )
-        handlers: dict[type, Callable[[Message], list[Message]]] = {
-            RoundSetup: self._on_setup,  # type: ignore[dict-item]
-            KeyRoster: self._on_roster,  # type: ignore[dict-item]
-            ForwardedShares: self._on_forwarded_shares,  # type: ignore[dict-item]
-            UnmaskRequest: self._on_unmask_request,  # type: ignore[dict-item]
-        }
-        replies = handlers[type(message)](message)
+        next_phase = self.advance(type(message), remote=True)
+        if isinstance(message, RoundSetup):
+            replies = self._on_setup(message)
+        elif isinstance(message, KeyRoster):
+            replies = self._on_roster(message)
+        elif isinstance(message, ForwardedShares):
+            replies = self._on_forwarded_shares(message)
+        else:
+            assert isinstance(message, UnmaskRequest)  # the only other move in the table
+            replies = self._on_unmask_request(message)
         self._phase = next_phase
         return replies
 
-    def _header(self) -> dict[str, object]:
-        return {
-            "session_id": self.session_id,
-            "round_id": self.round_id,
-            "sender": self.client_id,
-            "recipient": SERVER_ID,
-        }
+    def _header(self) -> Header:
+        return header(self.session_id, self.round_id, self.client_id, SERVER_ID)
 
     # -- round 0 ----------------------------------------------------------------------------
 
@@ -366,7 +349,7 @@ class MaskingClient:
         self._share_keys = generate_keypair()
         return [
             KeyAdvertisement(
-                **self._header(),  # type: ignore[arg-type]
+                **self._header(),
                 mask_public_key=self._mask_keys.public_bytes,
                 share_public_key=self._share_keys.public_bytes,
             )
@@ -431,7 +414,7 @@ class MaskingClient:
             self._share_keys_by_peer[peer] = key
             ad = aead.associated_data(self.session_id, self.round_id, self.client_id, peer)
             bundles.append(SealedShares(peer=peer, ciphertext=aead.seal(key, plaintext, ad)))
-        return [EncryptedShares(**self._header(), bundles=tuple(bundles))]  # type: ignore[arg-type]
+        return [EncryptedShares(**self._header(), bundles=tuple(bundles))]
 
     # -- round 2 ----------------------------------------------------------------------------
 
@@ -468,10 +451,7 @@ class MaskingClient:
         return []
 
     def _submit_input(self, vector: npt.ArrayLike) -> list[Message]:
-        if self._phase is not ClientPhase.AWAIT_INPUT:
-            raise LocalProtocolError(
-                f"submit_input is legal after the shares arrive, not in {self._phase.name}"
-            )
+        next_phase = self.advance(SubmitInput, remote=False)
         assert self._mask_keys is not None and self._self_mask_seed is not None
         masked = self._checked_input(vector)
         add_mask(
@@ -492,10 +472,10 @@ class MaskingClient:
         # The mask key and seed are no longer needed here; only their shares are.
         self._mask_keys = None
         self._self_mask_seed = None
-        self._phase = ClientPhase.AWAIT_UNMASK_REQUEST
+        self._phase = next_phase
         return [
             MaskedInput(
-                **self._header(),  # type: ignore[arg-type]
+                **self._header(),
                 modulus_bits=self._modulus_bits,
                 vector=masked,
             )
@@ -548,7 +528,7 @@ class MaskingClient:
                 f"{len(survivors)} survivors named, below the threshold {self._threshold}"
             )
         response = UnmaskResponse(
-            **self._header(),  # type: ignore[arg-type]
+            **self._header(),
             self_mask_shares=tuple(
                 ShareEntry(owner=u, value=self._held_shares[u][0]) for u in sorted(survivors)
             ),
@@ -617,13 +597,17 @@ class AggregateResult:
     dropped_at: dict[int, int] = field(default_factory=dict)
 
 
-class MaskingServer:
+class MaskingServer(Machine[ServerPhase]):
     """The server's side of a masking round; one instance per round.
 
     Bad messages from a client raise :class:`RemoteProtocolError` and are discarded without
     touching the round's state (one client cannot abort everyone else's round). Too few
     survivors at any close raises :class:`InsufficientSurvivorsError` and aborts the round.
     """
+
+    TRANSITIONS = SERVER_TRANSITIONS
+    ABORTED = ServerPhase.ABORTED
+    role = "server"
 
     def __init__(self, params: MaskingParams) -> None:
         self.params: Final = params
@@ -667,26 +651,25 @@ class MaskingServer:
         """Clients still taking part."""
         return tuple(sorted(self._expected))
 
-    def _header(self, recipient: int) -> dict[str, object]:
-        p = self.params
-        return {
-            "session_id": p.session_id,
-            "round_id": p.round_id,
-            "sender": SERVER_ID,
-            "recipient": recipient,
-        }
+    def _header(self, recipient: int) -> Header:
+        return header(self.params.session_id, self.params.round_id, SERVER_ID, recipient)
+
+    def forget_secrets(self) -> None:
+        """Drop the running sum, the sealed bundles and every share received."""
+        self._sum = np.zeros(0, dtype=self._dtype)
+        self._sealed.clear()
+        self._seed_shares.clear()
+        self._key_shares.clear()
 
     # -- driving ------------------------------------------------------------------------------
 
     def start(self) -> list[Message]:
         """Begin round 0: one :class:`RoundSetup` per client."""
-        if self._phase is not ServerPhase.IDLE:
-            raise LocalProtocolError("start() may be called once, on a new server")
-        self._phase = ServerPhase.COLLECT_KEYS
+        self._phase = self.advance(Start, remote=False)
         p = self.params
         return [
             RoundSetup(
-                **self._header(u),  # type: ignore[arg-type]
+                **self._header(u),
                 threshold=p.threshold,
                 vector_length=p.vector_length,
                 modulus_bits=p.modulus_bits,
@@ -696,61 +679,61 @@ class MaskingServer:
         ]
 
     def receive(self, message: Message) -> list[Message]:
-        """Record one client message of the current round; the server never replies at once."""
-        expected_type = SERVER_ACCEPTS.get(self._phase)
-        if expected_type is None:
-            raise RemoteProtocolError(
-                f"{type(message).__name__} from {message.sender} arrived while the server is "
-                f"{self._phase.name}"
-            )
+        """Record one client message of the current round; the server never replies at once.
+
+        A bad message raises a :class:`~secagg.errors.SecAggError` and is discarded before it
+        touches the round (one client cannot abort everyone else's round); any other failure
+        poisons the server.
+        """
+        try:
+            self._receive(message)
+        except SecAggError:
+            raise
+        except Exception as error:
+            raise self.fail(error, remote=True) from None
+        return []
+
+    def _receive(self, message: Message) -> None:
         p = self.params
-        if message.recipient != SERVER_ID or message.sender == SERVER_ID:
-            raise RemoteProtocolError("the message is not addressed to the server")
-        if message.session_id != p.session_id or message.round_id != p.round_id:
-            raise RemoteProtocolError(
-                f"message from {message.sender} belongs to another session or round: replay "
-                "rejected"
-            )
+        check_addressed(message, session_id=p.session_id, round_id=p.round_id, recipient=SERVER_ID)
+        self.advance(type(message), remote=True)
         if isinstance(message, Abort):
             self._drop(message.sender)
-            return []
-        if type(message) is not expected_type:
-            raise RemoteProtocolError(
-                f"unexpected {type(message).__name__} from {message.sender} in {self._phase.name}"
-            )
+            return
         if message.sender not in self._expected:
             raise RemoteProtocolError(
                 f"client {message.sender} is not (or no longer) part of this round"
             )
-        handler: Callable[[Message], None] = {
-            ServerPhase.COLLECT_KEYS: self._on_keys,
-            ServerPhase.COLLECT_SHARES: self._on_shares,
-            ServerPhase.COLLECT_INPUTS: self._on_input,
-            ServerPhase.COLLECT_UNMASK: self._on_unmask,
-        }[self._phase]  # type: ignore[assignment]
-        handler(message)
-        return []
+        if isinstance(message, KeyAdvertisement):
+            self._on_keys(message)
+        elif isinstance(message, EncryptedShares):
+            self._on_shares(message)
+        elif isinstance(message, MaskedInput):
+            self._on_input(message)
+        else:
+            assert isinstance(message, UnmaskResponse)  # the only other move in the table
+            self._on_unmask(message)
 
     def close_phase(self) -> list[Message]:
         """The round deadline passed: drop the silent, check the threshold, start the next round."""
+        next_phase = self.advance(ClosePhase, remote=False)
+        return self.guarded(lambda: self._close(next_phase), remote=False)
+
+    def _close(self, next_phase: ServerPhase) -> list[Message]:
         closers: dict[ServerPhase, Callable[[], list[Message]]] = {
             ServerPhase.COLLECT_KEYS: self._close_keys,
             ServerPhase.COLLECT_SHARES: self._close_shares,
             ServerPhase.COLLECT_INPUTS: self._close_inputs,
             ServerPhase.COLLECT_UNMASK: self._close_unmask,
         }
-        closer = closers.get(self._phase)
-        if closer is None:
-            raise LocalProtocolError(f"there is no open round to close in {self._phase.name}")
-        return closer()
+        messages = closers[self._phase]()
+        self._phase = next_phase
+        return messages
 
     def abort_messages(self) -> list[Message]:
         """:class:`Abort` notices for the clients still in the round (after an abort)."""
         reason = self.abort_reason or "aborted"
-        return [
-            Abort(**self._header(u), reason=reason)  # type: ignore[arg-type]
-            for u in sorted(self._expected)
-        ]
+        return [Abort(**self._header(u), reason=reason) for u in sorted(self._expected)]
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
@@ -811,7 +794,6 @@ class MaskingServer:
         self._keep_responders(self._keys)
         live = set(self._keys)
         self._prune(live)
-        self._phase = ServerPhase.COLLECT_SHARES
         messages: list[Message] = []
         for u in sorted(live):
             members = (self._neighbours[u] & live) | {u}
@@ -824,7 +806,7 @@ class MaskingServer:
                 )
                 for v in sorted(members)
             )
-            messages.append(KeyRoster(**self._header(u), entries=entries))  # type: ignore[arg-type]
+            messages.append(KeyRoster(**self._header(u), entries=entries))
         return messages
 
     # -- round 1 ------------------------------------------------------------------------------
@@ -844,7 +826,6 @@ class MaskingServer:
         self._keep_responders(self._sealed)
         live = set(self._sealed)
         self._prune(live)
-        self._phase = ServerPhase.COLLECT_INPUTS
         self._sum = np.zeros(self.params.vector_length, dtype=self._dtype)
         messages: list[Message] = []
         for v in sorted(live):
@@ -853,9 +834,7 @@ class MaskingServer:
             bundles = tuple(
                 SealedShares(peer=u, ciphertext=self._sealed[u][v]) for u in sorted(senders)
             )
-            messages.append(
-                ForwardedShares(**self._header(v), bundles=bundles)  # type: ignore[arg-type]
-            )
+            messages.append(ForwardedShares(**self._header(v), bundles=bundles))
         self._sealed.clear()
         return messages
 
@@ -895,13 +874,12 @@ class MaskingServer:
                     f"client {v} kept {len(alive)} live share holders, below the threshold {t}"
                 )
             request = UnmaskRequest(
-                **self._header(v),  # type: ignore[arg-type]
+                **self._header(v),
                 survivors=tuple(sorted(alive)),
                 dropped=tuple(sorted(self._mask_peers[v] - survivors)),
             )
             self._requests[v] = request
             messages.append(request)
-        self._phase = ServerPhase.COLLECT_UNMASK
         return messages
 
     # -- round 3 ------------------------------------------------------------------------------
@@ -972,5 +950,4 @@ class MaskingServer:
             dropped=tuple(sorted(set(p.graph.nodes) - self._uploaded)),
             dropped_at=dict(self._dropped_at),
         )
-        self._phase = ServerPhase.DONE
         return []

@@ -9,7 +9,7 @@ malformed message cannot even be built (wire decoding builds messages through th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ __all__ = [
     "EncryptedInput",
     "EncryptedShares",
     "ForwardedShares",
+    "Header",
     "KeyAdvertisement",
     "KeyRoster",
     "MaskedInput",
@@ -39,6 +40,7 @@ __all__ = [
     "ShareEntry",
     "UnmaskRequest",
     "UnmaskResponse",
+    "header",
 ]
 
 #: The server's id on the wire; client ids are 0 .. MAX_PARTY_ID.
@@ -81,6 +83,20 @@ def _check_ids(name: str, ids: object) -> None:
 def _check_key(name: str, value: object) -> None:
     if not isinstance(value, bytes) or len(value) != PUBLIC_KEY_BYTES:
         raise _fail(f"{name} must be {PUBLIC_KEY_BYTES} bytes")
+
+
+class Header(TypedDict):
+    """The fields every message carries, as keyword arguments: ``Message(**header, ...)``."""
+
+    session_id: bytes
+    round_id: int
+    sender: int
+    recipient: int
+
+
+def header(session_id: bytes, round_id: int, sender: int, recipient: int) -> Header:
+    """The header of a message from ``sender`` to ``recipient`` in (session, round)."""
+    return Header(session_id=session_id, round_id=round_id, sender=sender, recipient=recipient)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ returns the sums. Two rules protect individual inputs from a curious server:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
@@ -25,8 +25,21 @@ import numpy as np
 import numpy.typing as npt
 import phe
 
-from protocols._transitions import ClientPhase, ServerPhase
-from protocols.masking import check_session as _check_session
+from protocols._machine import (
+    ClosePhase,
+    Machine,
+    Start,
+    SubmitInput,
+    check_addressed,
+    check_client_id,
+)
+from protocols._machine import check_session as _check_session
+from protocols._transitions import (
+    PAILLIER_CLIENT_TRANSITIONS,
+    PAILLIER_SERVER_TRANSITIONS,
+    ClientPhase,
+    ServerPhase,
+)
 from protocols.messages import (
     KEY_HOLDER_ID,
     MAX_PARTY_ID,
@@ -121,15 +134,32 @@ class KeyHolder:
         return self._keypair.djn
 
     def receive(self, message: Message) -> list[Message]:
-        """Decrypt an :class:`AggregateCiphertext` from the server; reject anything else."""
+        """Decrypt an :class:`AggregateCiphertext` from the server; reject anything else.
+
+        A rejected message leaves the key holder as it was; an unexpected failure is re-raised
+        as a :class:`~secagg.errors.RemoteProtocolError` that names only its type.
+        """
+        try:
+            return self._receive(message)
+        except SecAggError:
+            raise
+        except Exception as error:
+            raise RemoteProtocolError(
+                f"the key holder could not process the message ({type(error).__name__})"
+            ) from None
+
+    def _receive(self, message: Message) -> list[Message]:
         if not isinstance(message, AggregateCiphertext):
             raise RemoteProtocolError(
                 f"the key holder decrypts only aggregates, not {type(message).__name__}"
             )
-        if message.sender != SERVER_ID or message.recipient != KEY_HOLDER_ID:
-            raise RemoteProtocolError("aggregates come from the server to the key holder")
-        if message.session_id != self.session_id:
-            raise RemoteProtocolError("the aggregate belongs to another session")
+        check_addressed(
+            message,
+            session_id=self.session_id,
+            round_id=None,
+            recipient=KEY_HOLDER_ID,
+            sender=SERVER_ID,
+        )
         if message.round_id in self._decrypted_rounds:
             raise ServerMisbehaviourError(
                 f"round {message.round_id} was already decrypted: a second aggregate of the "
@@ -174,7 +204,7 @@ class KeyHolder:
 # --------------------------------------------------------------------------------------------
 
 
-class PaillierClient:
+class PaillierClient(Machine[ClientPhase]):
     """One client: checks the setup against its pinned key, then encrypts its packed input.
 
     Args:
@@ -185,6 +215,11 @@ class PaillierClient:
         djn: the key holder's public DJN parameters.
         processes: worker processes for encryption (None: every core; 1: serial).
     """
+
+    TRANSITIONS = PAILLIER_CLIENT_TRANSITIONS
+    ABORTED = ClientPhase.ABORTED
+    role = "client"
+    HINTS = {SubmitInput: "after the setup"}
 
     def __init__(
         self,
@@ -197,8 +232,7 @@ class PaillierClient:
         djn: hazmat.DJNParameters | None = None,
         processes: int | None = 1,
     ) -> None:
-        if not isinstance(client_id, int) or not 0 <= client_id <= MAX_PARTY_ID:
-            raise ParameterError(f"client_id must be in [0, {MAX_PARTY_ID}], got {client_id!r}")
+        check_client_id(client_id)
         _check_session(session_id, round_id)
         if mode is hazmat.RandomnessMode.DJN and (djn is None or not djn.matches(public_key)):
             raise ParameterError("DJN mode needs the DJN parameters of the pinned public key")
@@ -221,38 +255,25 @@ class PaillierClient:
 
     def receive(self, message: Message) -> list[Message]:
         """Accept the server's :class:`PaillierSetup` (or an :class:`Abort`)."""
-        return self._guarded(lambda: self._receive(message))
+        return self.guarded(lambda: self._receive(message), remote=True)
 
     def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
         """Pack and encrypt the quantized input (integers in [0, 2^value_bits))."""
-        return self._guarded(lambda: self._submit_input(vector))
-
-    def _guarded(self, step: Callable[[], _T]) -> _T:
-        if self._phase is ClientPhase.ABORTED:
-            raise LocalProtocolError(
-                f"client {self.client_id} aborted earlier ({self._error!r}); start a new round"
-            )
-        try:
-            return step()
-        except SecAggError as error:
-            self._phase = ClientPhase.ABORTED
-            self._error = error
-            raise
+        return self.guarded(lambda: self._submit_input(vector), remote=False)
 
     def _receive(self, message: Message) -> list[Message]:
-        if message.sender != SERVER_ID or message.recipient != self.client_id:
-            raise RemoteProtocolError("the message is not from the server to this client")
-        if message.session_id != self.session_id or message.round_id != self.round_id:
-            raise RemoteProtocolError(
-                f"{type(message).__name__} belongs to another session or round: replay rejected"
-            )
+        check_addressed(
+            message,
+            session_id=self.session_id,
+            round_id=self.round_id,
+            recipient=self.client_id,
+            sender=SERVER_ID,
+        )
         if isinstance(message, Abort):
-            self._phase = ClientPhase.ABORTED
+            self.poison(None)
             return []
-        if not isinstance(message, PaillierSetup) or self._phase is not ClientPhase.AWAIT_SETUP:
-            raise RemoteProtocolError(
-                f"unexpected {type(message).__name__} while the client is in {self._phase.name}"
-            )
+        next_phase = self.advance(type(message), remote=True)
+        assert isinstance(message, PaillierSetup)  # the only move in the table
         if message.public_key_n != self._public_key.n:
             raise ServerMisbehaviourError(
                 "the setup carries a public key other than the key holder's pinned key"
@@ -264,14 +285,12 @@ class PaillierClient:
         except ParameterError as error:
             raise RemoteProtocolError(f"unusable packing parameters: {error}") from None
         self._vector_length = message.vector_length
-        self._phase = ClientPhase.AWAIT_INPUT
+        self._phase = next_phase
         return []
 
     def _submit_input(self, vector: npt.ArrayLike) -> list[Message]:
-        if self._phase is not ClientPhase.AWAIT_INPUT or self._packing is None:
-            raise LocalProtocolError(
-                f"submit_input is legal after the setup, not in {self._phase.name}"
-            )
+        next_phase = self.advance(SubmitInput, remote=False)
+        assert self._packing is not None  # set by the setup, the only way into AWAIT_INPUT
         array = np.asarray(vector)
         if array.ndim != 1 or array.shape[0] != self._vector_length:
             raise LocalProtocolError(
@@ -289,7 +308,7 @@ class PaillierClient:
             djn=self._djn if self._mode is hazmat.RandomnessMode.DJN else None,
             processes=self._processes,
         )
-        self._phase = ClientPhase.DONE
+        self._phase = next_phase
         return [
             EncryptedInput(
                 session_id=self.session_id,
@@ -360,12 +379,16 @@ class PaillierResult:
         return self.contributors
 
 
-class PaillierServer:
+class PaillierServer(Machine[ServerPhase]):
     """Multiplies ciphertext vectors as they arrive; never holds the secret key.
 
     A bad input (not in Z*_{n^2}, wrong width or length, replayed, from a stranger) raises a
     specific error and is discarded; the contributions already summed are kept.
     """
+
+    TRANSITIONS = PAILLIER_SERVER_TRANSITIONS
+    ABORTED = ServerPhase.ABORTED
+    role = "server"
 
     def __init__(self, params: PaillierParams, public_key: phe.PaillierPublicKey) -> None:
         self.params: Final = params
@@ -396,9 +419,7 @@ class PaillierServer:
 
     def start(self) -> list[Message]:
         """Invite every client with the setup (the key holder's public key and the packing)."""
-        if self._phase is not ServerPhase.IDLE:
-            raise LocalProtocolError("start() may be called once, on a new server")
-        self._phase = ServerPhase.COLLECT_INPUTS
+        self._phase = self.advance(Start, remote=False)
         p = self.params
         return [
             PaillierSetup(
@@ -415,33 +436,42 @@ class PaillierServer:
         ]
 
     def receive(self, message: Message) -> list[Message]:
-        """Record a client's :class:`EncryptedInput`, or the key holder's decrypted sums."""
-        p = self.params
-        if message.recipient != SERVER_ID:
-            raise RemoteProtocolError("the message is not addressed to the server")
-        if message.session_id != p.session_id or message.round_id != p.round_id:
-            raise RemoteProtocolError(
-                f"message from {message.sender} belongs to another session or round: replay "
-                "rejected"
-            )
-        if isinstance(message, EncryptedInput) and self._phase is ServerPhase.COLLECT_INPUTS:
-            self._on_input(message)
-        elif (
-            isinstance(message, DecryptedAggregate)
-            and self._phase is ServerPhase.COLLECT_UNMASK
-            and message.sender == KEY_HOLDER_ID
-        ):
-            self._on_decrypted(message)
-        else:
-            raise RemoteProtocolError(
-                f"unexpected {type(message).__name__} from {message.sender} in {self._phase.name}"
-            )
+        """Record a client's :class:`EncryptedInput`, or the key holder's decrypted sums.
+
+        A bad message raises a :class:`~secagg.errors.SecAggError` and is discarded; the
+        contributions already multiplied are kept. Any other failure poisons the server.
+        """
+        try:
+            self._receive(message)
+        except SecAggError:
+            raise
+        except Exception as error:
+            raise self.fail(error, remote=True) from None
         return []
+
+    def _receive(self, message: Message) -> None:
+        p = self.params
+        check_addressed(message, session_id=p.session_id, round_id=p.round_id, recipient=SERVER_ID)
+        next_phase = self.advance(type(message), remote=True)
+        if isinstance(message, EncryptedInput):
+            self._on_input(message)
+        else:
+            assert isinstance(message, DecryptedAggregate)  # the only other move in the table
+            if message.sender != KEY_HOLDER_ID:
+                raise RemoteProtocolError("only the key holder sends decrypted aggregates")
+            self._on_decrypted(message)
+        self._phase = next_phase
+
+    def forget_secrets(self) -> None:
+        """Drop the running product of ciphertexts."""
+        self._product = []
 
     def close_phase(self) -> list[Message]:
         """The upload deadline passed: send the aggregate of what arrived to the key holder."""
-        if self._phase is not ServerPhase.COLLECT_INPUTS:
-            raise LocalProtocolError(f"there is no open upload round in {self._phase.name}")
+        next_phase = self.advance(ClosePhase, remote=False)
+        return self.guarded(lambda: self._close(next_phase), remote=False)
+
+    def _close(self, next_phase: ServerPhase) -> list[Message]:
         p = self.params
         if len(self._contributors) < p.min_contributors:
             self._phase = ServerPhase.ABORTED
@@ -451,7 +481,7 @@ class PaillierServer:
             )
             self._product = []
             raise InsufficientSurvivorsError(self.abort_reason)
-        self._phase = ServerPhase.COLLECT_UNMASK
+        self._phase = next_phase
         return [
             AggregateCiphertext(
                 session_id=p.session_id,
@@ -507,4 +537,3 @@ class PaillierServer:
             dropped_at=dict.fromkeys(dropped, 2),
         )
         self._product = []
-        self._phase = ServerPhase.DONE

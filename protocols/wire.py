@@ -24,6 +24,7 @@ from protocols.messages import (
     EncryptedInput,
     EncryptedShares,
     ForwardedShares,
+    Header,
     KeyAdvertisement,
     KeyRoster,
     MaskedInput,
@@ -35,6 +36,7 @@ from protocols.messages import (
     ShareEntry,
     UnmaskRequest,
     UnmaskResponse,
+    header,
 )
 from secagg.encoding import ring_dtype
 from secagg.errors import SecAggError, WireFormatError
@@ -254,10 +256,10 @@ def _bundles(r: _Reader) -> tuple[SealedShares, ...]:
     return tuple(bundles)
 
 
-def _decode_round_setup(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_round_setup(r: _Reader, header: Header) -> Message:
     threshold, vector_length, modulus_bits = r.fmt("IIB")
     return RoundSetup(
-        **header,  # type: ignore[arg-type]
+        **header,
         threshold=threshold,
         vector_length=vector_length,
         modulus_bits=modulus_bits,
@@ -265,15 +267,15 @@ def _decode_round_setup(r: _Reader, header: dict[str, object]) -> Message:
     )
 
 
-def _decode_key_advertisement(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_key_advertisement(r: _Reader, header: Header) -> Message:
     return KeyAdvertisement(
-        **header,  # type: ignore[arg-type]
+        **header,
         mask_public_key=r.take(PUBLIC_KEY_BYTES),
         share_public_key=r.take(PUBLIC_KEY_BYTES),
     )
 
 
-def _decode_key_roster(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_key_roster(r: _Reader, header: Header) -> Message:
     count = r.count(4 + 2 * PUBLIC_KEY_BYTES)
     entries = tuple(
         RosterEntry(
@@ -283,18 +285,18 @@ def _decode_key_roster(r: _Reader, header: dict[str, object]) -> Message:
         )
         for _ in range(count)
     )
-    return KeyRoster(**header, entries=entries)  # type: ignore[arg-type]
+    return KeyRoster(**header, entries=entries)
 
 
-def _decode_encrypted_shares(r: _Reader, header: dict[str, object]) -> Message:
-    return EncryptedShares(**header, bundles=_bundles(r))  # type: ignore[arg-type]
+def _decode_encrypted_shares(r: _Reader, header: Header) -> Message:
+    return EncryptedShares(**header, bundles=_bundles(r))
 
 
-def _decode_forwarded_shares(r: _Reader, header: dict[str, object]) -> Message:
-    return ForwardedShares(**header, bundles=_bundles(r))  # type: ignore[arg-type]
+def _decode_forwarded_shares(r: _Reader, header: Header) -> Message:
+    return ForwardedShares(**header, bundles=_bundles(r))
 
 
-def _decode_masked_input(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_masked_input(r: _Reader, header: Header) -> Message:
     modulus_bits, length = r.fmt("BI")
     if not 1 <= modulus_bits <= 64:
         raise WireFormatError(f"modulus_bits {modulus_bits} is outside [1, 64]")
@@ -302,36 +304,36 @@ def _decode_masked_input(r: _Reader, header: dict[str, object]) -> Message:
         raise WireFormatError(f"vector length {length} exceeds {MAX_VECTOR_LENGTH}")
     data = r.take(packed_size(length, modulus_bits))
     return MaskedInput(
-        **header,  # type: ignore[arg-type]
+        **header,
         modulus_bits=modulus_bits,
         vector=_unpack_vector(data, length, modulus_bits),
     )
 
 
-def _decode_unmask_request(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_unmask_request(r: _Reader, header: Header) -> Message:
     survivors = r.ids()
-    return UnmaskRequest(**header, survivors=survivors, dropped=r.ids())  # type: ignore[arg-type]
+    return UnmaskRequest(**header, survivors=survivors, dropped=r.ids())
 
 
-def _decode_unmask_response(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_unmask_response(r: _Reader, header: Header) -> Message:
     self_mask_shares = _share_entries(r)
     return UnmaskResponse(
-        **header,  # type: ignore[arg-type]
+        **header,
         self_mask_shares=self_mask_shares,
         mask_key_shares=_share_entries(r),
     )
 
 
-def _decode_abort(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_abort(r: _Reader, header: Header) -> Message:
     (size,) = r.fmt("H")
     try:
         reason = r.take(size).decode("utf-8")
     except UnicodeDecodeError:
         raise WireFormatError("abort reason is not UTF-8") from None
-    return Abort(**header, reason=reason)  # type: ignore[arg-type]
+    return Abort(**header, reason=reason)
 
 
-def _decode_paillier_setup(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_paillier_setup(r: _Reader, header: Header) -> Message:
     (size,) = r.fmt("H")
     raw_modulus = r.take(size)
     if not raw_modulus or raw_modulus[0] == 0:
@@ -339,7 +341,7 @@ def _decode_paillier_setup(r: _Reader, header: dict[str, object]) -> Message:
     modulus = int.from_bytes(raw_modulus, "big")
     vector_length, value_bits, max_clients = r.fmt("IBI")
     return PaillierSetup(
-        **header,  # type: ignore[arg-type]
+        **header,
         public_key_n=modulus,
         vector_length=vector_length,
         value_bits=value_bits,
@@ -352,16 +354,16 @@ def _ciphertext_block(r: _Reader) -> tuple[int, bytes]:
     return width, r.take(size)
 
 
-def _decode_encrypted_input(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_encrypted_input(r: _Reader, header: Header) -> Message:
     width, data = _ciphertext_block(r)
-    return EncryptedInput(**header, ciphertext_bytes=width, ciphertexts=data)  # type: ignore[arg-type]
+    return EncryptedInput(**header, ciphertext_bytes=width, ciphertexts=data)
 
 
-def _decode_aggregate_ciphertext(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_aggregate_ciphertext(r: _Reader, header: Header) -> Message:
     contributors, vector_length = r.fmt("II")
     width, data = _ciphertext_block(r)
     return AggregateCiphertext(
-        **header,  # type: ignore[arg-type]
+        **header,
         contributors=contributors,
         vector_length=vector_length,
         ciphertext_bytes=width,
@@ -369,15 +371,15 @@ def _decode_aggregate_ciphertext(r: _Reader, header: dict[str, object]) -> Messa
     )
 
 
-def _decode_decrypted_aggregate(r: _Reader, header: dict[str, object]) -> Message:
+def _decode_decrypted_aggregate(r: _Reader, header: Header) -> Message:
     contributors, length = r.fmt("II")
     if length > MAX_VECTOR_LENGTH:
         raise WireFormatError(f"vector length {length} exceeds {MAX_VECTOR_LENGTH}")
     vector = np.frombuffer(r.take(8 * length), dtype="<u8").astype(np.uint64)
-    return DecryptedAggregate(**header, contributors=contributors, vector=vector)  # type: ignore[arg-type]
+    return DecryptedAggregate(**header, contributors=contributors, vector=vector)
 
 
-_DECODERS: Final[dict[int, Callable[[_Reader, dict[str, object]], Message]]] = {
+_DECODERS: Final[dict[int, Callable[[_Reader, Header], Message]]] = {
     1: _decode_round_setup,
     2: _decode_key_advertisement,
     3: _decode_key_roster,
@@ -409,14 +411,8 @@ def decode(data: bytes) -> Message:
     decoder = _DECODERS.get(code)
     if decoder is None:
         raise WireFormatError(f"unknown message type {code}")
-    header: dict[str, object] = {
-        "session_id": session_id,
-        "round_id": round_id,
-        "sender": sender,
-        "recipient": recipient,
-    }
     try:
-        message = decoder(reader, header)
+        message = decoder(reader, header(session_id, round_id, sender, recipient))
     except WireFormatError:
         raise
     except (SecAggError, ValueError, OverflowError, struct.error) as exc:

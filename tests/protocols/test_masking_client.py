@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
+from protocols._machine import SubmitInput
 from protocols._transitions import CLIENT_TRANSITIONS, ClientPhase
 from protocols.masking import MaskingClient
 from protocols.messages import (
@@ -124,7 +125,7 @@ def test_client_transition_table_is_the_documented_one():
         ClientPhase.AWAIT_SETUP: {RoundSetup: ClientPhase.AWAIT_ROSTER},
         ClientPhase.AWAIT_ROSTER: {KeyRoster: ClientPhase.AWAIT_SHARES},
         ClientPhase.AWAIT_SHARES: {ForwardedShares: ClientPhase.AWAIT_INPUT},
-        ClientPhase.AWAIT_INPUT: {},
+        ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.AWAIT_UNMASK_REQUEST},
         ClientPhase.AWAIT_UNMASK_REQUEST: {UnmaskRequest: ClientPhase.DONE},
         ClientPhase.DONE: {},
         ClientPhase.ABORTED: {},

@@ -1,0 +1,188 @@
+"""The shared core of every protocol state machine (masking and Paillier, client and server).
+
+Each machine is a phase plus a transition table (``phase -> event type -> next phase``, h11
+``_state.py`` style). Events are either messages from a peer or the caller's local steps
+(:class:`Start`, :class:`SubmitInput`, :class:`ClosePhase`), so every move of every machine is
+in a table that a test renders into the protocol diagram. This module holds what every machine
+needs, once:
+
+- the id, session and round checks of a message's header (:func:`check_addressed`);
+- :meth:`Machine.guarded`, which runs one step and poisons the machine on *any* exception
+  (h11 ``Connection._process_error``): the machine enters ``ABORTED``, forgets its secrets,
+  and every later call raises :class:`~secagg.errors.LocalProtocolError`. An exception that is
+  not a :class:`~secagg.errors.SecAggError` (a bug, or an object that is not a message) is
+  re-raised as a protocol error whose message names only its type, so no secret value travels
+  in an exception chain;
+- :meth:`Machine.advance`, the one table look-up, which raises the right error on a miss.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from typing import ClassVar, Final, Generic, TypeVar
+
+from protocols.messages import MAX_PARTY_ID, Message
+from secagg.errors import (
+    LocalProtocolError,
+    ParameterError,
+    RemoteProtocolError,
+    SecAggError,
+)
+from secagg.hazmat.kex import SESSION_ID_BYTES
+
+__all__ = [
+    "ClosePhase",
+    "Machine",
+    "Start",
+    "SubmitInput",
+    "check_addressed",
+    "check_client_id",
+    "check_session",
+]
+
+_T = TypeVar("_T")
+_PhaseT = TypeVar("_PhaseT", bound=enum.Enum)
+_MAX_ROUND: Final = 2**64
+
+
+class Start:
+    """Local event: the server opens the round (``start()``)."""
+
+    verb: ClassVar[str] = "start()"
+
+
+class SubmitInput:
+    """Local event: the client masks or encrypts its input (``submit_input()``)."""
+
+    verb: ClassVar[str] = "submit_input()"
+
+
+class ClosePhase:
+    """Local event: the server's round deadline passed (``close_phase()``)."""
+
+    verb: ClassVar[str] = "close_phase()"
+
+
+def check_session(session_id: bytes, round_id: int) -> None:
+    """Reject a session id that is not 16 bytes or a round id outside [0, 2^64)."""
+    if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
+        raise ParameterError(f"session_id must be {SESSION_ID_BYTES} random bytes")
+    if (
+        isinstance(round_id, bool)
+        or not isinstance(round_id, int)
+        or not 0 <= round_id < _MAX_ROUND
+    ):
+        raise ParameterError(f"round_id must be an int in [0, 2^64), got {round_id!r}")
+
+
+def check_client_id(client_id: object) -> int:
+    """Return ``client_id`` after checking it is a client id in [0, 2^32 - 3]."""
+    if isinstance(client_id, bool) or not isinstance(client_id, int):
+        raise ParameterError(f"client_id must be an int in [0, {MAX_PARTY_ID}], got {client_id!r}")
+    if not 0 <= client_id <= MAX_PARTY_ID:
+        raise ParameterError(f"client_id must be in [0, {MAX_PARTY_ID}], got {client_id}")
+    return client_id
+
+
+def check_addressed(
+    message: object,
+    *,
+    session_id: bytes,
+    round_id: int | None,
+    recipient: int,
+    sender: int | None = None,
+) -> Message:
+    """Check that ``message`` is a message of (session, round) sent to ``recipient``.
+
+    Args:
+        message: what arrived.
+        session_id: the session the receiver belongs to.
+        round_id: the round it expects (``None``: any round of the session).
+        recipient: the receiver's own id.
+        sender: the only sender it accepts (``None``: anyone but the receiver).
+
+    Raises:
+        RemoteProtocolError: anything else, including a replay from another round.
+    """
+    if not isinstance(message, Message):
+        raise RemoteProtocolError(f"expected a protocol message, got {type(message).__name__}")
+    if message.recipient != recipient or message.sender == recipient:
+        raise RemoteProtocolError(
+            f"message from {message.sender} to {message.recipient} is not for party {recipient}"
+        )
+    if sender is not None and message.sender != sender:
+        raise RemoteProtocolError(f"party {recipient} accepts messages only from {sender}")
+    if message.session_id != session_id or (round_id is not None and message.round_id != round_id):
+        raise RemoteProtocolError(
+            f"{type(message).__name__} belongs to another session or round "
+            f"(round {message.round_id}, expected {round_id}): replay rejected"
+        )
+    return message
+
+
+class Machine(Generic[_PhaseT]):
+    """A phase, a transition table and the poison-on-any-exception guard.
+
+    Subclasses set :attr:`TRANSITIONS` and :attr:`ABORTED`, keep their phase in ``_phase`` and
+    override :meth:`forget_secrets`.
+    """
+
+    TRANSITIONS: Mapping[_PhaseT, Mapping[type, _PhaseT]]
+    ABORTED: _PhaseT
+    role: ClassVar[str] = "party"
+    #: Local event -> when it is legal, appended to the error of an illegal call.
+    HINTS: ClassVar[Mapping[type, str]] = {}
+
+    _phase: _PhaseT
+    _error: SecAggError | None = None
+
+    def advance(self, event: type, *, remote: bool) -> _PhaseT:
+        """The phase after ``event``; a miss raises (Remote if a peer sent it, else Local)."""
+        target = self.TRANSITIONS.get(self._phase, {}).get(event)
+        if target is not None:
+            return target
+        if remote:
+            raise RemoteProtocolError(
+                f"unexpected {event.__name__} while the {self.role} is in {self._phase.name}"
+            )
+        verb = getattr(event, "verb", event.__name__)
+        hint = self.HINTS.get(event)
+        raise LocalProtocolError(
+            f"{verb} is not legal while the {self.role} is in {self._phase.name}"
+            + (f"; it is legal {hint}" if hint else "")
+        )
+
+    def guarded(self, step: Callable[[], _T], *, remote: bool) -> _T:
+        """Run ``step``; on any exception poison the machine and raise a protocol error."""
+        if self._phase is self.ABORTED:
+            raise LocalProtocolError(
+                f"the {self.role} aborted earlier ({self._error!r}); start a new round"
+            )
+        try:
+            return step()
+        except SecAggError as error:
+            self.poison(error)
+            raise
+        except Exception as error:
+            raise self.fail(error, remote=remote) from None
+
+    def fail(self, error: Exception, *, remote: bool) -> SecAggError:
+        """Poison the machine after an unexpected ``error``; return the protocol error to raise.
+
+        The returned error names only the type of ``error``: its message and traceback may
+        hold secret values and are not kept.
+        """
+        kind = RemoteProtocolError if remote else LocalProtocolError
+        wrapped = kind(f"the {self.role} failed with {type(error).__name__} and aborted the round")
+        self.poison(wrapped)
+        return wrapped
+
+    def poison(self, error: SecAggError | None) -> None:
+        """Enter ``ABORTED`` and drop every secret."""
+        self._phase = self.ABORTED
+        self._error = error
+        self.forget_secrets()
+
+    def forget_secrets(self) -> None:
+        """Drop keys, seeds and shares (overridden by machines that hold any)."""
