@@ -22,40 +22,15 @@ from models import (
     Interactions,
     LeaveOneOutSplit,
     LocalTrainingConfig,
-    MatrixFactorization,
-    NeuMF,
-    Recommender,
     RoundRecord,
     evaluate_ranking,
     leave_one_out_split,
+    make_aggregator,
+    make_model,
     popularity_ranking,
     synthetic_interactions,
     train_centralized,
 )
-from protocols.aggregators import (
-    Aggregator,
-    MaskingAggregator,
-    PaillierAggregator,
-    PlainAggregator,
-)
-
-
-def make_aggregator(name: str, clip: float, value_bits: int) -> Aggregator:
-    """The backend called ``name``: plain, secagg, secagg+ or paillier."""
-    if name == "plain":
-        return PlainAggregator()
-    if name == "secagg":
-        return MaskingAggregator("complete", clip=clip, value_bits=value_bits)
-    if name == "secagg+":
-        return MaskingAggregator("harary", clip=clip, value_bits=value_bits)
-    return PaillierAggregator(clip=clip, value_bits=value_bits, processes=None)
-
-
-def make_model(name: str, num_users: int, num_items: int, dim: int, seed: int) -> Recommender:
-    """A fresh MF or NeuMF model."""
-    if name == "mf":
-        return MatrixFactorization(num_users, num_items, dim, seed=seed)
-    return NeuMF(num_users, num_items, gmf_dim=dim, mlp_dim=dim, init_std=0.3, seed=seed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -118,7 +93,7 @@ def make_trainer(
         eval_every=args.eval_every,
         seed=args.seed,
     )
-    aggregator = make_aggregator(args.aggregator, args.clip, args.value_bits)
+    aggregator = make_aggregator(args.aggregator, clip=args.clip, value_bits=args.value_bits)
     trainer = FederatedTrainer(model, split.train, aggregator, config, evaluation=split)
     print(
         f"federated {args.model} on {aggregator.name}: {model.num_shared_parameters()} shared "

@@ -88,7 +88,7 @@ def make_aggregator(name: str, *, clip: float, value_bits: int) -> Aggregator:
         ParameterError: ``name`` is not a known backend.
     """
     if name == "plain":
-        return PlainAggregator()
+        return PlainAggregator(clip=clip)
     if name == "secagg":
         return MaskingAggregator("complete", clip=clip, value_bits=value_bits)
     if name == "secagg+":

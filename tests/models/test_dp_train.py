@@ -16,7 +16,7 @@ from models import (
     leave_one_out_split,
     synthetic_interactions,
 )
-from models.cli import make_dp_aggregator
+from models.factory import make_dp_aggregator
 from protocols.cli import main
 from protocols.dp_aggregator import DistributedDPAggregator
 from secagg.dp import PrivacyAccountant, choose_parameters
