@@ -21,12 +21,11 @@ Neither machine performs I/O, reads a clock or uses a global RNG (randomness com
 
 from __future__ import annotations
 
-import json
 import secrets
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import ClassVar, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +46,7 @@ from protocols._transitions import (
     ClientPhase,
     ServerPhase,
 )
+from protocols.client_state import STATE_VERSION, MaskingClientState
 from protocols.graph import NeighbourGraph
 from protocols.messages import (
     MAX_PARTY_ID,
@@ -102,7 +102,6 @@ RingArray = npt.NDArray[np.unsignedinteger]
 _BUNDLE: Final = struct.Struct(">II")
 _BUNDLE_BYTES: Final = _BUNDLE.size + 2 * shamir.SHARE_BYTES
 _SEED_BYTES: Final = 32
-_STATE_VERSION: Final = 1
 _T = TypeVar("_T")
 
 
@@ -168,7 +167,7 @@ class MaskingClient(Machine[ClientPhase]):
     TRANSITIONS = CLIENT_TRANSITIONS
     ABORTED = ClientPhase.ABORTED
     role = "client"
-    HINTS = {SubmitInput: "after the shares arrive"}
+    HINTS: ClassVar[Mapping[type, str]] = {SubmitInput: "after the shares arrive"}
 
     def __init__(
         self, client_id: int, *, session_id: bytes, round_id: int, min_threshold: int = 2
@@ -223,72 +222,74 @@ class MaskingClient(Machine[ClientPhase]):
         The bytes hold this round's private keys and shares: keep them where the client's own
         memory would be, never send them anywhere.
         """
-        state: dict[str, object] = {
-            "version": _STATE_VERSION,
-            "client_id": self.client_id,
-            "session_id": self.session_id.hex(),
-            "round_id": self.round_id,
-            "min_threshold": self._min_threshold,
-            "phase": self._phase.value,
-            "threshold": self._threshold,
-            "vector_length": self._vector_length,
-            "modulus_bits": self._modulus_bits,
-            "neighbours": sorted(self._neighbours),
-            "mask_key": None if self._mask_keys is None else self._mask_keys.private_bytes.hex(),
-            "share_key": None if self._share_keys is None else self._share_keys.private_bytes.hex(),
-            "roster": [
+        return MaskingClientState(
+            version=STATE_VERSION,
+            client_id=self.client_id,
+            session_id=self.session_id.hex(),
+            round_id=self.round_id,
+            min_threshold=self._min_threshold,
+            phase=self._phase.value,
+            threshold=self._threshold,
+            vector_length=self._vector_length,
+            modulus_bits=self._modulus_bits,
+            neighbours=sorted(self._neighbours),
+            mask_key=None if self._mask_keys is None else self._mask_keys.private_bytes.hex(),
+            share_key=None if self._share_keys is None else self._share_keys.private_bytes.hex(),
+            roster=[
                 [e.client_id, e.mask_public_key.hex(), e.share_public_key.hex()]
                 for e in self._roster.values()
             ],
-            "self_mask_seed": None if self._self_mask_seed is None else self._self_mask_seed.hex(),
-            "held_shares": [[u, b, s] for u, (b, s) in self._held_shares.items()],
-            "share_keys_by_peer": [[u, k.hex()] for u, k in self._share_keys_by_peer.items()],
-            "mask_peers": list(self._mask_peers),
-        }
-        return json.dumps(state, separators=(",", ":")).encode("ascii")
+            self_mask_seed=None if self._self_mask_seed is None else self._self_mask_seed.hex(),
+            held_shares=[[u, b, s] for u, (b, s) in self._held_shares.items()],
+            share_keys_by_peer=[[u, k.hex()] for u, k in self._share_keys_by_peer.items()],
+            mask_peers=list(self._mask_peers),
+        ).to_json()
 
     @classmethod
     def from_state(cls, data: bytes) -> MaskingClient:
-        """Rebuild a machine from :meth:`export_state` output; malformed state is rejected."""
+        """Rebuild a machine from :meth:`export_state` output; malformed state is rejected.
+
+        Raises:
+            LocalProtocolError: the state is malformed or of another version.
+        """
+        state = MaskingClientState.from_json(data)
         try:
-            state = json.loads(data.decode("ascii"))
-            if state.pop("version") != _STATE_VERSION:
-                raise LocalProtocolError("the saved client state has another version")
             client = cls(
-                state["client_id"],
-                session_id=bytes.fromhex(state["session_id"]),
-                round_id=state["round_id"],
-                min_threshold=state["min_threshold"],
+                state.client_id,
+                session_id=bytes.fromhex(state.session_id),
+                round_id=state.round_id,
+                min_threshold=state.min_threshold,
             )
-            client._phase = ClientPhase(state["phase"])
-            client._threshold = int(state["threshold"])
-            client._vector_length = int(state["vector_length"])
-            client._modulus_bits = int(state["modulus_bits"])
-            client._neighbours = frozenset(int(u) for u in state["neighbours"])
-            if state["mask_key"] is not None:
-                client._mask_keys = keypair_from_private_bytes(bytes.fromhex(state["mask_key"]))
-            if state["share_key"] is not None:
-                client._share_keys = keypair_from_private_bytes(bytes.fromhex(state["share_key"]))
-            client._roster = {
-                int(u): RosterEntry(
-                    client_id=int(u),
-                    mask_public_key=bytes.fromhex(mask),
-                    share_public_key=bytes.fromhex(share),
-                )
-                for u, mask, share in state["roster"]
-            }
-            if state["self_mask_seed"] is not None:
-                client._self_mask_seed = bytes.fromhex(state["self_mask_seed"])
-            client._held_shares = {int(u): (int(b), int(s)) for u, b, s in state["held_shares"]}
-            client._share_keys_by_peer = {
-                int(u): bytes.fromhex(k) for u, k in state["share_keys_by_peer"]
-            }
-            client._mask_peers = tuple(int(u) for u in state["mask_peers"])
-        except SecAggError:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            client._restore(state)
+        except (ValueError, ParameterError):
             raise LocalProtocolError("the saved client state is malformed") from None
         return client
+
+    def _restore(self, state: MaskingClientState) -> None:
+        self._phase = ClientPhase(state.phase)
+        self._threshold = state.threshold
+        self._vector_length = state.vector_length
+        self._modulus_bits = state.modulus_bits
+        self._neighbours = frozenset(state.neighbours)
+        if state.mask_key is not None:
+            self._mask_keys = keypair_from_private_bytes(bytes.fromhex(state.mask_key))
+        if state.share_key is not None:
+            self._share_keys = keypair_from_private_bytes(bytes.fromhex(state.share_key))
+        self._roster = {
+            int(u): RosterEntry(
+                client_id=int(u),
+                mask_public_key=bytes.fromhex(str(mask)),
+                share_public_key=bytes.fromhex(str(share)),
+            )
+            for u, mask, share in state.roster
+        }
+        if state.self_mask_seed is not None:
+            self._self_mask_seed = bytes.fromhex(state.self_mask_seed)
+        self._held_shares = {u: (b, s) for u, b, s in state.held_shares}
+        self._share_keys_by_peer = {
+            int(u): bytes.fromhex(str(k)) for u, k in state.share_keys_by_peer
+        }
+        self._mask_peers = tuple(state.mask_peers)
 
     # -- machinery ------------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ returns the sums. Two rules protect individual inputs from a curious server:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import ClassVar, Final, TypeVar
 
 import gmpy2
 import numpy as np
@@ -219,7 +219,7 @@ class PaillierClient(Machine[ClientPhase]):
     TRANSITIONS = PAILLIER_CLIENT_TRANSITIONS
     ABORTED = ClientPhase.ABORTED
     role = "client"
-    HINTS = {SubmitInput: "after the setup"}
+    HINTS: ClassVar[Mapping[type, str]] = {SubmitInput: "after the setup"}
 
     def __init__(
         self,

@@ -1,0 +1,123 @@
+"""The saved state of a masking client, as one typed dataclass (for stateless transports).
+
+A transport that keeps no object alive between messages (a Flower ClientApp stores its state
+in ``context.state``) saves a :class:`~protocols.masking.MaskingClient` with
+``export_state()`` and rebuilds it with ``from_state()``. Both go through
+:class:`MaskingClientState`: every field is named and typed once, JSON holds only ints,
+strings, lists and ``None`` (bytes as hex), and :meth:`MaskingClientState.from_json` checks
+every field's type before anything is rebuilt, so a corrupt saved state raises
+:class:`~secagg.errors.LocalProtocolError` instead of building a broken machine. The bytes
+hold the round's private keys and shares: keep them where the client's own memory would be.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Final
+
+from secagg.errors import LocalProtocolError
+
+__all__ = ["STATE_VERSION", "MaskingClientState"]
+
+#: Bumped whenever a field changes meaning; older saved states are refused.
+STATE_VERSION: Final = 1
+
+_INT_LISTS: Final = {"neighbours": 1, "mask_peers": 1, "held_shares": 3}
+_HEX_LISTS: Final = {"roster": (1, 2), "share_keys_by_peer": (1,)}
+_OPTIONAL_HEX: Final = ("mask_key", "share_key", "self_mask_seed")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaskingClientState:
+    """Everything a masking client holds between two messages, secrets included.
+
+    Attributes:
+        version: :data:`STATE_VERSION` of the writer.
+        client_id, session_id, round_id, min_threshold: the constructor's arguments
+            (``session_id`` in hex).
+        phase: the client's phase value.
+        threshold, vector_length, modulus_bits, neighbours: from the round setup.
+        mask_key, share_key: X25519 private keys in hex (``None`` once dropped).
+        roster: ``[client id, mask public key hex, share public key hex]`` per member.
+        self_mask_seed: b_u in hex (``None`` once dropped).
+        held_shares: ``[owner, self-mask seed share, mask-key share]`` per owner.
+        share_keys_by_peer: ``[peer, AES key hex]`` per peer.
+        mask_peers: the peers whose pairwise masks the client adds.
+    """
+
+    version: int
+    client_id: int
+    session_id: str
+    round_id: int
+    min_threshold: int
+    phase: str
+    threshold: int
+    vector_length: int
+    modulus_bits: int
+    neighbours: list[int]
+    mask_key: str | None
+    share_key: str | None
+    roster: list[list[int | str]]
+    self_mask_seed: str | None
+    held_shares: list[list[int]]
+    share_keys_by_peer: list[list[int | str]]
+    mask_peers: list[int]
+
+    def to_json(self) -> bytes:
+        """Compact ASCII JSON of every field."""
+        return json.dumps(asdict(self), separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> MaskingClientState:
+        """Parse and type-check saved state.
+
+        Raises:
+            LocalProtocolError: the bytes are not a state of this version.
+        """
+        try:
+            raw = json.loads(bytes(data).decode("ascii"))
+            if not isinstance(raw, dict) or set(raw) != {f.name for f in fields(cls)}:
+                raise ValueError("fields")
+            state = cls(**raw)
+            state._check_types()
+        except (ValueError, TypeError, UnicodeDecodeError):
+            raise LocalProtocolError("the saved client state is malformed") from None
+        if state.version != STATE_VERSION:
+            raise LocalProtocolError("the saved client state has another version")
+        return state
+
+    def _check_types(self) -> None:
+        for name in ("version", "client_id", "round_id", "min_threshold", "threshold"):
+            _require(_is_int(getattr(self, name)))
+        _require(_is_int(self.vector_length) and _is_int(self.modulus_bits))
+        _require(isinstance(self.session_id, str) and isinstance(self.phase, str))
+        bytes.fromhex(self.session_id)
+        for name in _OPTIONAL_HEX:
+            value = getattr(self, name)
+            _require(value is None or isinstance(value, str))
+            if value is not None:
+                bytes.fromhex(value)
+        for name, width in _INT_LISTS.items():
+            for item in getattr(self, name):
+                _require(_is_int(item) if width == 1 else _is_int_row(item, width))
+        for name, hex_columns in _HEX_LISTS.items():
+            for row in getattr(self, name):
+                _require(isinstance(row, list) and len(row) == 1 + len(hex_columns))
+                _require(_is_int(row[0]))
+                for column in hex_columns:
+                    _require(isinstance(row[column], str))
+                    bytes.fromhex(str(row[column]))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_int_row(row: object, width: int) -> bool:
+    return isinstance(row, list) and len(row) == width and all(_is_int(v) for v in row)
+
+
+def _require(condition: bool) -> None:
+    if not condition:
+        raise TypeError("a saved field has the wrong type")
