@@ -39,6 +39,7 @@ __all__ = [
     "check_addressed",
     "check_client_id",
     "check_session",
+    "finished",
 ]
 
 _T = TypeVar("_T")
@@ -121,6 +122,13 @@ def check_addressed(
     return message
 
 
+def finished(result: _T | None, phase: enum.Enum) -> _T:
+    """``result`` once a server is DONE; reading it earlier raises LocalProtocolError."""
+    if result is None:
+        raise LocalProtocolError(f"the result exists once the round is DONE, not {phase}")
+    return result
+
+
 class Machine(Generic[_PhaseT]):
     """A phase, a transition table and the poison-on-any-exception guard.
 
@@ -136,6 +144,11 @@ class Machine(Generic[_PhaseT]):
 
     _phase: _PhaseT
     _error: SecAggError | None = None
+
+    @property
+    def phase(self) -> _PhaseT:
+        """What the machine waits for next."""
+        return self._phase
 
     def advance(self, event: type, *, remote: bool) -> _PhaseT:
         """The phase after ``event``; a miss raises (Remote if a peer sent it, else Local)."""

@@ -38,6 +38,7 @@ from protocols._machine import (
     check_addressed,
     check_client_id,
     check_session,
+    finished,
 )
 from protocols._transitions import (
     CLIENT_TRANSITIONS,
@@ -110,18 +111,29 @@ def _x(client_id: int) -> int:
     return client_id + 1
 
 
+def _agreed_key(
+    private: KeyPair,
+    peer_public: bytes,
+    purpose: Purpose,
+    session_id: bytes,
+    round_id: int,
+    pair: tuple[int, int],
+) -> bytes:
+    """A key agreed by X25519 between the two clients of ``pair``, bound to the round."""
+    return derive_key(
+        agree(private, peer_public),
+        purpose=purpose,
+        session_id=session_id,
+        round_id=round_id,
+        party_a=pair[0],
+        party_b=pair[1],
+    )
+
+
 def _pairwise_mask_key(
     private: KeyPair, peer_public: bytes, session_id: bytes, round_id: int, u: int, v: int
 ) -> bytes:
-    secret = agree(private, peer_public)
-    return derive_key(
-        secret,
-        purpose=Purpose.PAIRWISE_MASK,
-        session_id=session_id,
-        round_id=round_id,
-        party_a=u,
-        party_b=v,
-    )
+    return _agreed_key(private, peer_public, Purpose.PAIRWISE_MASK, session_id, round_id, (u, v))
 
 
 def _self_mask_key(seed: bytes, session_id: bytes, round_id: int, owner: int) -> bytes:
@@ -138,15 +150,7 @@ def _self_mask_key(seed: bytes, session_id: bytes, round_id: int, owner: int) ->
 def _share_key(
     private: KeyPair, peer_public: bytes, session_id: bytes, round_id: int, u: int, v: int
 ) -> bytes:
-    secret = agree(private, peer_public)
-    return derive_key(
-        secret,
-        purpose=Purpose.SHARE_ENCRYPTION,
-        session_id=session_id,
-        round_id=round_id,
-        party_a=u,
-        party_b=v,
-    )
+    return _agreed_key(private, peer_public, Purpose.SHARE_ENCRYPTION, session_id, round_id, (u, v))
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,11 +198,6 @@ class MaskingClient(Machine[ClientPhase]):
         self._held_shares: dict[int, tuple[int, int]] = {}
         self._share_keys_by_peer: dict[int, bytes] = {}
         self._mask_peers: tuple[int, ...] = ()
-
-    @property
-    def phase(self) -> ClientPhase:
-        """What the client waits for next."""
-        return self._phase
 
     # -- public entry points -----------------------------------------------------------------
 
@@ -631,16 +630,9 @@ class MaskingServer(Machine[ServerPhase]):
         self.abort_reason: str | None = None
 
     @property
-    def phase(self) -> ServerPhase:
-        """What the server collects now."""
-        return self._phase
-
-    @property
     def result(self) -> AggregateResult:
         """The aggregate, once the round is ``DONE``."""
-        if self._result is None:
-            raise LocalProtocolError(f"the result exists once the round is DONE, not {self.phase}")
-        return self._result
+        return finished(self._result, self._phase)
 
     @property
     def dropped_at(self) -> dict[int, int]:

@@ -32,6 +32,7 @@ from protocols._machine import (
     SubmitInput,
     check_addressed,
     check_client_id,
+    finished,
 )
 from protocols._machine import check_session as _check_session
 from protocols._transitions import (
@@ -248,11 +249,6 @@ class PaillierClient(Machine[ClientPhase]):
         self._vector_length = 0
         self._error: SecAggError | None = None
 
-    @property
-    def phase(self) -> ClientPhase:
-        """AWAIT_SETUP, then AWAIT_INPUT, then DONE (or ABORTED)."""
-        return self._phase
-
     def receive(self, message: Message) -> list[Message]:
         """Accept the server's :class:`PaillierSetup` (or an :class:`Abort`)."""
         return self.guarded(lambda: self._receive(message), remote=True)
@@ -406,16 +402,9 @@ class PaillierServer(Machine[ServerPhase]):
         self.abort_reason: str | None = None
 
     @property
-    def phase(self) -> ServerPhase:
-        """IDLE, COLLECT_INPUTS, COLLECT_UNMASK (awaiting decryption), DONE or ABORTED."""
-        return self._phase
-
-    @property
     def result(self) -> PaillierResult:
         """The decrypted sums, once ``DONE``."""
-        if self._result is None:
-            raise LocalProtocolError(f"the result exists once the round is DONE, not {self.phase}")
-        return self._result
+        return finished(self._result, self._phase)
 
     def start(self) -> list[Message]:
         """Invite every client with the setup (the key holder's public key and the packing)."""

@@ -20,11 +20,17 @@ Rules:
 from __future__ import annotations
 
 import importlib.util
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from protocols.cli.arguments import (
+    optional_positive_int,
+    parse_float,
+    parse_int,
+    positive_ints,
+    split_values,
+)
 from protocols.rounds import (
     DEFAULT_CORRUPT_FRACTION,
     DEFAULT_DROPOUT_FRACTION,
@@ -200,48 +206,6 @@ def dropped_count(num_clients: int, dropout: float) -> int:
 # -- parsing one option --------------------------------------------------------------------------
 
 
-def _split(values: object) -> list[str]:
-    """Option values as a flat list: ``["10,20", "30"]`` -> ``["10", "20", "30"]``."""
-    if values is None:
-        return []
-    items = values if isinstance(values, Iterable) and not isinstance(values, str) else [values]
-    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-
-
-def _parse_int(option: str, text: str) -> int:
-    try:
-        number = float(text)
-    except ValueError:
-        raise ParameterError(f"{option}: {text!r} is not an integer") from None
-    if not math.isfinite(number) or number != int(number):
-        raise ParameterError(f"{option}: {text!r} is not an integer")
-    return int(number)
-
-
-def _parse_float(option: str, text: str) -> float:
-    try:
-        number = float(text)
-    except ValueError:
-        raise ParameterError(f"{option}: {text!r} is not a number") from None
-    if not math.isfinite(number):
-        raise ParameterError(f"{option}: {text!r} is not a finite number")
-    return number
-
-
-def _positive_ints(option: str, texts: Iterable[str], what: str) -> tuple[int, ...]:
-    values = tuple(_parse_int(option, t) for t in texts)
-    for value in values:
-        if value <= 0:
-            raise ParameterError(f"{option}: {what} must be a positive integer, got {value}")
-    return tuple(sorted(set(values)))
-
-
-def _optional_positive_int(option: str, text: object) -> int | None:
-    if text is None:
-        return None
-    return _positive_ints(option, [str(text)], "the value")[0]
-
-
 def _check_protocols(names: Sequence[str]) -> tuple[tuple[str, ...], bool]:
     known = (*PROTOCOLS, FLOWER_OPTION, FLOWER)
     for name in names:
@@ -254,7 +218,7 @@ def _check_protocols(names: Sequence[str]) -> tuple[tuple[str, ...], bool]:
 
 
 def _check_dropouts(texts: Iterable[str]) -> tuple[float, ...]:
-    values = tuple(_parse_float("--dropouts", t) for t in texts)
+    values = tuple(parse_float("--dropouts", t) for t in texts)
     for value in values:
         if not 0 <= value < 1:
             raise ParameterError(
@@ -265,7 +229,7 @@ def _check_dropouts(texts: Iterable[str]) -> tuple[float, ...]:
 
 
 def _check_drop_rounds(texts: Iterable[str]) -> tuple[int, ...]:
-    values = tuple(_parse_int("--drop-at", t) for t in texts)
+    values = tuple(parse_int("--drop-at", t) for t in texts)
     for value in values:
         if not 0 <= value <= 3:
             raise ParameterError(
@@ -276,7 +240,7 @@ def _check_drop_rounds(texts: Iterable[str]) -> tuple[int, ...]:
 
 def _check_threshold(text: object) -> int | None:
     """A positive ``--threshold`` that the round planner accepts, or None."""
-    threshold = _optional_positive_int("--threshold", text)
+    threshold = optional_positive_int("--threshold", text)
     if threshold is not None:
         try:
             RoundPolicy("plain", threshold=threshold)
@@ -286,7 +250,7 @@ def _check_threshold(text: object) -> int | None:
 
 
 def _check_key_bits(text: str) -> int:
-    key_bits = _parse_int("--key-bits", text)
+    key_bits = parse_int("--key-bits", text)
     if key_bits not in SUPPORTED_KEY_BITS:
         raise ParameterError(f"--key-bits: use one of {sorted(SUPPORTED_KEY_BITS)}, got {key_bits}")
     return key_bits
@@ -295,7 +259,7 @@ def _check_key_bits(text: str) -> int:
 def _check_time_budget(text: object) -> float | None:
     if text is None:
         return None
-    time_budget = _parse_float("--time-budget", str(text))
+    time_budget = parse_float("--time-budget", str(text))
     if time_budget <= 0:
         raise ParameterError(f"--time-budget must be positive seconds, got {time_budget:g}")
     return time_budget
@@ -363,13 +327,13 @@ class _Options:
 
     def texts(self, name: str, fallback: Iterable[object]) -> list[str]:
         """The grid values given for ``name``, else the preset's ``fallback``."""
-        given = _split(self._options.get(name))
+        given = split_values(self._options.get(name))
         return given if given else [str(v) for v in fallback]
 
     def one(self, name: str, fallback: int, what: str) -> int:
         """One positive integer, else the preset's ``fallback``."""
         option = "--" + name.replace("_", "-")
-        return _positive_ints(option, self.texts(name, [fallback]), what)[0]
+        return positive_ints(option, self.texts(name, [fallback]), what)[0]
 
     def text(self, name: str) -> str:
         """A value no preset sets, else its default from :data:`OPTION_DEFAULTS`."""
@@ -410,22 +374,22 @@ def config_from_options(options: Mapping[str, object]) -> BenchConfig:
     config = BenchConfig(
         preset=given.preset_name,
         protocols=protocols,
-        clients=_positive_ints("--clients", given.texts("clients", preset.clients), "n"),
-        dims=_positive_ints("--dims", given.texts("dims", preset.dims), "d"),
+        clients=positive_ints("--clients", given.texts("clients", preset.clients), "n"),
+        dims=positive_ints("--dims", given.texts("dims", preset.dims), "d"),
         dropouts=_check_dropouts(given.texts("dropouts", preset.dropouts)),
         drop_at=_check_drop_rounds(given.texts("drop_at", preset.drop_at)),
         repeats=given.one("repeats", preset.repeats, "repeats"),
         threshold=threshold,
-        degree=None if degree is None else _parse_int("--degree", str(degree)),
-        value_bits=_parse_int("--value-bits", given.text("value_bits")),
-        clip=_parse_float("--clip", given.text("clip")),
+        degree=None if degree is None else parse_int("--degree", str(degree)),
+        value_bits=parse_int("--value-bits", given.text("value_bits")),
+        clip=parse_float("--clip", given.text("clip")),
         key_bits=key_bits,
         paillier_max_dim=given.one("paillier_max_dim", preset.paillier_max_dim, "d"),
         phe_max_dim=given.one("phe_max_dim", preset.phe_max_dim, "d"),
         phe_clients=given.one("phe_clients", preset.phe_clients, "the count"),
         time_budget=time_budget,
         memory=not given.flag("no_memory"),
-        seed=_parse_int("--seed", given.text("seed")),
+        seed=parse_int("--seed", given.text("seed")),
         progress=not given.flag("no_progress"),
         json_path=given.path("json_path"),
         csv_path=given.path("csv_path"),

@@ -6,7 +6,20 @@ converters of ``secagg bench``) and are re-exported here, as they were when the 
 single module.
 """
 
-from protocols.cli.app import main
+from collections.abc import Sequence
+
 from protocols.cli.arguments import positive_int, positive_real, probability, unit_fraction
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``secagg`` console script (see :func:`protocols.cli.app.main`).
+
+    The commands are imported on first use, so that :mod:`protocols.cli.arguments` can serve
+    other packages (``secagg bench``'s option parsing) without importing every command.
+    """
+    from protocols.cli.app import main as run
+
+    return run(argv)
+
 
 __all__ = ["main", "positive_int", "positive_real", "probability", "unit_fraction"]
