@@ -51,6 +51,7 @@ from protocols.messages import (
     EncryptedInput,
     Message,
     PaillierSetup,
+    header,
 )
 from secagg.errors import (
     InsufficientSurvivorsError,
@@ -190,10 +191,7 @@ class KeyHolder:
         sums = self.packing.unpack(plaintexts, message.vector_length, message.contributors)
         return [
             DecryptedAggregate(
-                session_id=message.session_id,
-                round_id=message.round_id,
-                sender=KEY_HOLDER_ID,
-                recipient=SERVER_ID,
+                **header(message.session_id, message.round_id, KEY_HOLDER_ID, SERVER_ID),
                 contributors=message.contributors,
                 vector=sums,
             )
@@ -307,10 +305,7 @@ class PaillierClient(Machine[ClientPhase]):
         self._phase = next_phase
         return [
             EncryptedInput(
-                session_id=self.session_id,
-                round_id=self.round_id,
-                sender=self.client_id,
-                recipient=SERVER_ID,
+                **header(self.session_id, self.round_id, self.client_id, SERVER_ID),
                 ciphertext_bytes=hazmat.ciphertext_byte_length(self._public_key),
                 ciphertexts=hazmat.ciphertexts_to_bytes(self._public_key, ciphertexts),
             )
@@ -412,10 +407,7 @@ class PaillierServer(Machine[ServerPhase]):
         p = self.params
         return [
             PaillierSetup(
-                session_id=p.session_id,
-                round_id=p.round_id,
-                sender=SERVER_ID,
-                recipient=u,
+                **header(p.session_id, p.round_id, SERVER_ID, u),
                 public_key_n=int(self._public_key.n),
                 vector_length=p.vector_length,
                 value_bits=p.value_bits,
@@ -473,10 +465,7 @@ class PaillierServer(Machine[ServerPhase]):
         self._phase = next_phase
         return [
             AggregateCiphertext(
-                session_id=p.session_id,
-                round_id=p.round_id,
-                sender=SERVER_ID,
-                recipient=KEY_HOLDER_ID,
+                **header(p.session_id, p.round_id, SERVER_ID, KEY_HOLDER_ID),
                 contributors=len(self._contributors),
                 vector_length=p.vector_length,
                 ciphertext_bytes=self._width,
