@@ -177,14 +177,7 @@ class DistributedDPAggregator(Pipeline):
             raise ParameterError(f"graph must be 'complete' or 'harary', not {graph!r}")
         if isinstance(modulus_bits, bool) or not isinstance(modulus_bits, int):
             raise ParameterError(f"modulus_bits must be an int, got {modulus_bits!r}")
-        _check_count("expected_clients", expected_clients)
-        largest = expected_clients if max_clients is None else max_clients
-        _check_count("max_clients", largest)
-        if largest < expected_clients:
-            raise ParameterError(
-                f"max_clients={largest} is below expected_clients={expected_clients}; a round "
-                "cannot sum fewer inputs than the noise needs and more than it may hold"
-            )
+        largest = _largest_round(expected_clients, max_clients)
         # Fails on impossible SecAgg+ tolerances now rather than at the first round.
         policy = masking_policy(
             graph,
@@ -345,6 +338,19 @@ class DistributedDPAggregator(Pipeline):
                 PrivacyBudgetWarning,
                 stacklevel=3,
             )
+
+
+def _largest_round(expected_clients: int, max_clients: int | None) -> int:
+    """The most inputs a round may sum; at least ``expected_clients``."""
+    _check_count("expected_clients", expected_clients)
+    largest = expected_clients if max_clients is None else max_clients
+    _check_count("max_clients", largest)
+    if largest < expected_clients:
+        raise ParameterError(
+            f"max_clients={largest} is below expected_clients={expected_clients}; a round "
+            "cannot sum fewer inputs than the noise needs and more than it may hold"
+        )
+    return largest
 
 
 def _check_count(name: str, value: object) -> None:
