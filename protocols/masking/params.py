@@ -1,0 +1,64 @@
+"""What a masking round is configured with, and what its server outputs.
+
+:class:`MaskingParams` is checked at construction (session, ids, threshold against the smallest
+neighbourhood, ring size), so a server can only be built for a round that can complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocols._machine import check_session
+from protocols.graph import NeighbourGraph
+from protocols.masking.keys import RingArray
+from protocols.messages import MAX_PARTY_ID
+from secagg.encoding import ring_dtype
+from secagg.errors import ParameterError
+
+__all__ = ["AggregateResult", "MaskingParams"]
+
+
+@dataclass(frozen=True, slots=True)
+class MaskingParams:
+    """The server's configuration of one masking round.
+
+    Attributes:
+        session_id: 16 random bytes naming the session (e.g. ``secrets.token_bytes(16)``).
+        round_id: the protocol instance within the session; never reuse one.
+        graph: the neighbour graph; complete for SecAgg, Harary for SecAgg+.
+        threshold: Shamir threshold t; every neighbourhood (with its owner) must keep t members.
+        vector_length: number of ring values each client uploads.
+        modulus_bits: k, the ring Z_{2^k} (from :class:`secagg.encoding.QuantizationScheme`).
+    """
+
+    session_id: bytes
+    round_id: int
+    graph: NeighbourGraph
+    threshold: int
+    vector_length: int
+    modulus_bits: int
+
+    def __post_init__(self) -> None:
+        check_session(self.session_id, self.round_id)
+        nodes = self.graph.nodes
+        if len(nodes) < 2 or nodes[0] < 0 or nodes[-1] > MAX_PARTY_ID:
+            raise ParameterError(f"client ids must be in [0, {MAX_PARTY_ID}], at least two")
+        smallest = min(len(p) for p in self.graph.neighbours.values()) + 1
+        if not 2 <= self.threshold <= smallest:
+            raise ParameterError(
+                f"threshold {self.threshold} must be in [2, {smallest}] (the smallest "
+                "neighbourhood including its owner)"
+            )
+        if self.vector_length < 1:
+            raise ParameterError(f"vector_length must be >= 1, got {self.vector_length}")
+        ring_dtype(self.modulus_bits)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AggregateResult:
+    """The server's output: the ring sum of the survivors' inputs, and who they are."""
+
+    vector: RingArray
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    dropped_at: dict[int, int] = field(default_factory=dict)
