@@ -36,9 +36,16 @@ from protocols.paillier import (
     PaillierServer,
 )
 from secagg.errors import InsufficientSurvivorsError, ParameterError, SecAggError
-from secagg.hazmat.paillier import RandomnessMode
+from secagg.paillier_keys import RandomnessMode
 
-__all__ = ["ROUND_NAMES", "Interceptor", "PaillierSimulator", "SimulationReport", "Simulator"]
+__all__ = [
+    "ROUND_NAMES",
+    "Driver",
+    "Interceptor",
+    "PaillierSimulator",
+    "SimulationReport",
+    "Simulator",
+]
 
 #: Names of the four protocol rounds, indexed like dropout schedules.
 ROUND_NAMES: Final = ("advertise_keys", "share_keys", "masked_input", "unmasking")
@@ -84,7 +91,7 @@ class SimulationReport:
     key_holder_bytes_received: int = 0
 
 
-class _Driver:
+class Driver:
     """Moves messages between in-memory parties, timing and counting them (no decisions)."""
 
     clients: Mapping[int, Any]
@@ -197,7 +204,7 @@ class _Driver:
             self.report.client_seconds[client_id][ROUND_NAMES[round_index]] += elapsed
 
 
-class Simulator(_Driver):
+class Simulator(Driver):
     """Runs one masking round in memory.
 
     Args:
@@ -250,7 +257,7 @@ class Simulator(_Driver):
         return report
 
 
-class PaillierSimulator(_Driver):
+class PaillierSimulator(Driver):
     """Runs one Paillier round in memory: setup, upload, aggregate, decryption by the key holder.
 
     Dropout rounds mean what they mean for masking: a client dropping at round 0, 1 or 2 never

@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar
 from protocols import wire
 from protocols.messages import Message
 from protocols.paillier import KeyHolder
-from protocols.simulate import ROUND_NAMES, PaillierSimulator, Simulator, _Driver
+from protocols.simulate import ROUND_NAMES, Driver, PaillierSimulator, Simulator
 
 __all__ = [
     "ALL",
@@ -165,7 +165,7 @@ def _metered_step(
     return out
 
 
-class _Metering(_Driver):
+class _Metering(Driver):
     """Extends a simulator's two timing hooks so every party step also feeds a :class:`Meter`.
 
     ``_timed_server`` and ``_timed_client`` are where a simulator steps a party; extending

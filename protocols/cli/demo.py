@@ -43,7 +43,8 @@ from protocols.simulate import (
 from protocols.wire import packed_size
 from secagg.encoding import QuantizationScheme
 from secagg.errors import ParameterError
-from secagg.hazmat import paillier as paillier_hazmat
+from secagg.hazmat.paillier import ciphertext_byte_length
+from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
@@ -220,7 +221,8 @@ def _run_paillier(
     """Generate a key, run a Paillier round; return its report and the summary's setup fields."""
     djn = args.randomness == "djn"
     started = time.perf_counter()
-    keypair = paillier_hazmat.generate_keypair(args.key_bits, djn=djn)
+    mode = RandomnessMode.DJN if djn else RandomnessMode.FRESH
+    keypair = generate_paillier_keypair(args.key_bits, mode=mode)
     keygen_seconds = time.perf_counter() - started
     session_id = secrets.token_bytes(16)
     min_contributors = _round_policy(args).threshold_for(args.clients)
@@ -245,7 +247,7 @@ def _run_paillier(
         params,
         inputs,
         key_holder,
-        mode=paillier_hazmat.RandomnessMode.DJN if djn else paillier_hazmat.RandomnessMode.FRESH,
+        mode=mode,
         processes=args.processes,
         dropouts=schedule,
         interceptor=watch,
@@ -264,7 +266,7 @@ def _paillier_setup(
 ) -> dict[str, Any]:
     """The summary's setup fields of a Paillier round: key, packing, ciphertext sizes."""
     packing = key_holder.packing
-    width = paillier_hazmat.ciphertext_byte_length(key_holder.public_key)
+    width = ciphertext_byte_length(key_holder.public_key)
     ciphertexts = packing.num_plaintexts(args.dim)
     return {
         "threshold": min_contributors,
