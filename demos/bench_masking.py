@@ -13,6 +13,9 @@
 Every graph and threshold comes from the round planner (:class:`protocols.rounds.RoundPolicy`),
 so the rounds measured here are the rounds the aggregators run.
 
+Part 1 times the primitive itself, so its measurement lives in the benchmark package
+(:func:`protocols.bench.primitives.time_pairwise_mask`); this script runs it and prints it.
+
 Run: ``python demos/bench_masking.py`` (about 3 minutes on 2 cores; ``--quick`` for a smoke run).
 """
 
@@ -25,34 +28,20 @@ import os
 import platform
 import secrets
 import statistics
-import time
 import tracemalloc
 from collections.abc import Callable
 from typing import TypedDict
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from protocols.bench.primitives import MaskTiming, time_pairwise_mask
 from protocols.masking import ClientPhase, MaskingClient, MaskingParams, MaskingServer
 from protocols.messages import SERVER_ID, MaskedInput, Message
 from protocols.rounds import RoundPlan, RoundPolicy
 from protocols.simulate import Simulator
 from protocols.wire import encode
 from secagg.encoding import ring_dtype
-
-# No public non-hazmat name adds one pairwise mask; this microbenchmark measures exactly that.
-from secagg.hazmat.prg import add_mask
-
-
-class MaskTiming(TypedDict):
-    """Part 1: one pairwise mask against raw AES-CTR plus an add, and a Flower-style mask."""
-
-    d: int
-    raw_aes_ctr_plus_add_ms: float
-    add_mask_ms: float
-    ratio_to_raw: float
-    flower_style_mt19937_ms: float
 
 
 class RoundTiming(TypedDict):
@@ -106,48 +95,6 @@ class Results(TypedDict):
     rounds: list[RoundTiming]
     memory: MemoryUse
     upload: list[UploadSize]
-
-
-def best_of(repeats: int, fn: Callable[[], object]) -> float:
-    """Median seconds of ``repeats`` calls (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def bench_mask(d: int, repeats: int) -> MaskTiming:
-    """Time one pairwise mask of ``d`` words, raw AES-128-CTR plus an add, and MT19937."""
-    key = secrets.token_bytes(16)
-    acc = np.zeros(d, dtype=np.uint32)
-    zeros = np.zeros(d, dtype=np.uint32)
-    stream = np.empty(d + 4, dtype=np.uint32)
-
-    def raw_aes_plus_add() -> None:
-        encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-        encryptor.update_into(zeros.view(np.uint8).data, stream.view(np.uint8).data)
-        np.add(acc, stream[:d], out=acc)
-
-    def ours() -> None:
-        add_mask(acc, key)
-
-    def flower_style() -> None:
-        rs = np.random.RandomState(int.from_bytes(key[:4], "big"))
-        np.add(acc, rs.randint(0, 2**32 - 1, size=d, dtype=np.int64).astype(np.uint32), out=acc)
-
-    raw = best_of(repeats, raw_aes_plus_add)
-    mine = best_of(repeats, ours)
-    flower = best_of(repeats, flower_style)
-    return {
-        "d": d,
-        "raw_aes_ctr_plus_add_ms": raw * 1e3,
-        "add_mask_ms": mine * 1e3,
-        "ratio_to_raw": mine / raw,
-        "flower_style_mt19937_ms": flower * 1e3,
-    }
 
 
 def _params(plan: RoundPlan, d: int, modulus_bits: int | None = None) -> MaskingParams:
@@ -315,7 +262,7 @@ def measure(quick: bool) -> Results:
             "python": platform.python_version(),
             "numpy": np.__version__,
         },
-        "mask": bench_mask(10**5 if quick else 10**6, 5 if quick else 21),
+        "mask": time_pairwise_mask(10**5 if quick else 10**6, 5 if quick else 21),
         "rounds": [
             bench_round(50, d, RoundPolicy("secagg"), 0.1),
             bench_round(50, d, RoundPolicy("secagg+", degree=12), 0.1),

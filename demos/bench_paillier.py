@@ -1,4 +1,4 @@
-"""Benchmark packed Paillier (secagg.hazmat.paillier) against phe's one-value-per-ciphertext path.
+"""Benchmark packed Paillier against phe's one-value-per-ciphertext path.
 
 One run measures, side by side and on the same key:
 
@@ -14,6 +14,10 @@ client-values/s (summing ``--clients`` ciphertext vectors), decryption values/s 
 its range check included), bytes on the wire per value, and ratios to phe. Every packed
 aggregate is checked bit for bit against the plain sum.
 
+The measurements themselves (:func:`protocols.bench.primitives.bench_phe`,
+:func:`~protocols.bench.primitives.bench_packed`) live in the benchmark package, which may call
+the primitives directly; this script chooses the inputs, runs them, prints and checks.
+
 Usage::
 
     python demos/bench_paillier.py             # d = 10^5 values, 10 clients, 2048-bit key
@@ -27,26 +31,20 @@ import argparse
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import ParamSpec, TypeVar
+from dataclasses import asdict
 
 import numpy as np
-import numpy.typing as npt
-import phe
 
-# The primitives under measurement have no safe counterpart, so they come from hazmat; keys and
-# packing come from their safe modules like in any other caller.
-from secagg.hazmat.paillier import (
-    ciphertext_byte_length,
-    ciphertexts_to_bytes,
-    decrypt_vector,
-    encrypt_vector,
-    sum_ciphertext_vectors,
+from protocols.bench.primitives import (
+    PaillierRow,
+    Rates,
+    bench_packed,
+    bench_phe,
+    time_djn_table,
+    timed,
 )
-from secagg.packing import PackingScheme, SlotLayout
-from secagg.paillier_keys import PaillierKeypair, RandomnessMode, generate_paillier_keypair
+from secagg.packing import SlotLayout
+from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
 
 # Targets from the issue, for the summary lines.
 TARGET_DJN_ENCRYPT = 100_000
@@ -54,142 +52,6 @@ TARGET_FRESH_ENCRYPT = 5_000
 TARGET_AGGREGATE = 10_000_000
 TARGET_DECRYPT = 20_000
 TARGET_BYTES_PER_VALUE = 9.0
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-@dataclass
-class Rates:
-    """Throughputs of one path, per second of one clock."""
-
-    encrypt_values_per_s: float
-    aggregate_client_values_per_s: float
-    decrypt_values_per_s: float
-
-
-@dataclass
-class Row:
-    """One measured path.
-
-    ``wall`` divides by elapsed time; ``cpu`` by this process's CPU time, which leaves out time
-    the OS gave to other programs on a shared machine (meaningful only with one process).
-    """
-
-    path: str
-    wall: Rates
-    cpu: Rates
-    bytes_per_value: float
-    values_per_ciphertext: int
-    exact: bool
-    note: str = ""
-
-
-@dataclass
-class Seconds:
-    wall: float
-    cpu: float
-
-
-def _timed(function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> tuple[_R, Seconds]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = function(*args, **kwargs)
-    return result, Seconds(time.perf_counter() - wall, time.process_time() - cpu)
-
-
-def _rates(encrypted: int, aggregated: int, decrypted: int, seconds: list[Seconds]) -> list[Rates]:
-    encrypt, aggregate, decrypt = seconds
-    return [
-        Rates(
-            encrypted / getattr(encrypt, clock),
-            aggregated / getattr(aggregate, clock),
-            decrypted / getattr(decrypt, clock),
-        )
-        for clock in ("wall", "cpu")
-    ]
-
-
-def bench_phe(keys: PaillierKeypair, sample: npt.NDArray[np.uint64], clients: int) -> Row:
-    """phe's naive path on ``sample``; one client's ciphertexts stand in for every client."""
-    public_key, private_key = keys.public_key, keys.private_key
-    values = [int(v) for v in sample]
-    encrypted, encrypt_s = _timed(lambda: [public_key.encrypt(v) for v in values])
-
-    def aggregate() -> list[phe.EncryptedNumber]:
-        total = encrypted
-        for _ in range(clients - 1):
-            total = [a + b for a, b in zip(total, encrypted, strict=True)]
-        return total
-
-    total, aggregate_s = _timed(aggregate)
-    decrypted, decrypt_s = _timed(
-        lambda: [private_key.raw_decrypt(c.ciphertext(be_secure=False)) for c in total]
-    )
-    count = len(values)
-    wall, cpu = _rates(count, clients * count, count, [encrypt_s, aggregate_s, decrypt_s])
-    return Row(
-        path="phe 1.5.0, one value per ciphertext",
-        wall=wall,
-        cpu=cpu,
-        bytes_per_value=float(ciphertext_byte_length(public_key)),
-        values_per_ciphertext=1,
-        exact=decrypted == [clients * v for v in values],
-        note=f"sample of {count} values, rates per value; one client's ciphertexts added n times",
-    )
-
-
-def bench_packed(
-    keys: PaillierKeypair,
-    inputs: npt.NDArray[np.uint64],
-    value_bits: int,
-    layout: SlotLayout,
-    mode: RandomnessMode,
-    processes: int,
-    other_clients: list[list[int]] | None = None,
-) -> tuple[Row, list[list[int]]]:
-    """Time client 0's encryption in ``mode``; the other clients use DJN (same server cost).
-
-    Returns the row and the other clients' ciphertexts, for reuse by a later row.
-    """
-    public_key, private_key, djn = keys
-    clients, dim = inputs.shape
-    scheme = PackingScheme.for_public_key(
-        public_key, value_bits=value_bits, num_clients=clients, layout=layout
-    )
-
-    def encrypt_client(values: npt.NDArray[np.uint64], how: RandomnessMode) -> list[int]:
-        return encrypt_vector(
-            public_key,
-            scheme.pack(values),
-            mode=how,
-            djn=djn if how is RandomnessMode.DJN else None,
-            processes=processes,
-        )
-
-    first, encrypt_s = _timed(encrypt_client, inputs[0], mode)
-    if other_clients is None:
-        other_clients = [encrypt_client(values, RandomnessMode.DJN) for values in inputs[1:]]
-    aggregate, aggregate_s = _timed(sum_ciphertext_vectors, public_key, [first, *other_clients])
-
-    def decrypt() -> npt.NDArray[np.uint64]:
-        plaintexts = decrypt_vector(private_key, aggregate, processes=processes)
-        return scheme.unpack(plaintexts, dim, clients)
-
-    result, decrypt_s = _timed(decrypt)
-    wire_bytes = len(ciphertexts_to_bytes(public_key, first))
-    label = "fresh r^n" if mode is RandomnessMode.FRESH else "DJN r^n"
-    wall, cpu = _rates(dim, clients * dim, dim, [encrypt_s, aggregate_s, decrypt_s])
-    row = Row(
-        path=f"packed, {layout.value} layout, {label}",
-        wall=wall,
-        cpu=cpu,
-        bytes_per_value=wire_bytes / dim,
-        values_per_ciphertext=scheme.slots_per_plaintext,
-        exact=bool(np.array_equal(result, inputs.sum(axis=0, dtype=np.uint64))),
-        note=f"{len(first)} ciphertexts per client"
-        + ("; other clients DJN-encrypted" if mode is RandomnessMode.FRESH else ""),
-    )
-    return row, other_clients
 
 
 def _rate(value: float) -> str:
@@ -200,7 +62,7 @@ def _rate(value: float) -> str:
     return f"{value:.0f}"
 
 
-def render(rows: list[Row], clock: str) -> str:
+def render(rows: list[PaillierRow], clock: str) -> str:
     """One table of all rows on one clock ("wall" or "cpu")."""
     header = (
         f"{'path (' + clock + ' clock)':<38} {'enc val/s':>10} {'agg cval/s':>11} "
@@ -223,7 +85,7 @@ def render(rows: list[Row], clock: str) -> str:
     return "\n".join(lines)
 
 
-def targets(rows: list[Row], clock: str) -> dict[str, dict[str, float | bool]]:
+def targets(rows: list[PaillierRow], clock: str) -> dict[str, dict[str, float | bool]]:
     """The issue's targets against one clock's measurements."""
     by_path = {row.path: row for row in rows}
     fresh = by_path["packed, bits layout, fresh r^n"]
@@ -286,13 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     if dim < 1 or args.clients < 2:
         parser.error("need --dim >= 1 and --clients >= 2")
 
-    keys, keygen_s = _timed(generate_paillier_keypair, args.key_bits, mode=RandomnessMode.DJN)
+    keys, keygen_s = timed(generate_paillier_keypair, args.key_bits, mode=RandomnessMode.DJN)
     rng = np.random.default_rng(args.seed)
     inputs = rng.integers(0, 2**args.value_bits, size=(args.clients, dim), dtype=np.uint64)
 
     phe_row = bench_phe(keys, inputs[0, : min(args.phe_sample, dim)], args.clients)
     # The first DJN encryption builds the fixed-base table; time that once, apart.
-    _, table_s = _timed(encrypt_vector, keys.public_key, [1], mode=RandomnessMode.DJN, djn=keys.djn)
+    table_s = time_djn_table(keys)
     djn_row, others = bench_packed(
         keys, inputs, args.value_bits, SlotLayout.BITS, RandomnessMode.DJN, args.processes
     )
@@ -320,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 def report(
     as_json: bool,
     config: dict[str, object],
-    rows: list[Row],
+    rows: list[PaillierRow],
     clocks: list[str],
     keygen_seconds: float,
     table_seconds: float,
