@@ -22,6 +22,8 @@ import enum
 from collections.abc import Callable, Mapping
 from typing import ClassVar, Final, Generic, TypeVar
 
+import numpy.typing as npt
+
 from protocols.messages import MAX_PARTY_ID, Message
 from secagg.errors import (
     LocalProtocolError,
@@ -32,8 +34,10 @@ from secagg.errors import (
 from secagg.hazmat.kex import SESSION_ID_BYTES
 
 __all__ = [
+    "ClientMachine",
     "ClosePhase",
     "Machine",
+    "ServerMachine",
     "Start",
     "SubmitInput",
     "check_addressed",
@@ -199,3 +203,54 @@ class Machine(Generic[_PhaseT]):
 
     def forget_secrets(self) -> None:
         """Drop keys, seeds and shares (overridden by machines that hold any)."""
+
+
+class ClientMachine(Machine[_PhaseT]):
+    """A client role: every call is guarded, so any failure poisons the client.
+
+    Subclasses implement ``_receive`` (a message from the server) and ``_submit_input``.
+    """
+
+    def receive(self, message: Message) -> list[Message]:
+        """Feed one message from the server; returns the messages to send back."""
+        return self.guarded(lambda: self._receive(message), remote=True)
+
+    def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
+        """Mask or encrypt the quantized input; legal once the round's setup is complete."""
+        return self.guarded(lambda: self._submit_input(vector), remote=False)
+
+    def _receive(self, message: Message) -> list[Message]:
+        raise NotImplementedError
+
+    def _submit_input(self, vector: npt.ArrayLike) -> list[Message]:
+        raise NotImplementedError
+
+
+class ServerMachine(Machine[_PhaseT]):
+    """A server role: a peer's bad message is discarded, any other failure poisons the round.
+
+    A rejected message raises a :class:`~secagg.errors.SecAggError` before it touches the
+    round's state (one client cannot abort everyone else's round). Subclasses implement
+    ``_record`` (one client or key-holder message) and ``_close`` (the driver's deadline).
+    """
+
+    def receive(self, message: Message) -> list[Message]:
+        """Record one message of the current round; the server never replies at once."""
+        try:
+            self._record(message)
+        except SecAggError:
+            raise
+        except Exception as error:
+            raise self.fail(error, remote=True) from None
+        return []
+
+    def close_phase(self) -> list[Message]:
+        """The round deadline passed: close the phase and return what to send next."""
+        next_phase = self.advance(ClosePhase, remote=False)
+        return self.guarded(lambda: self._close(next_phase), remote=False)
+
+    def _record(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def _close(self, next_phase: _PhaseT) -> list[Message]:
+        raise NotImplementedError

@@ -26,8 +26,8 @@ import numpy.typing as npt
 import phe
 
 from protocols._machine import (
-    ClosePhase,
-    Machine,
+    ClientMachine,
+    ServerMachine,
     Start,
     SubmitInput,
     check_addressed,
@@ -203,7 +203,7 @@ class KeyHolder:
 # --------------------------------------------------------------------------------------------
 
 
-class PaillierClient(Machine[ClientPhase]):
+class PaillierClient(ClientMachine[ClientPhase]):
     """One client: checks the setup against its pinned key, then encrypts its packed input.
 
     Args:
@@ -246,14 +246,6 @@ class PaillierClient(Machine[ClientPhase]):
         self._packing: hazmat.PackingScheme | None = None
         self._vector_length = 0
         self._error: SecAggError | None = None
-
-    def receive(self, message: Message) -> list[Message]:
-        """Accept the server's :class:`PaillierSetup` (or an :class:`Abort`)."""
-        return self.guarded(lambda: self._receive(message), remote=True)
-
-    def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
-        """Pack and encrypt the quantized input (integers in [0, 2^value_bits))."""
-        return self.guarded(lambda: self._submit_input(vector), remote=False)
 
     def _receive(self, message: Message) -> list[Message]:
         check_addressed(
@@ -370,7 +362,7 @@ class PaillierResult:
         return self.contributors
 
 
-class PaillierServer(Machine[ServerPhase]):
+class PaillierServer(ServerMachine[ServerPhase]):
     """Multiplies ciphertext vectors as they arrive; never holds the secret key.
 
     A bad input (not in Z*_{n^2}, wrong width or length, replayed, from a stranger) raises a
@@ -416,21 +408,7 @@ class PaillierServer(Machine[ServerPhase]):
             for u in p.clients
         ]
 
-    def receive(self, message: Message) -> list[Message]:
-        """Record a client's :class:`EncryptedInput`, or the key holder's decrypted sums.
-
-        A bad message raises a :class:`~secagg.errors.SecAggError` and is discarded; the
-        contributions already multiplied are kept. Any other failure poisons the server.
-        """
-        try:
-            self._receive(message)
-        except SecAggError:
-            raise
-        except Exception as error:
-            raise self.fail(error, remote=True) from None
-        return []
-
-    def _receive(self, message: Message) -> None:
+    def _record(self, message: Message) -> None:
         p = self.params
         check_addressed(message, session_id=p.session_id, round_id=p.round_id, recipient=SERVER_ID)
         next_phase = self.advance(type(message), remote=True)
@@ -446,11 +424,6 @@ class PaillierServer(Machine[ServerPhase]):
     def forget_secrets(self) -> None:
         """Drop the running product of ciphertexts."""
         self._product = []
-
-    def close_phase(self) -> list[Message]:
-        """The upload deadline passed: send the aggregate of what arrived to the key holder."""
-        next_phase = self.advance(ClosePhase, remote=False)
-        return self.guarded(lambda: self._close(next_phase), remote=False)
 
     def _close(self, next_phase: ServerPhase) -> list[Message]:
         p = self.params

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols._machine import (
-    Machine,
+    ClientMachine,
     SubmitInput,
     check_addressed,
     check_client_id,
@@ -79,7 +79,7 @@ from secagg.hazmat.prg import add_mask
 __all__ = ["MaskingClient"]
 
 
-class MaskingClient(Machine[ClientPhase]):
+class MaskingClient(ClientMachine[ClientPhase]):
     """One client's side of a masking round (SecAgg or SecAgg+, whichever graph the server uses).
 
     Args:
@@ -121,17 +121,6 @@ class MaskingClient(Machine[ClientPhase]):
         self._mask_peers: tuple[int, ...] = ()
 
     # -- public entry points -----------------------------------------------------------------
-
-    def receive(self, message: Message) -> list[Message]:
-        """Feed one message from the server; returns the messages to send back."""
-        return self.guarded(lambda: self._receive(message), remote=True)
-
-    def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
-        """Mask the quantized input (values in Z_{2^k}) and return the :class:`MaskedInput`.
-
-        Legal only in ``AWAIT_INPUT``, i.e. after the shares were forwarded.
-        """
-        return self.guarded(lambda: self._submit_input(vector), remote=False)
 
     # -- persistence ----------------------------------------------------------------------------
 

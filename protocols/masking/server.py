@@ -14,8 +14,7 @@ from typing import Final
 import numpy as np
 
 from protocols._machine import (
-    ClosePhase,
-    Machine,
+    ServerMachine,
     Start,
     check_addressed,
     finished,
@@ -54,7 +53,6 @@ from secagg.errors import (
     InsufficientSurvivorsError,
     ReconstructionError,
     RemoteProtocolError,
-    SecAggError,
 )
 from secagg.hazmat import shamir
 from secagg.hazmat.kex import keypair_from_private_bytes
@@ -63,7 +61,7 @@ from secagg.hazmat.prg import add_mask
 __all__ = ["MaskingServer"]
 
 
-class MaskingServer(Machine[ServerPhase]):
+class MaskingServer(ServerMachine[ServerPhase]):
     """The server's side of a masking round; one instance per round.
 
     Bad messages from a client raise :class:`RemoteProtocolError` and are discarded without
@@ -137,22 +135,7 @@ class MaskingServer(Machine[ServerPhase]):
             for u in p.graph.nodes
         ]
 
-    def receive(self, message: Message) -> list[Message]:
-        """Record one client message of the current round; the server never replies at once.
-
-        A bad message raises a :class:`~secagg.errors.SecAggError` and is discarded before it
-        touches the round (one client cannot abort everyone else's round); any other failure
-        poisons the server.
-        """
-        try:
-            self._receive(message)
-        except SecAggError:
-            raise
-        except Exception as error:
-            raise self.fail(error, remote=True) from None
-        return []
-
-    def _receive(self, message: Message) -> None:
+    def _record(self, message: Message) -> None:
         p = self.params
         check_addressed(message, session_id=p.session_id, round_id=p.round_id, recipient=SERVER_ID)
         self.advance(type(message), remote=True)
@@ -172,11 +155,6 @@ class MaskingServer(Machine[ServerPhase]):
         else:
             assert isinstance(message, UnmaskResponse)  # the only other move in the table
             self._on_unmask(message)
-
-    def close_phase(self) -> list[Message]:
-        """The round deadline passed: drop the silent, check the threshold, start the next round."""
-        next_phase = self.advance(ClosePhase, remote=False)
-        return self.guarded(lambda: self._close(next_phase), remote=False)
 
     def _close(self, next_phase: ServerPhase) -> list[Message]:
         closers: dict[ServerPhase, Callable[[], list[Message]]] = {
