@@ -262,16 +262,6 @@ class DistributedDPAggregator(Pipeline):
 
     # -- one round ----------------------------------------------------------------------------
 
-    @property
-    def session_id(self) -> bytes:
-        """The 16-byte session every round of this aggregator belongs to."""
-        return self.secure_sum.session_id
-
-    @property
-    def last_report(self) -> SimulationReport | None:
-        """The last masking run, for inspection."""
-        return self.secure_sum.last_report
-
     def codec(self, inputs: RoundInputs) -> DPCodec:
         """Check the round against the configuration and draw its fresh rotation seed.
 

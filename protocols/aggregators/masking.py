@@ -158,16 +158,6 @@ class MaskingAggregator(Pipeline):
             QuantizationScheme(clip=clip, value_bits=value_bits, num_clients=2), max_weight
         )
 
-    @property
-    def session_id(self) -> bytes:
-        """The 16-byte session every round of this aggregator belongs to."""
-        return self.secure_sum.session_id
-
-    @property
-    def last_report(self) -> SimulationReport | None:
-        """The last protocol run (what each party sent, timings), for inspection."""
-        return self.secure_sum.last_report
-
     def build_graph(self, ids: Sequence[int]) -> tuple[NeighbourGraph, int]:
         """The neighbour graph and threshold this aggregator uses for ``ids``."""
         plan = self.policy.plan(ids)

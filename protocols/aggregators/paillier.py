@@ -157,16 +157,6 @@ class PaillierAggregator(Pipeline):
             through_wire=through_wire,
         )
 
-    @property
-    def session_id(self) -> bytes:
-        """The 16-byte session every round of this aggregator belongs to."""
-        return self.secure_sum.session_id
-
-    @property
-    def last_report(self) -> SimulationReport | None:
-        """The last protocol run, for inspection."""
-        return self.secure_sum.last_report
-
     def codec(self, inputs: RoundInputs) -> UpdateEncoding:
         """The shared update encoding, with headroom for ``max_clients`` inputs."""
         if len(inputs.updates) > self.max_clients:

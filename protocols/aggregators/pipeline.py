@@ -119,6 +119,16 @@ def ring_inputs(request: SumRequest) -> dict[int, npt.NDArray[np.unsignedinteger
 class SecureSum(Protocol):
     """Adds the clients' vectors so that the caller learns only their sum."""
 
+    @property
+    def session_id(self) -> bytes | None:
+        """The 16-byte session of the protocol's rounds (``None`` without one)."""
+        ...
+
+    @property
+    def last_report(self) -> SimulationReport | None:
+        """The last protocol run, for inspection (``None`` before the first)."""
+        ...
+
     def run(self, request: SumRequest) -> SumOutcome:
         """One round over ``request.inputs``.
 
@@ -178,6 +188,16 @@ class Pipeline:
             clipped_values=clipped,
         )
         return AggregationResult(total, outcome.survivors, outcome.dropped, total_weight, stats)
+
+    @property
+    def session_id(self) -> bytes | None:
+        """The session every round of this aggregator belongs to (``None`` for plain sums)."""
+        return self.secure_sum.session_id
+
+    @property
+    def last_report(self) -> SimulationReport | None:
+        """The last protocol run (what each party sent, timings), for inspection."""
+        return self.secure_sum.last_report
 
     def check_release(self, outcome: SumOutcome) -> None:
         """A hook run before the sum is decoded; raising withholds it (DP uses it)."""

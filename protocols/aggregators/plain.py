@@ -23,6 +23,7 @@ from protocols.aggregators.pipeline import (
     declared_max_weight,
 )
 from protocols.aggregators.result import FloatArray
+from protocols.simulate import SimulationReport
 from secagg.encoding import EncodedUpdate, check_max_weight, check_weight, clip_update
 from secagg.errors import ParameterError
 
@@ -75,6 +76,9 @@ def _weight(weight: float | None) -> float:
 
 class PlainSum:
     """Adds the float vectors of the clients that did not drop before uploading (round 2)."""
+
+    session_id: bytes | None = None
+    last_report: SimulationReport | None = None
 
     def run(self, request: SumRequest) -> SumOutcome:
         """The float sum of the uploads."""
