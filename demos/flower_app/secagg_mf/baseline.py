@@ -5,7 +5,9 @@ Flower's ``SecAggPlusWorkflow`` runs only inside its legacy ``DefaultWorkflow`` 
 ``FitRes`` records. The two adapters below let the demo's Message-API train function serve it
 unchanged, so both backends train the same model on the same data with the same settings: the
 complete graph (or the same Harary degree) and threshold as ours, the same clipping range,
-quantization levels, maximum weight and per-stage timeout.
+quantization levels, maximum weight and per-stage timeout. One difference is Flower's rule:
+``secaggplus_mod`` clips the weighted values ``(w / max_weight) * x``, ours clips ``x`` before
+weighting it; the two agree while no value of the model exceeds the clipping range.
 """
 
 from __future__ import annotations

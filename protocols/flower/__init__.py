@@ -1,0 +1,68 @@
+"""Flower integration: secagg's state machines as the secure-aggregation backend of a Flower app.
+
+Why this package exists: Flower's own SecAgg+ (``SecAggPlusWorkflow`` + ``secaggplus_mod``) masks
+with a 32-bit-seeded Mersenne Twister, aborts when a client drops before the upload, waits forever
+without a timeout, wraps sums silently, uploads int64 words and hands over both shares of a client
+when a server asks. Here the same sans-I/O machines that :mod:`protocols.simulate` drives
+(:class:`~protocols.masking.MaskingServer` / :class:`~protocols.masking.MaskingClient`, and the
+Paillier roles) run over a real Flower deployment, so a Flower user gets AES-CTR masks, recovery
+from dropouts in every round, the client's refusal to reveal both shares, Paillier, wrap-free
+rings and ``ceil(k / 8)``-byte uploads. This package is only transport: every protocol decision
+stays in the machines, the round's graph and threshold come from
+:class:`~protocols.rounds.RoundPolicy` and the float <-> ring rule from
+:class:`~secagg.encoding.UpdateEncoding`.
+
+Modules:
+
+* :mod:`protocols.flower.records`: the record codec (protocol messages <-> Flower
+  ``ArrayRecord``, the setup's quantization ``ConfigRecord``, the array layout, the session id).
+* :mod:`protocols.flower.workflow`: :class:`SecureAggregationWorkflow` (server), one secure,
+  weighted FedAvg aggregation per call of :meth:`~SecureAggregationWorkflow.aggregate`, driven
+  through a Flower ``Grid`` from a Message-API ``ServerApp`` (``@app.main()``), and
+  :class:`SecureRound`, its round driver.
+* :mod:`protocols.flower.strategy`: :class:`SecAggFedAvg` (server), Flower's ``FedAvg`` whose
+  ``configure_train`` runs the rounds before the upload and whose ``aggregate_train`` runs the
+  rest, so ``strategy.start(...)`` works.
+* :mod:`protocols.flower.client_mod`: :data:`secagg_mod` / :class:`SecAggMod` (client), a Flower
+  Mod answering the protocol messages with the client machine, calling the user's
+  ``@app.train()`` function for the upload and keeping the machine in ``context.state`` between
+  messages.
+
+What a client uploads for weighted FedAvg (as Flower's SecAgg+ does): with weight ``w`` (the
+metric ``weighted_by_key``, e.g. ``num-examples``) in (0, max_weight], its update ``x`` clipped
+to ``[-clip, clip]`` and then scaled by ``w / max_weight``, quantized, followed by the weight as
+one more ring value (exact for integer weights). The server divides the decoded weighted sum by
+the decoded total weight; the result equals Flower's plain FedAvg of the clipped updates up to
+quantization. The weight never travels in the clear; other train metrics do (as in Flower), and
+the strategy averages them without weights.
+
+Paillier: the key holder (:class:`~protocols.paillier.KeyHolder`) must be a party apart from the
+server in production; :class:`SecureAggregationWorkflow` accepts any object with its three members
+(:class:`KeyHolderEndpoint`), and the demo runs one inside the ServerApp for convenience only.
+A client pins the public key given to :class:`SecAggMod`, or else the first key it sees in the run
+(trust on first use), and refuses any other key afterwards.
+"""
+
+from protocols.flower.client_mod import SecAggMod, secagg_mod
+from protocols.flower.records import SETUP_RECORD, STATE_RECORD, WIRE_RECORD, flower_session_id
+from protocols.flower.strategy import SecAggFedAvg
+from protocols.flower.workflow import (
+    KeyHolderEndpoint,
+    SecureAggregationWorkflow,
+    SecureRound,
+    SecureRoundResult,
+)
+
+__all__ = [
+    "SETUP_RECORD",
+    "STATE_RECORD",
+    "WIRE_RECORD",
+    "KeyHolderEndpoint",
+    "SecAggFedAvg",
+    "SecAggMod",
+    "SecureAggregationWorkflow",
+    "SecureRound",
+    "SecureRoundResult",
+    "flower_session_id",
+    "secagg_mod",
+]

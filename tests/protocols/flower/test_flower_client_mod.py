@@ -1,0 +1,225 @@
+"""The client Mod against a malicious or confused server, and its state in ``context.state``."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr", reason="the Flower integration needs flwr (pip install '.[flower]')")
+
+from flower_loopback import (
+    NODE_BASE,
+    RUN_ID,
+    LoopbackGrid,
+    global_arrays,
+    make_client_app,
+    make_workflow,
+    node_weight,
+    train_content,
+    wire_messages,
+)
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+
+from protocols import wire
+from protocols.flower import (
+    STATE_RECORD,
+    WIRE_RECORD,
+    SecAggMod,
+    SecureAggregationWorkflow,
+    flower_session_id,
+)
+from protocols.masking import ClientPhase, MaskingClient
+from protocols.messages import Abort, RoundSetup, UnmaskRequest, UnmaskResponse
+from protocols.messages import Message as ProtocolMessage
+from protocols.paillier import KeyHolder
+from secagg.errors import InsufficientSurvivorsError, ParameterError
+from secagg.hazmat import paillier as hazmat_paillier
+
+pytestmark = pytest.mark.usefixtures("serverapp_identity")
+
+
+def _decode_single(message: Message) -> ProtocolMessage:
+    (decoded,) = wire_messages(message)
+    return decoded
+
+
+def _replace_wire(message: Message, replacement: ProtocolMessage) -> Message:
+    message.content[WIRE_RECORD] = ArrayRecord(
+        {"0": Array(np.frombuffer(wire.encode(replacement), dtype=np.uint8))}
+    )
+    return message
+
+
+def test_mod_refuses_to_reveal_both_shares_of_a_neighbour() -> None:
+    victim, target = NODE_BASE + 2, 0  # the server wants both secrets of protocol party 0
+
+    def both_shares(node: int, index: int, message: Message) -> Message | None:
+        if node != victim or index != 3:
+            return message
+        honest = _decode_single(message)
+        assert isinstance(honest, UnmaskRequest)
+        forged = UnmaskRequest(
+            session_id=honest.session_id,
+            round_id=honest.round_id,
+            sender=honest.sender,
+            recipient=honest.recipient,
+            survivors=honest.survivors,
+            dropped=(target,),
+        )
+        return _replace_wire(message, forged)
+
+    grid = LoopbackGrid(make_client_app(), 5, intercept=both_shares)
+    result = make_workflow("secagg").aggregate(
+        grid, grid.nodes, train_content(global_arrays()), server_round=1
+    )
+    (answer,) = wire_messages(grid.replies_by_node[victim][3])
+    assert isinstance(answer, Abort) and not isinstance(answer, UnmaskResponse)
+    assert "both" in answer.reason
+    state = grid.contexts[victim].state[STATE_RECORD]
+    assert MaskingClient.from_state(state["machine"]).phase is ClientPhase.ABORTED
+    # The other four answered honestly, so the round still completes with every upload.
+    assert result.survivors == tuple(grid.nodes)
+
+
+def test_mod_rejects_a_replayed_setup_and_a_setup_from_another_run() -> None:
+    grid = LoopbackGrid(make_client_app(), 3)
+    workflow = make_workflow("secagg")
+    secure_round = workflow.begin(grid, grid.nodes, train_content(global_arrays()), server_round=1)
+    secure_round.prepare()
+    node = grid.nodes[0]
+    context = grid.contexts[node]
+    setup_message = secure_round._flower_messages(
+        [
+            RoundSetup(
+                session_id=flower_session_id(RUN_ID),
+                round_id=0,
+                sender=2**32 - 1,
+                recipient=0,
+                threshold=2,
+                vector_length=21,
+                modulus_bits=24,
+                neighbours=(1, 2),
+            )
+        ],
+        with_setup=True,
+        with_content=False,
+    )[0]
+    setup_message.metadata.__dict__["_message_id"] = "replay"
+    replayed = grid.app(copy.deepcopy(setup_message), context)
+    (answer,) = wire_messages(replayed)
+    assert isinstance(answer, Abort) and "replay" in answer.reason
+
+    foreign = copy.deepcopy(setup_message)
+    other_run = Context(
+        run_id=RUN_ID + 1, node_id=node, node_config={}, state=RecordDict(), run_config={}
+    )
+    (answer,) = wire_messages(grid.app(foreign, other_run))
+    assert isinstance(answer, Abort) and "another Flower run" in answer.reason
+
+
+def test_mod_keeps_its_machine_in_context_state_between_messages() -> None:
+    grid = LoopbackGrid(make_client_app(), 3)
+    secure_round = make_workflow("secagg").begin(
+        grid, grid.nodes, train_content(global_arrays()), server_round=1
+    )
+    secure_round.prepare()  # rounds 0 and 1 done; the upload has not been sent
+    for node in grid.nodes:
+        record = grid.contexts[node].state[STATE_RECORD]
+        machine = MaskingClient.from_state(record["machine"])
+        assert machine.phase is ClientPhase.AWAIT_SHARES
+        assert record["clip"] == 8.0 and record["value-bits"] == 22
+
+
+def test_mod_passes_other_messages_through() -> None:
+    app = make_client_app()
+    context = Context(run_id=RUN_ID, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    message = Message(RecordDict({"config": ConfigRecord()}), 1, MessageType.EVALUATE)
+    message.metadata.__dict__["_message_id"] = "eval"
+    reply = app(message, context)
+    assert reply.content["metrics"]["eval-loss"] == 0.25
+    assert STATE_RECORD not in context.state
+
+
+def test_mod_answers_a_message_outside_any_round_with_an_abort() -> None:
+    grid = LoopbackGrid(make_client_app(), 3)
+    fresh = Context(run_id=RUN_ID, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    secure_round = make_workflow("secagg").begin(
+        grid, grid.nodes, train_content(global_arrays()), server_round=1
+    )
+    request = UnmaskRequest(
+        session_id=flower_session_id(RUN_ID),
+        round_id=0,
+        sender=2**32 - 1,
+        recipient=0,
+        survivors=(0, 1),
+        dropped=(),
+    )
+    message = secure_round._flower_messages([request], with_setup=False, with_content=False)[0]
+    message.metadata.__dict__["_message_id"] = "stray"
+    (answer,) = wire_messages(grid.app(message, fresh))
+    assert isinstance(answer, Abort) and "outside any round" in answer.reason
+
+
+def test_mod_rejects_a_paillier_key_other_than_the_pinned_one(
+    paillier_keys: hazmat_paillier.PaillierKeypair,
+) -> None:
+    other = hazmat_paillier._generate_keypair_unchecked_size(1024)
+    pinned = SecAggMod(paillier_public_key=other.public_key)
+    grid = LoopbackGrid(make_client_app(mod=pinned), 3)
+    workflow = make_workflow("paillier", paillier_keys)
+    with pytest.raises(InsufficientSurvivorsError):
+        workflow.aggregate(grid, grid.nodes, train_content(global_arrays()), server_round=1)
+    (answer,) = wire_messages(grid.replies_by_node[grid.nodes[0]][0])
+    assert isinstance(answer, Abort) and "pinned" in answer.reason
+
+
+def test_mod_pins_the_first_paillier_key_of_the_run(
+    paillier_keys: hazmat_paillier.PaillierKeypair,
+) -> None:
+    grid = LoopbackGrid(make_client_app(), 3)
+    make_workflow("paillier", paillier_keys).aggregate(
+        grid, grid.nodes, train_content(global_arrays()), server_round=1
+    )
+    other = hazmat_paillier._generate_keypair_unchecked_size(1024)
+    key_holder = KeyHolder(
+        other, session_id=flower_session_id(RUN_ID), value_bits=22, max_clients=1024
+    )
+    swapped = SecureAggregationWorkflow("paillier", timeout=5.0, key_holder=key_holder)
+    swapped._next_round = 5
+    with pytest.raises(InsufficientSurvivorsError):
+        swapped.aggregate(grid, grid.nodes, train_content(global_arrays()), server_round=2)
+    (answer,) = wire_messages(grid.replies_by_node[grid.nodes[0]][-1])
+    assert isinstance(answer, Abort) and "pinned" in answer.reason
+
+
+def test_mod_rejects_a_weight_above_max_weight() -> None:
+    grid = LoopbackGrid(make_client_app(), 4)
+    workflow = SecureAggregationWorkflow("secagg", timeout=5.0, max_weight=80.0)
+    heavy = [n for n in grid.nodes if node_weight(n) > 80.0]
+    assert len(heavy) == 1
+    result = workflow.aggregate(grid, grid.nodes, train_content(global_arrays()), server_round=1)
+    assert set(heavy).isdisjoint(result.survivors)
+    for node in heavy:
+        (answer,) = wire_messages(grid.replies_by_node[node][2])
+        assert isinstance(answer, Abort) and "max_weight" in answer.reason
+        assert "must lie in (0, 80]" in answer.reason
+
+
+@pytest.mark.parametrize("bad_weight", [0.0, -3.0, float("nan")])
+def test_mod_rejects_a_weight_that_is_not_positive(bad_weight: float) -> None:
+    light = NODE_BASE + 1
+    app = make_client_app(weight=lambda node: bad_weight if node == light else node_weight(node))
+    grid = LoopbackGrid(app, 4)
+    result = make_workflow("secagg").aggregate(
+        grid, grid.nodes, train_content(global_arrays()), server_round=1
+    )
+    assert light not in result.survivors and len(result.survivors) == 3
+    (answer,) = wire_messages(grid.replies_by_node[light][2])
+    assert isinstance(answer, Abort) and "must lie in (0, 1000]" in answer.reason
+
+
+def test_mod_needs_a_threshold_of_at_least_two() -> None:
+    with pytest.raises(ParameterError, match="min_threshold"):
+        SecAggMod(min_threshold=1)
