@@ -132,11 +132,6 @@ class PaillierAggregator(Pipeline):
         self.clip = clip
         self.value_bits = value_bits
         self.max_weight = max_weight
-        self.mode = mode
-        self.max_clients = max_clients
-        self.min_contributors = min_contributors
-        self.processes = processes
-        self.through_wire = through_wire
         keys = keypair or generate_paillier_keypair(key_bits, mode=mode)
         # In production the key holder is a separate party; here it runs in-process.
         self.key_holder = KeyHolder(
@@ -159,9 +154,9 @@ class PaillierAggregator(Pipeline):
 
     def codec(self, inputs: RoundInputs) -> UpdateEncoding:
         """The shared update encoding, with headroom for ``max_clients`` inputs."""
-        if len(inputs.updates) > self.max_clients:
+        most = self.secure_sum.max_clients
+        if len(inputs.updates) > most:
             raise ParameterError(
-                f"{len(inputs.updates)} clients exceed max_clients={self.max_clients}, the "
-                "packing headroom"
+                f"{len(inputs.updates)} clients exceed max_clients={most}, the packing headroom"
             )
         return UpdateEncoding(self.scheme, declared_max_weight(self.max_weight, inputs))
