@@ -24,7 +24,7 @@ from typing import ClassVar, Final, Generic, TypeVar
 
 import numpy.typing as npt
 
-from protocols.messages import MAX_PARTY_ID, Message
+from protocols.messages import MAX_PARTY_ID, SERVER_ID, Abort, Message
 from secagg.errors import (
     LocalProtocolError,
     ParameterError,
@@ -208,18 +208,41 @@ class Machine(Generic[_PhaseT]):
 class ClientMachine(Machine[_PhaseT]):
     """A client role: every call is guarded, so any failure poisons the client.
 
-    Subclasses implement ``_receive`` (a message from the server) and ``_submit_input``.
+    A message must come from the server to this client in its session and round; an
+    :class:`~protocols.messages.Abort` poisons the client; any other message must be a move of
+    the transition table. Subclasses implement ``_handle`` (the move's action, which returns
+    the replies) and ``_submit_input``.
     """
+
+    client_id: int
+    session_id: bytes
+    round_id: int
 
     def receive(self, message: Message) -> list[Message]:
         """Feed one message from the server; returns the messages to send back."""
         return self.guarded(lambda: self._receive(message), remote=True)
 
+    def _receive(self, message: Message) -> list[Message]:
+        check_addressed(
+            message,
+            session_id=self.session_id,
+            round_id=self.round_id,
+            recipient=self.client_id,
+            sender=SERVER_ID,
+        )
+        if isinstance(message, Abort):
+            self.poison(None)
+            return []
+        next_phase = self.advance(type(message), remote=True)
+        replies = self._handle(message)
+        self._phase = next_phase
+        return replies
+
     def submit_input(self, vector: npt.ArrayLike) -> list[Message]:
         """Mask or encrypt the quantized input; legal once the round's setup is complete."""
         return self.guarded(lambda: self._submit_input(vector), remote=False)
 
-    def _receive(self, message: Message) -> list[Message]:
+    def _handle(self, message: Message) -> list[Message]:
         raise NotImplementedError
 
     def _submit_input(self, vector: npt.ArrayLike) -> list[Message]:

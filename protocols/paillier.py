@@ -45,7 +45,6 @@ from protocols.messages import (
     KEY_HOLDER_ID,
     MAX_PARTY_ID,
     SERVER_ID,
-    Abort,
     AggregateCiphertext,
     DecryptedAggregate,
     EncryptedInput,
@@ -235,9 +234,9 @@ class PaillierClient(ClientMachine[ClientPhase]):
         _check_session(session_id, round_id)
         if mode is hazmat.RandomnessMode.DJN and (djn is None or not djn.matches(public_key)):
             raise ParameterError("DJN mode needs the DJN parameters of the pinned public key")
-        self.client_id: Final = client_id
-        self.session_id: Final = session_id
-        self.round_id: Final = round_id
+        self.client_id = client_id
+        self.session_id = session_id
+        self.round_id = round_id
         self._public_key = public_key
         self._mode = mode
         self._djn = djn
@@ -247,18 +246,7 @@ class PaillierClient(ClientMachine[ClientPhase]):
         self._vector_length = 0
         self._error: SecAggError | None = None
 
-    def _receive(self, message: Message) -> list[Message]:
-        check_addressed(
-            message,
-            session_id=self.session_id,
-            round_id=self.round_id,
-            recipient=self.client_id,
-            sender=SERVER_ID,
-        )
-        if isinstance(message, Abort):
-            self.poison(None)
-            return []
-        next_phase = self.advance(type(message), remote=True)
+    def _handle(self, message: Message) -> list[Message]:
         assert isinstance(message, PaillierSetup)  # the only move in the table
         if message.public_key_n != self._public_key.n:
             raise ServerMisbehaviourError(
@@ -271,7 +259,6 @@ class PaillierClient(ClientMachine[ClientPhase]):
         except ParameterError as error:
             raise RemoteProtocolError(f"unusable packing parameters: {error}") from None
         self._vector_length = message.vector_length
-        self._phase = next_phase
         return []
 
     def _submit_input(self, vector: npt.ArrayLike) -> list[Message]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from typing import ClassVar, Final
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,6 @@ import numpy.typing as npt
 from protocols._machine import (
     ClientMachine,
     SubmitInput,
-    check_addressed,
     check_client_id,
     check_session,
 )
@@ -41,7 +40,6 @@ from protocols.masking.keys import (
 )
 from protocols.messages import (
     SERVER_ID,
-    Abort,
     EncryptedShares,
     ForwardedShares,
     Header,
@@ -101,9 +99,9 @@ class MaskingClient(ClientMachine[ClientPhase]):
         check_session(session_id, round_id)
         if min_threshold < 2:
             raise ParameterError("min_threshold must be >= 2: one share must never reveal a key")
-        self.client_id: Final = client_id
-        self.session_id: Final = session_id
-        self.round_id: Final = round_id
+        self.client_id = client_id
+        self.session_id = session_id
+        self.round_id = round_id
         self._min_threshold = min_threshold
         self._phase = ClientPhase.AWAIT_SETUP
         self._error: SecAggError | None = None
@@ -210,18 +208,7 @@ class MaskingClient(ClientMachine[ClientPhase]):
         self._held_shares = {}
         self._share_keys_by_peer = {}
 
-    def _receive(self, message: Message) -> list[Message]:
-        check_addressed(
-            message,
-            session_id=self.session_id,
-            round_id=self.round_id,
-            recipient=self.client_id,
-            sender=SERVER_ID,
-        )
-        if isinstance(message, Abort):
-            self.poison(None)
-            return []
-        next_phase = self.advance(type(message), remote=True)
+    def _handle(self, message: Message) -> list[Message]:
         if isinstance(message, RoundSetup):
             replies = self._on_setup(message)
         elif isinstance(message, KeyRoster):
@@ -231,7 +218,6 @@ class MaskingClient(ClientMachine[ClientPhase]):
         else:
             assert isinstance(message, UnmaskRequest)  # the only other move in the table
             replies = self._on_unmask_request(message)
-        self._phase = next_phase
         return replies
 
     def _header(self) -> Header:
