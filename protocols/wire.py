@@ -396,7 +396,7 @@ _DECODERS: Final[dict[int, Callable[[_Reader, Header], Message]]] = {
 }
 
 
-def decode(data: bytes) -> Message:
+def decode(data: bytes | bytearray | memoryview) -> Message:
     """Parse one message; any defect raises :class:`WireFormatError` and nothing else."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise WireFormatError(f"expected bytes, got {type(data).__name__}")
