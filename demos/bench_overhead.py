@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from protocols.bench import main
+from protocols.cli.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(["--preset", "quick", "--plot-dir", "bench-plots", *sys.argv[1:]]))

@@ -11,8 +11,8 @@ are reported, and every overhead is a ratio to the plain-sum record of the same 
 
 Modules, one concept each:
 
-- :mod:`~protocols.bench.config`: presets and the validated :class:`BenchConfig`; checks name
-  the flag to change, and round parameters come from the round planner.
+- :mod:`~protocols.bench.config`: presets, :class:`BenchConfig` and its feasibility checks
+  (which name the flag to change); round parameters come from the round planner.
 - :mod:`~protocols.bench.metering`: :class:`Cost`, :class:`Meter` and the metered simulators and
   key holder.
 - :mod:`~protocols.bench.runners`: one run of one grid point per protocol (plain, SecAgg,
@@ -23,14 +23,25 @@ Modules, one concept each:
 - :mod:`~protocols.bench.statistics`: per-party summaries, medians with min-max, same-run ratios.
 - :mod:`~protocols.bench.report`: :func:`execute` and the table, JSON and CSV.
 - :mod:`~protocols.bench.plots`: the PNG plots.
-- :mod:`~protocols.bench.command`: the command line; ``add_bench_arguments`` and ``run_bench``
-  are the hooks the ``secagg`` command uses, and ``main`` runs the benchmark standalone
-  (``python -m protocols.bench``).
 
 This module re-exports the public names of all of them.
+
+The command line is not part of this package: imports flow ``protocols.cli`` ->
+``protocols.bench``, never back, and ``secagg bench``'s flags, their parsing and ``main`` live
+in :mod:`protocols.cli.bench` (``python -m protocols.bench`` runs that ``main``).
+
+Kept import paths: ``add_bench_arguments``, ``config_from_args``, ``main`` and ``run_bench``
+were importable from here before the command moved, so ``from protocols.bench import main``
+keeps working: the module :func:`__getattr__` (PEP 562) imports them from
+:mod:`protocols.cli.bench` on first use, which keeps ``import protocols.bench`` itself free of
+the CLI. New code imports them from :mod:`protocols.cli.bench`.
 """
 
-from protocols.bench.command import add_bench_arguments, config_from_args, main, run_bench
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Final
+
 from protocols.bench.config import FLOWER, PLAIN, PRESETS, PROTOCOLS, BenchConfig, Preset
 from protocols.bench.flower_reference import FLOWER_MISSING, flower_status
 from protocols.bench.metering import (
@@ -60,6 +71,31 @@ from protocols.bench.report import (
 from protocols.bench.runners import FloatArray, GridPoint, Outcome, RingArray, Scenario
 from protocols.bench.statistics import PointResult, link, summarise
 from protocols.bench.sweep import grid, measure_point
+
+if TYPE_CHECKING:  # what the kept import paths resolve to, for type checkers only
+    from protocols.cli.bench import add_bench_arguments, config_from_args, main, run_bench
+
+#: The command line names still importable from here; :mod:`protocols.cli.bench` defines them.
+_KEPT_PATHS: Final = frozenset({"add_bench_arguments", "config_from_args", "main", "run_bench"})
+
+
+def __getattr__(name: str) -> object:
+    """Resolve a kept import path (``from protocols.bench import main``) on first use.
+
+    Args:
+        name: the attribute asked for.
+
+    Returns:
+        The command line function of that name, from :mod:`protocols.cli.bench`.
+
+    Raises:
+        AttributeError: ``name`` is not a kept import path.
+    """
+    if name not in _KEPT_PATHS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = getattr(importlib.import_module("protocols.cli.bench"), name)
+    return value
+
 
 __all__ = [
     "ALL",

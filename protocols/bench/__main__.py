@@ -1,7 +1,16 @@
-"""``python -m protocols.bench``: run the benchmark standalone (see :func:`main`)."""
+"""``python -m protocols.bench``: run the benchmark standalone (:func:`protocols.cli.bench.main`).
+
+The command line lives in :mod:`protocols.cli.bench`; it is imported when this entry point runs,
+not when :mod:`protocols.bench` is imported, so the library keeps no import of the CLI.
+"""
 
 import sys
 
-from protocols.bench.command import main
 
-sys.exit(main())
+def _main() -> int:
+    from protocols.cli.bench import main
+
+    return main()
+
+
+sys.exit(_main())

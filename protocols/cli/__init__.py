@@ -15,7 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``secagg`` console script (see :func:`protocols.cli.app.main`).
 
     The commands are imported on first use, so that :mod:`protocols.cli.arguments` can serve
-    other packages (``secagg bench``'s option parsing) without importing every command.
+    other packages (``models``' ``secagg train`` options) without importing every command.
     """
     from protocols.cli.app import main as run
 

@@ -10,9 +10,8 @@ modules. This keeps ``secagg demo`` fast and working without the optional extras
 ``secagg: error: ...`` on stderr with exit status 2; argparse exits with status 2 on a usage
 error by itself.
 
-``protocols.bench`` is imported inside the functions that need it, so that bench can take its
-option converters from :mod:`protocols.cli.arguments`: importing that module runs this package's
-``__init__``, and a module-level import of bench here would then be circular.
+``bench``'s command line is :mod:`protocols.cli.bench`; imports flow ``protocols.cli`` ->
+``protocols.bench`` and never back, so it is imported here like ``demo``.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from protocols.cli.bench import add_bench_arguments, run_bench
 from protocols.cli.demo import add_demo_arguments, run_demo
 from secagg.errors import SecAggError
 
@@ -45,8 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
-    from protocols.bench import add_bench_arguments
-
     parser = argparse.ArgumentParser(
         prog="secagg", description="Secure aggregation for federated recommenders."
     )
@@ -91,8 +89,6 @@ def _dispatch(arguments: list[str]) -> int:
     if args.command == "demo":
         return run_demo(args)
     if args.command == "bench":
-        from protocols.bench import run_bench
-
         return run_bench(args)
     return 1  # pragma: no cover - argparse enforces a command
 

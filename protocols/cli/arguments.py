@@ -14,7 +14,8 @@ Two kinds live here, so that no command grows its own copy of a range check:
   as ``secagg: error: ...`` with exit status 2.
 
 ``models`` imports this module for ``secagg train`` (imports flow protocols <- models), and
-``secagg bench`` can take its converters from here: this module imports nothing of the command.
+``secagg bench``'s option parsing (:mod:`protocols.cli.bench_options`) takes its converters from
+here: this module imports nothing of any command.
 """
 
 from __future__ import annotations

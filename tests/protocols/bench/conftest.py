@@ -2,13 +2,13 @@
 
 The session-scoped :func:`tiny` run (small Paillier keys through the runners' private
 ``_generate_keypair`` seam) feeds most tests, so the whole folder stays within a few seconds.
-Test modules reach everything here through fixtures; :class:`BenchRun` is named only in their
-type annotations.
+Runs go through the command (:func:`protocols.cli.bench.main`), as a user starts them; the
+command's own tests (flags, exit codes) are under ``tests/protocols/cli/``. Test modules reach
+everything here through fixtures; :class:`BenchRun` is named only in their type annotations.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import io
@@ -22,6 +22,7 @@ import pytest
 
 from protocols import bench
 from protocols.bench import report, runners
+from protocols.cli import bench as command
 from secagg.hazmat import paillier as hazmat_paillier
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -67,26 +68,14 @@ def _small_keys(bits: int) -> hazmat_paillier.PaillierKeypair:
 def _run(argv: Sequence[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = bench.main(list(argv))
+        code = command.main(list(argv))
     return code, out.getvalue(), err.getvalue()
-
-
-def _namespace(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    bench.add_bench_arguments(parser)
-    return parser.parse_args([*argv, "--no-progress"])
 
 
 @pytest.fixture(scope="session")
 def run_main() -> RunMain:
     """Factory: run ``secagg bench`` standalone and capture what it prints."""
     return _run
-
-
-@pytest.fixture(scope="session")
-def bench_namespace() -> Callable[[Sequence[str]], argparse.Namespace]:
-    """Factory: parse bench arguments (plus ``--no-progress``) into a namespace."""
-    return _namespace
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def test_arguments_old_public_names_stay_importable() -> None:
 
 
 def test_arguments_import_nothing_of_bench() -> None:
-    """``protocols.bench`` may take its converters from here without an import cycle."""
+    """``models`` and bench's option parsing take converters from here, without the benchmark."""
     code = (
         "import sys, protocols.cli.arguments; "
         "assert 'protocols.bench' not in sys.modules, sorted(sys.modules)"

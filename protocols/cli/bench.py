@@ -3,12 +3,15 @@
 Why this module exists: it is the only part of the benchmark that knows about :mod:`argparse`,
 standard output and files, so the command can be mounted in the ``secagg`` CLI
 (:func:`add_bench_arguments` and :func:`run_bench`) or run standalone (:func:`main`,
-``python -m protocols.bench``) while the measuring modules stay free of I/O. No other module of
-:mod:`protocols.bench` imports this one.
+``python -m protocols.bench``) while the measuring modules in :mod:`protocols.bench` stay free
+of I/O and of flags. Imports flow ``protocols.cli`` -> ``protocols.bench``: the benchmark
+library never imports this module (``from protocols.bench import main`` still works, as a kept
+import path resolved on first use).
 
-Rules: every option arrives as text and is validated by :func:`~protocols.bench.config.
-config_from_options`, which raises :class:`ParameterError` naming the flag; ``-`` as a
-``--json`` or ``--csv`` path means standard output, and then the table is not printed.
+Rules: every option arrives as text and is validated by
+:func:`~protocols.cli.bench_options.config_from_options`, which raises :class:`ParameterError`
+naming the flag; ``-`` as a ``--json`` or ``--csv`` path means standard output, and then the
+table is not printed.
 """
 
 from __future__ import annotations
@@ -23,14 +26,13 @@ from protocols.bench.config import (
     DEFAULT_PRESET,
     FLOWER,
     FLOWER_OPTION,
-    OPTION_DEFAULTS,
     PRESETS,
     PROTOCOLS,
     BenchConfig,
-    config_from_options,
 )
 from protocols.bench.plots import write_plots
 from protocols.bench.report import execute, render_csv, render_table
+from protocols.cli.bench_options import OPTION_DEFAULTS, config_from_options
 from secagg.errors import SecAggError
 
 __all__ = ["add_bench_arguments", "config_from_args", "main", "run_bench"]

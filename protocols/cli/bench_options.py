@@ -1,0 +1,197 @@
+"""``secagg bench``'s option values turned into a checked :class:`~protocols.bench.BenchConfig`.
+
+Why this module exists: the benchmark library (:mod:`protocols.bench`) knows configurations, the
+command line knows flags. Reading option text (comma lists, ``1e5``), checking each option's
+range with a message that names its flag (``--dims: d must be a positive integer, got 0``) and
+filling what was left unset from the preset is command line work, so it lives here, next to the
+parser (:mod:`protocols.cli.bench`), and :mod:`protocols.bench` never imports the CLI.
+
+Rules: :func:`config_from_options` takes the raw values by name (the ``dest`` of each flag), so
+it serves argparse and any other caller; it checks every option, then hands the configuration to
+:func:`protocols.bench.config.check_config` for what is about the grid as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+from protocols.bench.config import (
+    DEFAULT_PRESET,
+    FLOWER,
+    FLOWER_OPTION,
+    PLAIN,
+    PRESETS,
+    PROTOCOLS,
+    BenchConfig,
+    check_config,
+)
+from protocols.cli.arguments import (
+    optional_positive_int,
+    parse_float,
+    parse_int,
+    positive_ints,
+    split_values,
+)
+from protocols.rounds import RoundPolicy
+from secagg.errors import ParameterError
+from secagg.hazmat.paillier import SUPPORTED_KEY_BITS
+
+__all__ = ["OPTION_DEFAULTS", "config_from_options"]
+
+#: Defaults of the options that no preset sets (raw text, as a command line gives them).
+OPTION_DEFAULTS: Final[Mapping[str, str]] = {
+    "value_bits": "16",
+    "clip": "1.0",
+    "key_bits": "2048",
+    "seed": "0",
+}
+
+
+def _check_protocols(names: Sequence[str]) -> tuple[tuple[str, ...], bool]:
+    known = (*PROTOCOLS, FLOWER_OPTION, FLOWER)
+    for name in names:
+        if name not in known:
+            raise ParameterError(
+                f"unknown protocol {name!r}: choose from {', '.join((*PROTOCOLS, FLOWER_OPTION))}"
+            )
+    chosen = tuple(p for p in PROTOCOLS if p in names or p == PLAIN)
+    return chosen, FLOWER_OPTION in names or FLOWER in names
+
+
+def _check_dropouts(texts: Iterable[str]) -> tuple[float, ...]:
+    values = tuple(parse_float("--dropouts", t) for t in texts)
+    for value in values:
+        if not 0 <= value < 1:
+            raise ParameterError(
+                f"--dropouts: a dropout rate must be in [0, 1), got {value}; "
+                "1 would leave no client to aggregate"
+            )
+    return tuple(sorted(set(values)))
+
+
+def _check_drop_rounds(texts: Iterable[str]) -> tuple[int, ...]:
+    values = tuple(parse_int("--drop-at", t) for t in texts)
+    for value in values:
+        if not 0 <= value <= 3:
+            raise ParameterError(
+                f"--drop-at: rounds are 0 (AdvertiseKeys) to 3 (Unmasking), got {value}"
+            )
+    return tuple(sorted(set(values)))
+
+
+def _check_threshold(text: object) -> int | None:
+    """A positive ``--threshold`` that the round planner accepts, or None."""
+    threshold = optional_positive_int("--threshold", text)
+    if threshold is not None:
+        try:
+            RoundPolicy("plain", threshold=threshold)
+        except ParameterError as error:
+            raise ParameterError(f"--threshold: {error}") from None
+    return threshold
+
+
+def _check_key_bits(text: str) -> int:
+    key_bits = parse_int("--key-bits", text)
+    if key_bits not in SUPPORTED_KEY_BITS:
+        raise ParameterError(f"--key-bits: use one of {sorted(SUPPORTED_KEY_BITS)}, got {key_bits}")
+    return key_bits
+
+
+def _check_time_budget(text: object) -> float | None:
+    if text is None:
+        return None
+    time_budget = parse_float("--time-budget", str(text))
+    if time_budget <= 0:
+        raise ParameterError(f"--time-budget must be positive seconds, got {time_budget:g}")
+    return time_budget
+
+
+class _Options:
+    """Raw option values by ``dest`` name, with the preset and defaults behind them."""
+
+    def __init__(self, options: Mapping[str, object]) -> None:
+        self._options = options
+        name = options.get("preset")
+        if name is not None and name not in PRESETS:
+            raise ParameterError(f"unknown preset {name!r}: choose from {sorted(PRESETS)}")
+        self.preset_name = None if name is None else str(name)
+        self.preset = PRESETS[self.preset_name or DEFAULT_PRESET]
+
+    def raw(self, name: str) -> object:
+        """The value as given, or None."""
+        return self._options.get(name)
+
+    def texts(self, name: str, fallback: Iterable[object]) -> list[str]:
+        """The grid values given for ``name``, else the preset's ``fallback``."""
+        given = split_values(self._options.get(name))
+        return given if given else [str(v) for v in fallback]
+
+    def one(self, name: str, fallback: int, what: str) -> int:
+        """One positive integer, else the preset's ``fallback``."""
+        option = "--" + name.replace("_", "-")
+        return positive_ints(option, self.texts(name, [fallback]), what)[0]
+
+    def text(self, name: str) -> str:
+        """A value no preset sets, else its default from :data:`OPTION_DEFAULTS`."""
+        return str(self._options.get(name, OPTION_DEFAULTS[name]))
+
+    def path(self, name: str) -> str | None:
+        """An output path, or None."""
+        value = self._options.get(name)
+        return None if value is None else str(value)
+
+    def flag(self, name: str) -> bool:
+        """Whether a ``--no-...`` switch was given."""
+        return bool(self._options.get(name, False))
+
+
+def config_from_options(options: Mapping[str, object]) -> BenchConfig:
+    """Validate raw option values and fill unset grid values from the preset.
+
+    Args:
+        options: option values by ``dest`` name (``clients``, ``drop_at``, ``json_path``, ...),
+            as text or lists of text; a missing name takes its default.
+
+    Returns:
+        The checked configuration.
+
+    Raises:
+        ParameterError: an unknown protocol or preset, d <= 0, a dropout rate outside [0, 1),
+            n below the threshold, or any other value that cannot be benchmarked; the message
+            names the flag to change.
+    """
+    given = _Options(options)
+    preset = given.preset
+    protocols, flower = _check_protocols(given.texts("protocols", preset.protocols))
+    threshold = _check_threshold(given.raw("threshold"))
+    degree = given.raw("degree")
+    key_bits = _check_key_bits(given.text("key_bits"))
+    time_budget = _check_time_budget(given.raw("time_budget"))
+    config = BenchConfig(
+        preset=given.preset_name,
+        protocols=protocols,
+        clients=positive_ints("--clients", given.texts("clients", preset.clients), "n"),
+        dims=positive_ints("--dims", given.texts("dims", preset.dims), "d"),
+        dropouts=_check_dropouts(given.texts("dropouts", preset.dropouts)),
+        drop_at=_check_drop_rounds(given.texts("drop_at", preset.drop_at)),
+        repeats=given.one("repeats", preset.repeats, "repeats"),
+        threshold=threshold,
+        degree=None if degree is None else parse_int("--degree", str(degree)),
+        value_bits=parse_int("--value-bits", given.text("value_bits")),
+        clip=parse_float("--clip", given.text("clip")),
+        key_bits=key_bits,
+        paillier_max_dim=given.one("paillier_max_dim", preset.paillier_max_dim, "d"),
+        phe_max_dim=given.one("phe_max_dim", preset.phe_max_dim, "d"),
+        phe_clients=given.one("phe_clients", preset.phe_clients, "the count"),
+        time_budget=time_budget,
+        memory=not given.flag("no_memory"),
+        seed=parse_int("--seed", given.text("seed")),
+        progress=not given.flag("no_progress"),
+        json_path=given.path("json_path"),
+        csv_path=given.path("csv_path"),
+        plot_dir=given.path("plot_dir"),
+        flower_requested=flower and not given.flag("no_flower"),
+    )
+    check_config(config)
+    return config
