@@ -17,6 +17,7 @@ they exist once.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,15 +139,18 @@ class SecureSum(Protocol):
         ...
 
 
-class Pipeline:
-    """The shared ``aggregate``: subclasses say how to encode (``codec``) and how to sum."""
+class Pipeline(ABC):
+    """The shared ``aggregate``: subclasses say how to encode (``codec``) and how to sum.
+
+    A subclass sets ``name`` and ``secure_sum`` and implements :meth:`codec`.
+    """
 
     name: str
     secure_sum: SecureSum
 
+    @abstractmethod
     def codec(self, inputs: RoundInputs) -> RoundCodec:
         """The codec of the round over ``inputs`` (fresh per round)."""
-        raise NotImplementedError
 
     def aggregate(
         self,
