@@ -17,8 +17,8 @@ they exist once.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -205,9 +205,11 @@ class Pipeline(ABC):
 
     def check_release(self, outcome: SumOutcome) -> None:
         """A hook run before the sum is decoded; raising withholds it (DP uses it)."""
+        del outcome  # By default every sum is released.
 
     def after_release(self, outcome: SumOutcome) -> None:
         """A hook run after the sum is decoded (DP charges its accountant here)."""
+        del outcome  # By default a release costs nothing.
 
     def seconds_table(
         self, report: SimulationReport | None, encode_seconds: float, decode_seconds: float
