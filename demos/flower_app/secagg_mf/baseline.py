@@ -60,14 +60,12 @@ def _legacy_train(call_next: CallNext, context: Context) -> CallNext:
         reply = call_next(message, context)
         if reply.has_error():
             return reply
-        metrics = reply.content["metrics"]
+        metrics, trained = task.metrics_of(reply), task.arrays_of(reply)
         fitres = FitRes(
             status=Status(code=Code.OK, message="Success"),
-            parameters=ndarrays_to_parameters(
-                [reply.content["arrays"][name].numpy() for name in names]
-            ),
-            num_examples=int(metrics["num-examples"]),
-            metrics={"train-loss": float(metrics["train-loss"])},
+            parameters=ndarrays_to_parameters([trained[name].numpy() for name in names]),
+            num_examples=int(task.metric_number(metrics, "num-examples")),
+            metrics={"train-loss": float(task.metric_number(metrics, "train-loss"))},
         )
         return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=message)
 

@@ -69,7 +69,7 @@ def train(message: Message, context: Context) -> Message:
 
     settings = task.Settings.from_run_config(context.run_config)
     partition_id, users = _partition(context, settings)
-    server_round = int(message.content["config"]["server-round"])
+    server_round = task.config_int(task.config_of(message), "server-round")
     stall_from = context.node_config.get("stall-from-round")
     if stall_from is not None and server_round >= int(stall_from):
         print(f"secagg-demo: node {partition_id} stalls in round {server_round}", flush=True)
@@ -77,7 +77,7 @@ def train(message: Message, context: Context) -> Message:
         time.sleep(settings.stall_seconds)
     arrays, states, loss, interactions = task.local_train(
         settings,
-        message.content["arrays"],
+        task.arrays_of(message),
         users,
         _private_states(context, settings, users),
         server_round,
@@ -96,7 +96,7 @@ def evaluate(message: Message, context: Context) -> Message:
     settings = task.Settings.from_run_config(context.run_config)
     _, users = _partition(context, settings)
     metrics = task.local_evaluate(
-        settings, message.content["arrays"], users, _private_states(context, settings, users)
+        settings, task.arrays_of(message), users, _private_states(context, settings, users)
     )
     record = MetricRecord(
         {"hit-ratio": metrics.hit_ratio, "ndcg": metrics.ndcg, "num-examples": metrics.num_users}

@@ -21,14 +21,23 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from protocols.flower import SecAggFedAvg, SecureAggregationWorkflow, flower_session_id
+from protocols.flower import (
+    SecAggFedAvg,
+    SecureAggregationWorkflow,
+    SecureRoundResult,
+    flower_session_id,
+)
 from protocols.paillier import KeyHolder
 from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
 from secagg_mf import baseline, task
@@ -37,30 +46,47 @@ app = ServerApp()
 logger = logging.getLogger("secagg_mf")
 
 
-class _RoundClock:
-    """Mixin for FedAvg strategies: each round's train wall time and resulting arrays."""
+@dataclass
+class RoundTimes:
+    """Each round's train wall time and resulting arrays, by server round."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
-        self.started: dict[int, float] = {}
-        self.seconds: dict[int, float] = {}
-        self.arrays: dict[int, ArrayRecord] = {}
+    started: dict[int, float] = field(default_factory=dict)
+    seconds: dict[int, float] = field(default_factory=dict)
+    arrays: dict[int, ArrayRecord] = field(default_factory=dict)
 
-    def configure_train(self, server_round: int, *args: object) -> list[Message]:
-        self.started[server_round] = time.perf_counter()
-        return list(super().configure_train(server_round, *args))  # type: ignore[misc]
+
+class _RoundClock(FedAvg):
+    """FedAvg, or the FedAvg subclass after it in a class's bases, timed round by round.
+
+    A round runs from the start of ``configure_train`` (so the protocol rounds that
+    :class:`~protocols.flower.SecAggFedAvg` runs there count) to the end of ``aggregate_train``.
+    """
+
+    @cached_property
+    def clock(self) -> RoundTimes:
+        """The rounds timed so far (created on first use, so no ``__init__`` is needed)."""
+        return RoundTimes()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Start the round's clock, then configure the round as the strategy does."""
+        self.clock.started[server_round] = time.perf_counter()
+        return list(super().configure_train(server_round, arrays, config, grid))
 
     def aggregate_train(
-        self, server_round: int, replies: object
+        self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
-        self.seconds[server_round] = time.perf_counter() - self.started[server_round]
+        """Aggregate as the strategy does, then stop the clock and keep the arrays."""
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        clock = self.clock
+        clock.seconds[server_round] = time.perf_counter() - clock.started[server_round]
         if arrays is not None:
-            self.arrays[server_round] = arrays
+            clock.arrays[server_round] = arrays
         return arrays, metrics
 
 
-class TimedFedAvg(_RoundClock, FedAvg):
+class TimedFedAvg(_RoundClock):
     """Flower's FedAvg, timed (the unprotected reference)."""
 
 
@@ -68,17 +94,39 @@ class TimedSecAggFedAvg(_RoundClock, SecAggFedAvg):
     """Our secure FedAvg, timed."""
 
 
+class _StrategyOptions(TypedDict):
+    """The FedAvg keywords both timed strategies share."""
+
+    fraction_evaluate: float
+    min_available_nodes: int
+    min_train_nodes: int
+    min_evaluate_nodes: int
+
+
+class _WorkflowOptions(TypedDict):
+    """The :class:`SecureAggregationWorkflow` keywords every backend shares."""
+
+    timeout: float
+    upload_timeout: float
+    clip: float
+    value_bits: int
+    max_weight: float
+
+
 def make_workflow(settings: task.Settings, run_id: int) -> SecureAggregationWorkflow:
     """The secure aggregation backend named by ``settings.backend``."""
-    common = {
-        "timeout": settings.timeout,
-        "upload_timeout": settings.upload_timeout,
-        "clip": settings.clip,
-        "value_bits": settings.value_bits,
-        "max_weight": settings.max_weight,
-    }
-    if settings.backend != "paillier":
-        return SecureAggregationWorkflow(settings.backend, **common)  # type: ignore[arg-type]
+    common = _WorkflowOptions(
+        timeout=settings.timeout,
+        upload_timeout=settings.upload_timeout,
+        clip=settings.clip,
+        value_bits=settings.value_bits,
+        max_weight=settings.max_weight,
+    )
+    backend = settings.backend
+    if backend == "plain" or backend == "flower-secagg+":
+        raise ValueError(f"backend {backend!r} does not run a SecureAggregationWorkflow")
+    if backend != "paillier":
+        return SecureAggregationWorkflow(backend, **common)
     # Demo only: in production the key holder is a separate party (see the module docstring).
     key_holder = KeyHolder(
         generate_paillier_keypair(settings.paillier_key_bits, mode=RandomnessMode.FRESH),
@@ -86,7 +134,20 @@ def make_workflow(settings: task.Settings, run_id: int) -> SecureAggregationWork
         value_bits=settings.value_bits,
         max_clients=1024,
     )
-    return SecureAggregationWorkflow("paillier", key_holder=key_holder, **common)  # type: ignore[arg-type]
+    return SecureAggregationWorkflow("paillier", key_holder=key_holder, **common)
+
+
+def make_strategy(settings: task.Settings, run_id: int) -> TimedFedAvg | TimedSecAggFedAvg:
+    """The timed FedAvg of ``settings.backend``: plain, or with secure train aggregation."""
+    common = _StrategyOptions(
+        fraction_evaluate=settings.fraction_evaluate,
+        min_available_nodes=settings.min_nodes,
+        min_train_nodes=settings.min_nodes,
+        min_evaluate_nodes=min(settings.min_nodes, 2),
+    )
+    if settings.backend == "plain":
+        return TimedFedAvg(**common)
+    return TimedSecAggFedAvg(make_workflow(settings, run_id), **common)
 
 
 @app.main()
@@ -99,52 +160,54 @@ def main(grid: Grid, context: Context) -> None:
     started = time.perf_counter()
     if settings.backend == "flower-secagg+":
         fit = baseline.run_flower_secaggplus(grid, context, settings, initial)
-        seconds, arrays = fit.seconds, fit.arrays
-        report["rounds"] = [{"round": r, "seconds": s} for r, s in sorted(seconds.items())]
+        arrays = fit.arrays
+        report["rounds"] = [{"round": r, "seconds": s} for r, s in sorted(fit.seconds.items())]
     else:
-        strategy: TimedFedAvg | TimedSecAggFedAvg
-        common = {
-            "fraction_evaluate": settings.fraction_evaluate,
-            "min_available_nodes": settings.min_nodes,
-            "min_train_nodes": settings.min_nodes,
-            "min_evaluate_nodes": min(settings.min_nodes, 2),
-        }
-        if settings.backend == "plain":
-            strategy = TimedFedAvg(**common)  # type: ignore[arg-type]
-        else:
-            workflow = make_workflow(settings, context.run_id)
-            strategy = TimedSecAggFedAvg(workflow, **common)  # type: ignore[arg-type]
-        result = strategy.start(
-            grid,
-            initial,
-            num_rounds=settings.num_server_rounds,
-            timeout=settings.upload_timeout,
-            train_config=ConfigRecord(),
-        )
-        seconds = strategy.seconds
-        arrays = {r: {k: v.numpy() for k, v in a.items()} for r, a in strategy.arrays.items()}
-        report["rounds"] = [
-            _round_entry(r, s, getattr(strategy, "results", {}).get(r))
-            for r, s in sorted(seconds.items())
-        ]
-        report["evaluate"] = {
-            str(r): dict(m) for r, m in sorted(result.evaluate_metrics_clientapp.items())
-        }
+        arrays = _run_strategy(grid, context, settings, initial, report)
     report["total_seconds"] = time.perf_counter() - started
     logger.info("round seconds on %s: %s", settings.backend, json.dumps(report["rounds"]))
     if settings.result_path:
         path = Path(settings.result_path)
-        np.savez(
-            path.with_suffix(".npz"),
-            **{f"r{r}:{k}": v for r, named in arrays.items() for k, v in named.items()},
-        )
+        # Any: np.savez types its keywords as arrays, except ``allow_pickle`` (no key here).
+        named: dict[str, Any] = {
+            f"r{r}:{k}": v for r, by_name in arrays.items() for k, v in by_name.items()
+        }
+        np.savez(path.with_suffix(".npz"), **named)
         path.write_text(json.dumps(report, indent=2))
 
 
-def _round_entry(server_round: int, seconds: float, secure: object) -> dict[str, object]:
+def _run_strategy(
+    grid: Grid,
+    context: Context,
+    settings: task.Settings,
+    initial: ArrayRecord,
+    report: dict[str, object],
+) -> dict[int, dict[str, np.ndarray]]:
+    """Run FedAvg (plain or secure); fill ``report``; return each round's arrays."""
+    strategy = make_strategy(settings, context.run_id)
+    result = strategy.start(
+        grid,
+        initial,
+        num_rounds=settings.num_server_rounds,
+        timeout=settings.upload_timeout,
+        train_config=ConfigRecord(),
+    )
+    secure = strategy.results if isinstance(strategy, TimedSecAggFedAvg) else {}
+    report["rounds"] = [
+        _round_entry(r, s, secure.get(r)) for r, s in sorted(strategy.clock.seconds.items())
+    ]
+    report["evaluate"] = {
+        str(r): dict(m) for r, m in sorted(result.evaluate_metrics_clientapp.items())
+    }
+    return {r: {k: v.numpy() for k, v in a.items()} for r, a in strategy.clock.arrays.items()}
+
+
+def _round_entry(
+    server_round: int, seconds: float, secure: SecureRoundResult | None
+) -> dict[str, object]:
     entry: dict[str, object] = {"round": server_round, "seconds": seconds}
     if secure is not None:
-        entry["survivors"] = [str(n) for n in secure.survivors]  # type: ignore[attr-defined]
-        entry["dropped"] = {str(n): r for n, r in secure.dropped.items()}  # type: ignore[attr-defined]
-        entry["protocol_seconds"] = secure.seconds  # type: ignore[attr-defined]
+        entry["survivors"] = [str(n) for n in secure.survivors]
+        entry["dropped"] = {str(n): r for n, r in secure.dropped.items()}
+        entry["protocol_seconds"] = secure.seconds
     return entry

@@ -13,17 +13,30 @@ returns the trained shared arrays, weighted by its number of training interactio
 Training is deterministic given the settings, the partition and the round (seeded generators,
 one torch thread), so the deployment test can recompute what each node uploads and check the
 secure aggregate against plain FedAvg.
+
+The typed accessors at the end (:func:`arrays_of`, :func:`config_of`, :func:`metrics_of`,
+:func:`config_int`, :func:`metric_number`) read Flower's union-typed records and values for the
+ClientApp, the ServerApp and the baseline, with a clear error when a record has the wrong kind.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, UserConfig
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MetricRecord,
+    UserConfig,
+    UserConfigValue,
+)
 
 from models import (
     LeaveOneOutSplit,
@@ -35,15 +48,20 @@ from models import (
     synthetic_interactions,
 )
 from models.training import train_user
+from protocols.flower.records import config_value
 
-BACKENDS = ("plain", "secagg", "secagg+", "paillier", "flower-secagg+")
+#: The aggregation backends of the demo (``backend`` in the run config).
+Backend = Literal["plain", "secagg", "secagg+", "paillier", "flower-secagg+"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+_Record = TypeVar("_Record", ArrayRecord, ConfigRecord, MetricRecord)
 
 
 @dataclass(frozen=True)
 class Settings:
     """The run config of ``pyproject.toml`` (``[tool.flwr.app.config]``), typed."""
 
-    backend: str = "secagg+"
+    backend: Backend = "secagg+"
     num_server_rounds: int = 5
     min_nodes: int = 4
     timeout: float = 15.0
@@ -65,15 +83,28 @@ class Settings:
     @classmethod
     def from_run_config(cls, config: UserConfig) -> Settings:
         """Read ``key-name = value`` pairs; unknown keys are ignored, missing ones defaulted."""
-        values = {}
-        for name, default in cls.__dataclass_fields__.items():
-            key = name.replace("_", "-")
+        # Any: each value has its field's type (that of the field's default), and the backend is
+        # checked against BACKENDS below.
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            key = field.name.replace("_", "-")
             if key in config:
-                values[name] = type(default.default)(config[key])  # type: ignore[misc]
+                values[field.name] = _as_type_of(field.default, config[key])
         settings = cls(**values)
         if settings.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {settings.backend!r}")
         return settings
+
+
+def _as_type_of(default: object, value: UserConfigValue) -> str | int | float:
+    """``value`` converted to the type of a :class:`Settings` default (str, int or float)."""
+    if isinstance(default, str):
+        return str(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    raise TypeError(f"no conversion to {type(default).__name__}")
 
 
 @lru_cache(maxsize=4)
@@ -116,7 +147,8 @@ def load_shared_arrays(model: MatrixFactorization, arrays: ArrayRecord) -> None:
 
 def initial_user_states(settings: Settings, users: np.ndarray) -> np.ndarray:
     """The private states of ``users`` before any training (rows of the seeded user table)."""
-    return build_model(settings).users.weight.detach().numpy()[users].copy()
+    table = build_model(settings).users.weight.detach().numpy()
+    return np.asarray(table[users]).copy()
 
 
 def local_train(
@@ -197,7 +229,73 @@ def fedavg_reference(
         weights.append(weight)
     total = float(sum(weights))
     average = {
-        key: sum(w / total * t[key] for w, t in zip(weights, trained, strict=True))
+        key: sum(
+            (w / total * t[key] for w, t in zip(weights, trained, strict=True)),
+            start=np.zeros_like(trained[0][key]),
+        )
         for key in trained[0]
     }
     return average, total
+
+
+def _record(message: Message, key: str, kind: type[_Record]) -> _Record:
+    """The record ``key`` of ``message``'s content, which must be a ``kind``."""
+    record = message.content[key]
+    if not isinstance(record, kind):
+        raise TypeError(
+            f"record {key!r} of the message is a {type(record).__name__}, not a {kind.__name__}"
+        )
+    return record
+
+
+def arrays_of(message: Message, key: str = "arrays") -> ArrayRecord:
+    """The ArrayRecord ``key`` of a message (the model, by Flower's default key).
+
+    Raises:
+        KeyError: the message has no record ``key``.
+        TypeError: the record is not an ArrayRecord.
+    """
+    return _record(message, key, ArrayRecord)
+
+
+def config_of(message: Message, key: str = "config") -> ConfigRecord:
+    """The ConfigRecord ``key`` of a message.
+
+    Raises:
+        KeyError: the message has no record ``key``.
+        TypeError: the record is not a ConfigRecord.
+    """
+    return _record(message, key, ConfigRecord)
+
+
+def metrics_of(message: Message, key: str = "metrics") -> MetricRecord:
+    """The MetricRecord ``key`` of a message.
+
+    Raises:
+        KeyError: the message has no record ``key``.
+        TypeError: the record is not a MetricRecord.
+    """
+    return _record(message, key, MetricRecord)
+
+
+def config_int(record: ConfigRecord, key: str) -> int:
+    """The int value ``key`` of a ConfigRecord (e.g. FedAvg's ``server-round``).
+
+    Raises:
+        KeyError: ``key`` is missing.
+        TypeError: the value is not an int.
+    """
+    return config_value(record, key, int)
+
+
+def metric_number(record: MetricRecord, key: str) -> int | float:
+    """The scalar value ``key`` of a MetricRecord.
+
+    Raises:
+        KeyError: ``key`` is missing.
+        TypeError: the value is a list.
+    """
+    value = record[key]
+    if not isinstance(value, int | float):
+        raise TypeError(f"metric {key!r} is a {type(value).__name__}, not a number")
+    return value
