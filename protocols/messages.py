@@ -218,12 +218,14 @@ class ForwardedShares(_Header):
         _check_bundles(self.bundles)
 
 
-def _vector_message_eq(a: _Header, b: object, fields: tuple[str, ...]) -> bool:
+def _vector_message_eq(
+    a: MaskedInput | DecryptedAggregate,
+    b: MaskedInput | DecryptedAggregate,
+    fields: tuple[str, ...],
+) -> bool:
     """Field-wise equality for messages carrying a numpy ``vector``."""
-    if type(a) is not type(b):
-        return NotImplemented  # type: ignore[no-any-return]
     names = ("session_id", "round_id", "sender", "recipient", *fields)
-    va, vb = a.vector, b.vector  # type: ignore[attr-defined]
+    va, vb = a.vector, b.vector
     return (
         all(getattr(a, n) == getattr(b, n) for n in names)
         and va.dtype == vb.dtype
@@ -256,9 +258,9 @@ class MaskedInput(_Header):
             raise _fail(f"a vector value lies outside Z_2^{self.modulus_bits}")
 
     def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MaskedInput):
+            return NotImplemented
         return _vector_message_eq(self, other, ("modulus_bits",))
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -347,7 +349,7 @@ class PaillierSetup(_Header):
 
 def _check_ciphertexts(ciphertexts: object, width: object) -> None:
     _check_int("ciphertext_bytes", width, 1, MAX_CIPHERTEXT_BYTES)
-    if not isinstance(ciphertexts, bytes) or len(ciphertexts) % width:  # type: ignore[operator]
+    if not isinstance(ciphertexts, bytes) or not isinstance(width, int) or len(ciphertexts) % width:
         raise _fail("ciphertexts must be bytes, a whole number of fixed-width ciphertexts")
 
 
@@ -395,9 +397,9 @@ class DecryptedAggregate(_Header):
             raise _fail(f"vector must be uint64, not {self.vector.dtype}")
 
     def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DecryptedAggregate):
+            return NotImplemented
         return _vector_message_eq(self, other, ("contributors",))
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 Message: TypeAlias = (

@@ -27,7 +27,6 @@ CHUNK_BYTES: Final = 1 << 17
 
 _ZERO_IV: Final = bytes(16)
 _ZEROS: Final = bytes(CHUNK_BYTES)
-_SUPPORTED: Final = (np.dtype(np.uint32), np.dtype(np.uint64))
 
 
 def _check_key(key: bytes) -> None:
@@ -37,9 +36,11 @@ def _check_key(key: bytes) -> None:
 
 def _check_dtype(dtype: npt.DTypeLike) -> np.dtype[np.unsignedinteger]:
     checked = np.dtype(dtype)
-    if checked not in _SUPPORTED:
-        raise ParameterError(f"masks are uint32 or uint64 arrays, not {checked}")
-    return checked  # type: ignore[return-value]
+    if checked == np.uint32:
+        return np.dtype(np.uint32)
+    if checked == np.uint64:
+        return np.dtype(np.uint64)
+    raise ParameterError(f"masks are uint32 or uint64 arrays, not {checked}")
 
 
 def keystream(key: bytes, length: int) -> bytes:
@@ -81,7 +82,7 @@ def add_mask(
     encryptor = Cipher(algorithms.AES(bytes(key)), modes.CTR(_ZERO_IV)).encryptor()
     # update_into needs room for one extra block; the buffer is reused for every chunk.
     buffer = np.empty(words_per_chunk + 16 // dtype.itemsize, dtype=dtype.newbyteorder("<"))
-    raw = memoryview(buffer.view(np.uint8))  # type: ignore[arg-type]
+    raw = buffer.view(np.uint8).data
     op = np.subtract if subtract else np.add
     length = accumulator.shape[0]
     for start in range(0, length, words_per_chunk):
