@@ -18,6 +18,7 @@ needs, once:
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Callable, Mapping
 from typing import ClassVar, Final, Generic, TypeVar
@@ -43,6 +44,7 @@ __all__ = [
     "check_addressed",
     "check_client_id",
     "check_session",
+    "detached",
     "finished",
 ]
 
@@ -179,30 +181,43 @@ class Machine(Generic[_PhaseT]):
         try:
             return step()
         except SecAggError as error:
-            self.poison(error)
-            raise
+            failure = detached(error)
         except Exception as error:
-            raise self.fail(error, remote=remote) from None
+            failure = self.internal_error(error, remote=remote)
+        # Raised outside the handlers, so no exception of the failed step (whose traceback
+        # holds the step's frames: shares, keys, the raw input) is chained to it.
+        self.poison(failure)
+        raise failure
 
-    def fail(self, error: Exception, *, remote: bool) -> SecAggError:
-        """Poison the machine after an unexpected ``error``; return the protocol error to raise.
+    def internal_error(self, error: Exception, *, remote: bool) -> SecAggError:
+        """The protocol error that stands for an unexpected ``error`` (a bug, or a non-message).
 
-        The returned error names only the type of ``error``: its message and traceback may
-        hold secret values and are not kept.
+        It names only the type of ``error``: its message and traceback may hold secret values.
         """
         kind = RemoteProtocolError if remote else LocalProtocolError
-        wrapped = kind(f"the {self.role} failed with {type(error).__name__} and aborted the round")
-        self.poison(wrapped)
-        return wrapped
+        return kind(f"the {self.role} failed with {type(error).__name__} and aborted the round")
 
     def poison(self, error: SecAggError | None) -> None:
-        """Enter ``ABORTED`` and drop every secret."""
+        """Enter ``ABORTED`` and drop every secret; keep only a detached copy of ``error``."""
         self._phase = self.ABORTED
-        self._error = error
+        self._error = None if error is None else detached(error)
         self.forget_secrets()
 
     def forget_secrets(self) -> None:
         """Drop keys, seeds and shares (overridden by machines that hold any)."""
+
+
+def detached(error: SecAggError) -> SecAggError:
+    """A copy of ``error`` with no traceback and no chained exception.
+
+    A failed step's traceback keeps its frames alive, and with them the shares, keys and raw
+    input in their locals; what a machine or a driver keeps after a failure is this copy.
+    """
+    clean = copy.copy(error)
+    clean.__traceback__ = None
+    clean.__cause__ = None
+    clean.__context__ = None
+    return clean
 
 
 class ClientMachine(Machine[_PhaseT]):
@@ -258,14 +273,22 @@ class ServerMachine(Machine[_PhaseT]):
     """
 
     def receive(self, message: Message) -> list[Message]:
-        """Record one message of the current round; the server never replies at once."""
+        """Record one message of the current round; the server never replies at once.
+
+        Raises:
+            SecAggError: the message was refused and discarded (the round goes on).
+            LocalProtocolError: the server itself failed; the round is aborted.
+        """
         try:
             self._record(message)
         except SecAggError:
             raise
         except Exception as error:
-            raise self.fail(error, remote=True) from None
-        return []
+            failure = self.internal_error(error, remote=False)
+        else:
+            return []
+        self.poison(failure)
+        raise failure
 
     def close_phase(self) -> list[Message]:
         """The round deadline passed: close the phase and return what to send next."""

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols import wire
+from protocols._machine import detached
 from protocols.masking import (
     AggregateResult,
     ClientPhase,
@@ -35,7 +36,12 @@ from protocols.paillier import (
     PaillierResult,
     PaillierServer,
 )
-from secagg.errors import InsufficientSurvivorsError, ParameterError, SecAggError
+from secagg.errors import (
+    InsufficientSurvivorsError,
+    LocalProtocolError,
+    ParameterError,
+    SecAggError,
+)
 from secagg.paillier_keys import RandomnessMode
 
 __all__ = [
@@ -164,7 +170,7 @@ class Driver:
                         client_id, round_index, client.submit_input, self.inputs[client_id]
                     )
             except SecAggError as error:
-                report.client_errors[client_id] = error
+                report.client_errors[client_id] = detached(error)
                 continue
             finally:
                 if self.on_step is not None:
@@ -183,8 +189,10 @@ class Driver:
             report.server_bytes_received += size
             try:
                 self._timed_server(round_index, self.server.receive, delivered)
+            except LocalProtocolError:
+                raise  # the server itself failed: the round is over
             except SecAggError as error:
-                report.server_rejections.append(error)
+                report.server_rejections.append(detached(error))
 
     def _timed_server(self, round_index: int, step: Callable[..., _T], *args: object) -> _T:
         started = time.perf_counter()

@@ -46,6 +46,7 @@ from protocols.simulate import ROUND_NAMES
 from secagg.encoding import QuantizationScheme, UpdateEncoding
 from secagg.errors import (
     InsufficientSurvivorsError,
+    LocalProtocolError,
     ParameterError,
     RemoteProtocolError,
     SecAggError,
@@ -400,6 +401,8 @@ class SecureRound:
                             f"node {node} sent a message as protocol party {message.sender}"
                         )
                     self._timed(ROUND_NAMES[round_index], self.server.receive, message)
+            except LocalProtocolError:
+                raise  # the server machine itself failed: the round is over
             except SecAggError as error:
                 logger.warning("rejected node %d in %s: %s", node, ROUND_NAMES[round_index], error)
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,14 @@ from protocols._machine import ClosePhase, Machine, SubmitInput, check_addressed
 from protocols._transitions import ClientPhase, ServerPhase
 from protocols.client_state import MaskingClientState
 from protocols.masking import MaskingClient, MaskingServer
-from protocols.messages import SERVER_ID, Abort
-from secagg.errors import LocalProtocolError, ParameterError, RemoteProtocolError
+from protocols.messages import SERVER_ID, Abort, ForwardedShares, Message, SealedShares
+from protocols.simulate import Simulator
+from secagg.errors import (
+    InvalidCiphertextError,
+    LocalProtocolError,
+    ParameterError,
+    RemoteProtocolError,
+)
 from secagg.hazmat import shamir
 
 
@@ -39,8 +47,46 @@ def test_client_unexpected_exception_poisons_and_names_only_its_type(
         h.deliver(0)
     assert "ValueError" in str(caught.value)
     assert "0x1234" not in str(caught.value)
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+    _assert_detached(client._error)
     check_aborted(client)
+
+
+def _assert_detached(error: BaseException | None) -> None:
+    """A kept error reaches no frame (whose locals could hold shares, keys or inputs)."""
+    assert error is not None
+    assert error.__traceback__ is None
+    assert error.__context__ is None and error.__cause__ is None
+
+
+def test_client_poisoned_by_a_protocol_error_keeps_no_frames(harness, make_params):
+    h = harness(make_params(4)).start().advance().advance()  # shares await forwarding
+    client = h.clients[0]
+    forwarded = h.pending.pop(0)
+    bundle = forwarded.bundles[0]
+    tampered = SealedShares(peer=bundle.peer, ciphertext=bytes(len(bundle.ciphertext)))
+    message = replace(forwarded, bundles=(tampered, *forwarded.bundles[1:]))
+    with pytest.raises(InvalidCiphertextError) as caught:
+        client.receive(message)
+    assert caught.value.__context__ is None
+    _assert_detached(client._error)
+
+
+def test_simulator_keeps_detached_client_errors(make_params, make_inputs):
+    params = make_params(5)
+    inputs = make_inputs(params)
+
+    def tamper(round_index: int, message: Message) -> Message:
+        if isinstance(message, ForwardedShares) and message.recipient == 0:
+            bundle = message.bundles[0]
+            fake = SealedShares(peer=bundle.peer, ciphertext=bytes(len(bundle.ciphertext)))
+            return replace(message, bundles=(fake, *message.bundles[1:]))
+        return message
+
+    report = Simulator(params, inputs, interceptor=tamper).run()
+    assert 0 in report.client_errors
+    for error in (*report.client_errors.values(), *report.server_rejections):
+        _assert_detached(error)
 
 
 def test_server_discards_a_bad_message_but_stays_live(harness, make_params):
@@ -60,7 +106,7 @@ def test_server_unexpected_exception_poisons_the_round(harness, make_params, mon
         raise KeyError("internal")
 
     monkeypatch.setattr(MaskingServer, "_on_keys", broken)
-    with pytest.raises(RemoteProtocolError, match="KeyError"):
+    with pytest.raises(LocalProtocolError, match="KeyError"):
         h.server.receive(replies[0])
     assert h.server.phase is ServerPhase.ABORTED
     with pytest.raises(RemoteProtocolError):
