@@ -211,7 +211,12 @@ class SecAggMod:
             outgoing = machine.receive(incoming)
             if machine.phase is not ClientPhase.AWAIT_INPUT:
                 return outgoing, []
-            vector, metrics = _train_and_encode(memory, message, context, call_next)
+            try:
+                vector, metrics = _train_and_encode(memory, message, context, call_next)
+            except BaseException:
+                # No upload this round: the keys and shares must not outlive it in the state.
+                machine.poison(None)
+                raise
             return outgoing + machine.submit_input(vector), metrics
         finally:
             # Saved even when something failed: a poisoned machine stays poisoned, and a round

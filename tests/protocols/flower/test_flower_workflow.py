@@ -158,9 +158,13 @@ def test_workflow_aborts_cleanly_below_threshold_and_tells_the_rest() -> None:
 def test_workflow_drops_a_node_whose_training_crashes() -> None:
     grid = LoopbackGrid(make_client_app(failing=[NODE_BASE + 2]), 5)
     _assert_fedavg_without(grid, make_workflow("secagg"), NODE_BASE + 2, seed=3)
-    # The crashed round is spent: its machine can never be trained or uploaded again.
+    # The crashed round is spent: its machine is poisoned, so it can never be trained or
+    # uploaded again, and none of the round's keys, seed or shares survive in the state.
     state = grid.contexts[NODE_BASE + 2].state[STATE_RECORD]
-    assert MaskingClient.from_state(state["machine"]).phase is ClientPhase.AWAIT_INPUT
+    machine = MaskingClient.from_state(state["machine"])
+    assert machine.phase is ClientPhase.ABORTED
+    assert machine._mask_keys is None and machine._share_keys is None
+    assert machine._self_mask_seed is None and machine._held_shares == {}
 
 
 def test_workflow_uploads_are_packed_ring_words_not_int64() -> None:
