@@ -223,4 +223,3 @@ def test_mod_rejects_a_weight_that_is_not_positive(bad_weight: float) -> None:
 def test_mod_needs_a_threshold_of_at_least_two() -> None:
     with pytest.raises(ParameterError, match="min_threshold"):
         SecAggMod(min_threshold=1)
-
