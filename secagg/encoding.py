@@ -186,9 +186,9 @@ class UpdateEncoding:
     weight w must lie in [0, max_weight] and the client encodes (w / max_weight) * clip(x),
     which stays inside [-clip, clip], so the ring's headroom keeps the sum of n such vectors
     from wrapping. The weight itself is appended as one more coordinate, w * s rounded
-    stochastically, with the integer scale s = floor((2^value_bits - 1) / max_weight): integer
-    weights (numbers of examples) then sum exactly, fractional ones without bias, and the
-    server learns only the summed weight.
+    stochastically with the scale s of :attr:`weight_scale`: while max_weight fits in one
+    coordinate s is an integer, so integer weights (numbers of examples) sum exactly and
+    fractional ones without bias; the server learns only the summed weight.
 
     Attributes:
         scheme: the quantization of one coordinate.
@@ -200,18 +200,21 @@ class UpdateEncoding:
 
     def __post_init__(self) -> None:
         check_max_weight(self.max_weight)
-        if self.max_weight is not None and self.max_weight > self.scheme.levels:
-            raise ParameterError(
-                f"max_weight={self.max_weight:g} exceeds {self.scheme.levels}, the largest "
-                f"{self.scheme.value_bits}-bit value: raise value_bits or rescale the weights"
-            )
 
     @property
-    def weight_scale(self) -> int:
-        """s: a weight w is encoded as w * s (1 when unweighted)."""
+    def weight_scale(self) -> float:
+        """s: a weight w is encoded as w * s rounded stochastically (1 when unweighted).
+
+        s = floor((2^value_bits - 1) / max_weight), an integer, while max_weight fits in a
+        coordinate, so integer weights are encoded (and summed) exactly; for a larger
+        max_weight, s = (2^value_bits - 1) / max_weight < 1 and weights are only unbiased.
+        """
         if self.max_weight is None:
-            return 1
-        return int(self.scheme.levels // self.max_weight)
+            return 1.0
+        levels = self.scheme.levels
+        if self.max_weight <= levels:
+            return float(levels // self.max_weight)
+        return levels / self.max_weight
 
     @property
     def modulus_bits(self) -> int:
@@ -242,7 +245,7 @@ class UpdateEncoding:
         if weight is None:
             raise ParameterError("this encoding is weighted: every client needs a weight")
         checked = check_weight(weight, self.max_weight)
-        encoded_weight = np.floor(checked * self.weight_scale + _uniform01(1))
+        encoded_weight = _round_stochastically(checked * self.weight_scale)
         np.clip(encoded_weight, 0, self.scheme.levels, out=encoded_weight)
         scaled = (checked / self.max_weight) * clipped_update
         vector = np.concatenate(
@@ -264,9 +267,20 @@ class UpdateEncoding:
     def error_bound(self, count: int) -> float:
         """The largest deviation of a decoded coordinate from the exact sum of ``count``
         clipped (and weighted) updates: one quantization step per client. The summed weight
-        is off by less than ``count / weight_scale`` (and is exact for integer weights)."""
+        is off by less than ``count / weight_scale``, and is exact for integer weights when
+        ``max_weight <= 2^value_bits - 1``."""
         scale = 1.0 if self.max_weight is None else self.max_weight
         return count * self.scheme.step * scale
+
+
+def _round_stochastically(value: float) -> npt.NDArray[np.float64]:
+    """floor(value) plus 1 with probability frac(value): unbiased, and exact for integers.
+
+    Comparing the fraction with the uniform (rather than flooring value + u) keeps an integer
+    value exact even where value + u would round up in float64 (value >= 2^21).
+    """
+    base = math.floor(value)
+    return np.array([base + int(_uniform01(1)[0] < value - base)], dtype=np.float64)
 
 
 def _uniform01(size: int) -> npt.NDArray[np.float64]:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from secagg.encoding import MAX_MODULUS_BITS, QuantizationScheme, ring_dtype
+from secagg.encoding import MAX_MODULUS_BITS, QuantizationScheme, UpdateEncoding, ring_dtype
 from secagg.errors import ParameterError
 
 _ROUNDINGS = ("stochastic", "nearest")
@@ -395,3 +395,69 @@ def test_reduce_is_the_identity_on_a_full_word_ring() -> None:
     scheme = QuantizationScheme(clip=1.0, value_bits=31, num_clients=2)
     values = np.array([2**32 - 1, 0, 12345], dtype=np.uint32)
     assert scheme.reduce(values).tolist() == [2**32 - 1, 0, 12345]
+
+
+# --- UpdateEncoding: the one weight rule ------------------------------------------------------
+
+
+@pytest.mark.parametrize("value_bits", [16, 40, 48])
+@given(weight=st.integers(0, 100))
+@settings(max_examples=40, deadline=None)
+def test_update_encoding_encodes_integer_weights_exactly(value_bits: int, weight: int) -> None:
+    encoding = UpdateEncoding(
+        QuantizationScheme(clip=1.0, value_bits=value_bits, num_clients=4), max_weight=100
+    )
+    encoded = encoding.encode(np.zeros(3), float(weight))
+    assert int(encoded.vector[-1]) == weight * encoding.weight_scale
+    _, total_weight = encoding.decode_sum(encoded.vector, 1)
+    assert total_weight == weight
+
+
+def test_update_encoding_clips_the_update_before_weighting() -> None:
+    scheme = QuantizationScheme(clip=1.0, value_bits=16, num_clients=2)
+    encoding = UpdateEncoding(scheme, max_weight=10)
+    encoded = encoding.encode(np.array([3.0, -0.5]), 10.0)
+    assert encoded.clipped == 1
+    total, weight = encoding.decode_sum(encoded.vector, 1)
+    assert weight == 10.0
+    assert np.max(np.abs(total - [10.0, -5.0])) <= encoding.error_bound(1)
+
+
+def test_update_encoding_sum_of_largest_weights_cannot_wrap() -> None:
+    scheme = QuantizationScheme(clip=1.0, value_bits=8, num_clients=16)
+    encoding = UpdateEncoding(scheme, max_weight=3)
+    vectors = [encoding.encode(np.array([1.0, -1.0]), 3.0).vector for _ in range(16)]
+    total = sum(v.astype(np.uint64) for v in vectors)
+    assert int(total.max()) < 2**scheme.modulus_bits
+    values, weight = encoding.decode_sum(total, 16)
+    assert weight == 48.0
+    assert np.max(np.abs(values - [48.0, -48.0])) <= encoding.error_bound(16)
+
+
+def test_update_encoding_beyond_one_coordinate_scales_weights_down() -> None:
+    encoding = UpdateEncoding(QuantizationScheme(clip=1.0, value_bits=4, num_clients=2), 30)
+    assert encoding.weight_scale == pytest.approx(15 / 30)
+    encoded = encoding.encode(np.zeros(1), 30.0)
+    assert int(encoded.vector[-1]) == 15
+
+
+@pytest.mark.parametrize(
+    ("weight", "fragment"),
+    [(-1.0, "finite and >= 0"), (float("nan"), "finite and >= 0"), (11.0, "max_weight=10")],
+)
+def test_update_encoding_rejects_weights_outside_the_declared_range(
+    weight: float, fragment: str
+) -> None:
+    encoding = UpdateEncoding(QuantizationScheme(clip=1.0, value_bits=8, num_clients=2), 10)
+    with pytest.raises(ParameterError, match=fragment):
+        encoding.encode(np.zeros(2), weight)
+
+
+def test_update_encoding_needs_weights_exactly_when_weighted() -> None:
+    scheme = QuantizationScheme(clip=1.0, value_bits=8, num_clients=2)
+    with pytest.raises(ParameterError, match="no max_weight"):
+        UpdateEncoding(scheme).encode(np.zeros(2), 1.0)
+    with pytest.raises(ParameterError, match="every client needs a weight"):
+        UpdateEncoding(scheme, 2.0).encode(np.zeros(2))
+    with pytest.raises(ParameterError, match="max_weight"):
+        UpdateEncoding(scheme, 0.0)

@@ -307,9 +307,12 @@ def test_aggregators_reject_weight_above_max_weight(kind: str) -> None:
         aggregator.aggregate(updates, weights={0: 16.0, 1: 1.0, 2: 1.0})
 
 
-def test_masking_aggregator_rejects_max_weight_above_largest_level() -> None:
-    with pytest.raises(ParameterError, match="exceeds 15"):
-        MaskingAggregator(value_bits=4, max_weight=16)
+def test_masking_aggregator_accepts_max_weight_above_largest_level_without_bias() -> None:
+    # max_weight beyond one coordinate's 15 levels: weights are encoded as w * 15/16.
+    updates = {u: [0.0] for u in range(8)}
+    aggregator = MaskingAggregator(value_bits=4, max_weight=16)
+    result = aggregator.aggregate(updates, weights=dict.fromkeys(range(8), 16.0))
+    assert result.total_weight == pytest.approx(128.0)
 
 
 @pytest.mark.parametrize(

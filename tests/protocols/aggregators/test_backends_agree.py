@@ -37,7 +37,13 @@ def _backends(clip: float, max_weight: float | None, keys: PaillierKeypair) -> d
 
 
 def _assert_within_bound(
-    result: AggregationResult, plain: AggregationResult, bound: float, weighted: bool
+    result: AggregationResult,
+    plain: AggregationResult,
+    bound: float,
+    weighted: bool,
+    *,
+    weight_exact: bool = False,
+    weight_bound: float = 0.0,
 ) -> None:
     assert result.survivors == plain.survivors
     assert result.dropped == plain.dropped
@@ -46,7 +52,10 @@ def _assert_within_bound(
         return
     if weighted:
         assert plain.total_weight is not None and result.total_weight is not None
-        assert abs(result.total_weight - plain.total_weight) <= len(plain.survivors)
+        if weight_exact:
+            assert result.total_weight == plain.total_weight
+        else:
+            assert abs(result.total_weight - plain.total_weight) <= weight_bound
         if plain.total_weight > 0:
             # |T'/W' - T/W| <= (|T' - T| + |T / W| |W' - W|) / W'
             weight_error = abs(result.total_weight - plain.total_weight)
@@ -95,8 +104,16 @@ def test_every_backend_returns_plains_total_and_mean(case: dict[str, Any], keys:
         n = len(result.survivors)
         num_clients = 32 if name == "paillier" else len(case["updates"])
         scheme = QuantizationScheme(clip=clip, value_bits=VALUE_BITS, num_clients=num_clients)
-        bound = UpdateEncoding(scheme, max_weight).error_bound(n)
-        _assert_within_bound(result, plain, bound, max_weight is not None)
+        encoding = UpdateEncoding(scheme, max_weight)
+        integer_weights = all(float(w).is_integer() for w in (case["weights"] or {}).values())
+        _assert_within_bound(
+            result,
+            plain,
+            encoding.error_bound(n),
+            max_weight is not None,
+            weight_exact=integer_weights,
+            weight_bound=n / encoding.weight_scale,
+        )
         assert result.stats.clipped_values == plain.stats.clipped_values, name
 
 
