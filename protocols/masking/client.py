@@ -26,7 +26,6 @@ from protocols._transitions import (
     CLIENT_TRANSITIONS,
     ClientPhase,
 )
-from protocols.client_state import STATE_VERSION, MaskingClientState
 from protocols.masking.keys import (
     BUNDLE,
     BUNDLE_BYTES,
@@ -38,6 +37,7 @@ from protocols.masking.keys import (
     shamir_x,
     share_key,
 )
+from protocols.masking.state import STATE_VERSION, MaskingClientState
 from protocols.messages import (
     SERVER_ID,
     EncryptedShares,

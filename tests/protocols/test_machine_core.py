@@ -10,8 +10,8 @@ import pytest
 from protocols import masking
 from protocols._machine import ClosePhase, Machine, SubmitInput, check_addressed, check_session
 from protocols._transitions import ClientPhase, ServerPhase
-from protocols.client_state import MaskingClientState
 from protocols.masking import MaskingClient, MaskingServer
+from protocols.masking.state import MaskingClientState
 from protocols.messages import SERVER_ID, Abort, ForwardedShares, Message, SealedShares
 from protocols.simulate import Simulator
 from secagg.errors import (
@@ -190,6 +190,14 @@ def test_client_state_round_trips_mid_round(harness, make_params):
         ("roster", [[1, "00"]]),
         ("phase", "no-such-phase"),
         ("version", 2),
+        ("threshold", 1),
+        ("modulus_bits", 999),
+        ("vector_length", -5),
+        ("self_mask_seed", "00"),
+        ("mask_key", "00" * 16),
+        ("neighbours", [-1]),
+        ("held_shares", [[1, 2**300, 3]]),
+        ("session_id", "00"),
     ],
     ids=lambda fv: str(fv[0]),
 )

@@ -16,7 +16,12 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Final
 
+from protocols.masking.keys import SEED_BYTES
+from protocols.messages import MAX_PARTY_ID
 from secagg.errors import LocalProtocolError
+from secagg.hazmat.aead import AEAD_KEY_BYTES
+from secagg.hazmat.kex import PRIVATE_KEY_BYTES, PUBLIC_KEY_BYTES, SESSION_ID_BYTES
+from secagg.hazmat.shamir import FIELD_PRIME
 
 __all__ = ["STATE_VERSION", "MaskingClientState"]
 
@@ -81,6 +86,7 @@ class MaskingClientState:
                 raise ValueError("fields")
             state = cls(**raw)
             state._check_types()
+            state._check_values()
         except (ValueError, TypeError, UnicodeDecodeError):
             raise LocalProtocolError("the saved client state is malformed") from None
         if state.version != STATE_VERSION:
@@ -108,6 +114,26 @@ class MaskingClientState:
                 for column in hex_columns:
                     _require(isinstance(row[column], str))
                     bytes.fromhex(str(row[column]))
+
+    def _check_values(self) -> None:
+        """Ranges and lengths: a state that no honest client could have written is refused."""
+        _require(len(bytes.fromhex(self.session_id)) == SESSION_ID_BYTES)
+        _require(0 <= self.client_id <= MAX_PARTY_ID and 0 <= self.round_id < 2**64)
+        _require(2 <= self.min_threshold and self.vector_length >= 0)
+        _require(self.threshold == 0 or self.threshold >= self.min_threshold)
+        _require(self.modulus_bits == 0 or 1 <= self.modulus_bits <= 64)
+        for key in (self.mask_key, self.share_key):
+            _require(key is None or len(bytes.fromhex(key)) == PRIVATE_KEY_BYTES)
+        seed = self.self_mask_seed
+        _require(seed is None or len(bytes.fromhex(seed)) == SEED_BYTES)
+        ids = [*self.neighbours, *self.mask_peers, *(int(r[0]) for r in self.roster)]
+        ids += [row[0] for row in self.held_shares] + [int(r[0]) for r in self.share_keys_by_peer]
+        _require(all(0 <= u <= MAX_PARTY_ID for u in ids))
+        _require(all(0 <= v < FIELD_PRIME for row in self.held_shares for v in row[1:]))
+        for row in self.roster:
+            _require(all(len(bytes.fromhex(str(k))) == PUBLIC_KEY_BYTES for k in row[1:]))
+        for row in self.share_keys_by_peer:
+            _require(len(bytes.fromhex(str(row[1]))) == AEAD_KEY_BYTES)
 
 
 def _is_int(value: object) -> bool:
