@@ -15,18 +15,27 @@ from protocols.aggregators.dp import (
     PrivacyBudgetWarning,
     PrivacyReport,
 )
-from protocols.aggregators.inputs import check_dropouts, check_round_inputs, check_updates
-from protocols.aggregators.masking import MaskingAggregator
+from protocols.aggregators.inputs import (
+    UPLOAD_ROUND,
+    check_dropouts,
+    check_round_inputs,
+    check_updates,
+    check_weights,
+)
+from protocols.aggregators.masking import GraphChoice, MaskingAggregator
 from protocols.aggregators.paillier import PaillierAggregator
 from protocols.aggregators.pipeline import Pipeline, RoundCodec, SecureSum
 from protocols.aggregators.plain import PlainAggregator
-from protocols.aggregators.result import AggregationResult, Aggregator, RoundStats
+from protocols.aggregators.result import AggregationResult, Aggregator, FloatArray, RoundStats
 
 __all__ = [
     "DEFAULT_MODULUS_BITS",
+    "UPLOAD_ROUND",
     "AggregationResult",
     "Aggregator",
     "DistributedDPAggregator",
+    "FloatArray",
+    "GraphChoice",
     "MaskingAggregator",
     "PaillierAggregator",
     "Pipeline",
@@ -39,4 +48,5 @@ __all__ = [
     "check_dropouts",
     "check_round_inputs",
     "check_updates",
+    "check_weights",
 ]

@@ -36,6 +36,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ from typing import Final, Literal
 import numpy as np
 
 from protocols.aggregators.inputs import RoundInputs
-from protocols.aggregators.masking import MaskingSum, masking_policy
+from protocols.aggregators.masking import MaskingRoundSettings, MaskingSum, masking_policy
 from protocols.aggregators.pipeline import Pipeline, SumOutcome, Vector
 from protocols.aggregators.result import FloatArray
 from protocols.simulate import SimulationReport
@@ -120,7 +121,7 @@ class DPCodec:
         return self.mechanism.decode(total, count, self.rotation_seed), None
 
 
-class DistributedDPAggregator(Pipeline):
+class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
     """Client-level distributed DP (discrete Gaussian or Skellam) over SecAgg / SecAgg+.
 
     The noise multiplier z is the smallest for which ``dp-accounting`` reports at most
@@ -152,6 +153,9 @@ class DistributedDPAggregator(Pipeline):
         ParameterError: an argument is out of range.
         ImportError: ``dp-accounting`` is not installed.
     """
+
+    #: Scaling updates down to clip_norm is part of the mechanism, not a loss to warn of.
+    clipping_log_level = logging.INFO
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import SupportsFloat
 
 import numpy as np
 import numpy.typing as npt
@@ -67,8 +68,12 @@ def check_round_inputs(
 
 def check_updates(updates: Mapping[int, npt.ArrayLike]) -> dict[int, FloatArray]:
     """Validate and normalise a mapping of client updates to 1-D float64 arrays of equal length."""
-    if not isinstance(updates, Mapping) or not updates:
-        raise ParameterError("updates must be a non-empty mapping of client id -> 1-D update")
+    if not isinstance(updates, Mapping):
+        raise ParameterError(
+            f"updates must be a mapping of client id -> 1-D update, not {type(updates).__name__}"
+        )
+    if not updates:
+        raise ParameterError("updates is empty: at least one client must take part")
     arrays: dict[int, FloatArray] = {}
     length: int | None = None
     for client_id, update in updates.items():
@@ -110,14 +115,28 @@ def check_weights(
         return None
     if not isinstance(weights, Mapping) or set(weights) != set(client_ids):
         raise ParameterError("weights must name exactly the clients in updates")
-    checked: dict[int, float] = {}
-    for u, w in weights.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
-            raise ParameterError(f"weight of client {u} is {w!r}; weights must be real numbers")
-        checked[u] = float(w)
-        if not np.isfinite(checked[u]) or checked[u] < 0:
-            raise ParameterError(f"weight of client {u} is {w}; weights must be finite and >= 0")
-    return checked
+    return {u: _real_weight(u, w) for u, w in weights.items()}
+
+
+def _real_weight(client_id: int, weight: object) -> float:
+    """A real scalar as a float: ints, floats, numpy and torch scalars, Fraction, Decimal.
+
+    Strings, booleans, complex numbers and arrays of more than one value are refused; the range
+    (0 <= w <= max_weight) is checked by the encoding, the one place of the weight rule.
+    """
+    if (
+        isinstance(weight, SupportsFloat)
+        and not isinstance(weight, str | bytes | bool)
+        and getattr(weight, "ndim", 0) == 0
+        and getattr(getattr(weight, "dtype", None), "kind", "f") != "c"  # numpy complex
+    ):
+        try:
+            return float(weight)
+        except (TypeError, ValueError):
+            pass
+    raise ParameterError(
+        f"weight of client {client_id} is {weight!r}; weights must be real numbers"
+    )
 
 
 def check_dropouts(

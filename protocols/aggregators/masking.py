@@ -33,7 +33,13 @@ from protocols.simulate import SimulationReport, Simulator
 from secagg.encoding import QuantizationScheme, UpdateEncoding
 from secagg.errors import ParameterError
 
-__all__ = ["GraphChoice", "MaskingAggregator", "MaskingSum", "masking_policy"]
+__all__ = [
+    "GraphChoice",
+    "MaskingAggregator",
+    "MaskingRoundSettings",
+    "MaskingSum",
+    "masking_policy",
+]
 
 GraphChoice = Literal["complete", "harary"] | GraphBuilder
 
@@ -105,7 +111,49 @@ class MaskingSum:
         return SumOutcome(result.vector, result.survivors, result.dropped, report)
 
 
-class MaskingAggregator(Pipeline):
+class MaskingRoundSettings:
+    """Read-only views of a masking backend's round settings, from its :class:`MaskingSum`."""
+
+    secure_sum: MaskingSum
+
+    @property
+    def policy(self) -> RoundPolicy:
+        """The round planner's policy (graph, degree, threshold, tolerated fractions)."""
+        return self.secure_sum.policy
+
+    @property
+    def threshold(self) -> int | None:
+        """The Shamir threshold override (``None``: the planner's value)."""
+        return self.policy.threshold
+
+    @property
+    def degree(self) -> int | None:
+        """The SecAgg+ degree override (``None``: the planner's value)."""
+        return self.policy.degree
+
+    @property
+    def dropout_fraction(self) -> float:
+        """The dropout fraction SecAgg+ rounds are planned to survive."""
+        return self.policy.dropout_fraction
+
+    @property
+    def corrupt_fraction(self) -> float:
+        """The fraction of clients assumed to collude with the server."""
+        return self.policy.corrupt_fraction
+
+    @property
+    def through_wire(self) -> bool:
+        """Whether every message round-trips through the binary codec."""
+        return self.secure_sum.through_wire
+
+    def build_graph(self, ids: Sequence[int]) -> tuple[NeighbourGraph, int]:
+        """The neighbour graph and threshold a round over ``ids`` uses (from the planner)."""
+        plan = self.policy.plan(ids)
+        assert plan.graph is not None
+        return plan.graph, plan.threshold
+
+
+class MaskingAggregator(MaskingRoundSettings, Pipeline):
     """Secure aggregation by masking: SecAgg on the complete graph, SecAgg+ on a Harary graph.
 
     Each client clips its update to [-clip, clip], scales it by w / max_weight when weighted,
@@ -139,7 +187,7 @@ class MaskingAggregator(Pipeline):
         corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
         through_wire: bool = False,
     ) -> None:
-        self.policy = masking_policy(
+        policy = masking_policy(
             graph,
             value_bits=value_bits,
             threshold=threshold,
@@ -152,17 +200,11 @@ class MaskingAggregator(Pipeline):
         self.value_bits = value_bits
         self.max_weight = max_weight
         self.name = "secagg+" if graph == "harary" else "secagg"
-        self.secure_sum: MaskingSum = MaskingSum(self.policy, through_wire=through_wire)
+        self.secure_sum: MaskingSum = MaskingSum(policy, through_wire=through_wire)
         # Fail on bad clip / bits / max_weight now rather than at the first round.
         UpdateEncoding(
             QuantizationScheme(clip=clip, value_bits=value_bits, num_clients=2), max_weight
         )
-
-    def build_graph(self, ids: Sequence[int]) -> tuple[NeighbourGraph, int]:
-        """The neighbour graph and threshold this aggregator uses for ``ids``."""
-        plan = self.policy.plan(ids)
-        assert plan.graph is not None
-        return plan.graph, plan.threshold
 
     def codec(self, inputs: RoundInputs) -> UpdateEncoding:
         """The shared update encoding, with headroom for this round's clients."""

@@ -152,9 +152,34 @@ class PaillierAggregator(Pipeline):
             through_wire=through_wire,
         )
 
+    @property
+    def max_clients(self) -> int:
+        """Slot headroom: the most inputs one aggregate may sum."""
+        return self.secure_sum.max_clients
+
+    @property
+    def min_contributors(self) -> int:
+        """The fewest inputs the key holder decrypts an aggregate of."""
+        return self.secure_sum.min_contributors
+
+    @property
+    def mode(self) -> RandomnessMode:
+        """How clients draw their encryption randomness."""
+        return self.secure_sum.mode
+
+    @property
+    def processes(self) -> int | None:
+        """Worker processes for encryption and decryption."""
+        return self.secure_sum.processes
+
+    @property
+    def through_wire(self) -> bool:
+        """Whether every message round-trips through the binary codec."""
+        return self.secure_sum.through_wire
+
     def codec(self, inputs: RoundInputs) -> UpdateEncoding:
         """The shared update encoding, with headroom for ``max_clients`` inputs."""
-        most = self.secure_sum.max_clients
+        most = self.max_clients
         if len(inputs.updates) > most:
             raise ParameterError(
                 f"{len(inputs.updates)} clients exceed max_clients={most}, the packing headroom"

@@ -147,6 +147,8 @@ class Pipeline(ABC):
 
     name: str
     secure_sum: SecureSum
+    #: Clipping loses information the user should hear of; DP clips by design (INFO there).
+    clipping_log_level: int = logging.WARNING
 
     @abstractmethod
     def codec(self, inputs: RoundInputs) -> RoundCodec:
@@ -171,7 +173,7 @@ class Pipeline(ABC):
         codec = self.codec(inputs)
         encoded = {u: codec.encode(inputs.updates[u], inputs.weight(u)) for u in inputs.ids}
         encode_seconds = (time.perf_counter() - started) / len(encoded)
-        clipped = _count_clipped(encoded)
+        clipped = _count_clipped(encoded, self.clipping_log_level)
         request = SumRequest(
             inputs={u: e.vector for u, e in encoded.items()},
             vector_length=codec.vector_length(inputs.dimension),
@@ -257,12 +259,13 @@ def _by_party(report: SimulationReport | None, direction: str) -> dict[str, int]
     return {str(u): b for u, b in counts.items()}
 
 
-def _count_clipped(encoded: Mapping[int, EncodedUpdate]) -> int:
+def _count_clipped(encoded: Mapping[int, EncodedUpdate], level: int) -> int:
     clipped = sum(e.clipped for e in encoded.values())
     if clipped:
         clients = sum(1 for e in encoded.values() if e.clipped)
-        logger.warning(
-            "%d values of %d clients exceeded the clipping bound and were clipped",
+        logger.log(
+            level,
+            "%d clipped values (%d clients) exceeded the clipping bound",
             clipped,
             clients,
         )

@@ -32,7 +32,8 @@ class RoundStats:
         bytes_received: bytes each party received.
         wall_seconds: the whole call, encoding and decoding included.
         clipped_values: how many input values the clients clipped to the bound before encoding
-            (each client counts its own; the in-process aggregator adds them up).
+            (each client counts its own; the in-process aggregator adds them up). Under
+            distributed DP, which clips the L2 norm, it counts the updates scaled down.
     """
 
     seconds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
