@@ -62,6 +62,7 @@ from secagg.errors import (
     ServerMisbehaviourError,
 )
 from secagg.hazmat import paillier as hazmat
+from secagg.packing import PackingScheme
 
 __all__ = [
     "KeyHolder",
@@ -115,7 +116,7 @@ class KeyHolder:
             raise ParameterError("min_contributors must be >= 1")
         self._keypair = keypair
         self.session_id: Final = session_id
-        self.packing = hazmat.PackingScheme.for_public_key(
+        self.packing = PackingScheme.for_public_key(
             keypair.public_key, value_bits=value_bits, num_clients=max_clients
         )
         self.min_contributors = min_contributors
@@ -242,7 +243,7 @@ class PaillierClient(ClientMachine[ClientPhase]):
         self._djn = djn
         self._processes = processes
         self._phase = ClientPhase.AWAIT_SETUP
-        self._packing: hazmat.PackingScheme | None = None
+        self._packing: PackingScheme | None = None
         self._vector_length = 0
         self._error: SecAggError | None = None
 
@@ -253,7 +254,7 @@ class PaillierClient(ClientMachine[ClientPhase]):
                 "the setup carries a public key other than the key holder's pinned key"
             )
         try:
-            self._packing = hazmat.PackingScheme.for_public_key(
+            self._packing = PackingScheme.for_public_key(
                 self._public_key, value_bits=message.value_bits, num_clients=message.max_clients
             )
         except ParameterError as error:
@@ -365,7 +366,7 @@ class PaillierServer(ServerMachine[ServerPhase]):
         self._public_key = public_key
         self._nsquare = gmpy2.mpz(public_key.nsquare)
         self._width = hazmat.ciphertext_byte_length(public_key)
-        self._packing = hazmat.PackingScheme.for_public_key(
+        self._packing = PackingScheme.for_public_key(
             public_key, value_bits=params.value_bits, num_clients=params.max_clients
         )
         self._num_ciphertexts = self._packing.num_plaintexts(params.vector_length)

@@ -35,6 +35,24 @@ def test_layering_imports_flow_one_way(package: str) -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def test_layering_hazmat_imports_only_hazmat_and_errors() -> None:
+    """The primitives sit below the safe recipes: secagg.hazmat never imports the rest of secagg."""
+    offenders: dict[str, list[str]] = {}
+    for path in (ROOT / "secagg" / "hazmat").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        upward = sorted(
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("secagg")
+            and not node.module.startswith(("secagg.hazmat", "secagg.errors"))
+        )
+        if upward:
+            offenders[str(path.relative_to(ROOT))] = upward
+    assert offenders == {}
+
+
 @pytest.mark.parametrize("package", ["secagg", "protocols"])
 def test_layering_no_global_rng_in_crypto_paths(package: str) -> None:
     """Keys, masks and shares come from secrets/os: the random module is never imported."""

@@ -26,6 +26,9 @@ use. Callers that only need keys should use the safe recipe
 :func:`secagg.paillier_keys.generate_paillier_keypair`.
 """
 
+import importlib
+from typing import Final
+
 from secagg.hazmat.paillier.cipher import (
     add_ciphertext_vectors,
     check_ciphertext,
@@ -48,16 +51,13 @@ from secagg.hazmat.paillier.keys import (
     _generate_keypair_unchecked_size as _generate_keypair_unchecked_size,
 )
 from secagg.hazmat.paillier.randomness import RandomnessMode, RandomnessPool
-from secagg.packing import PackingScheme, SlotLayout
 
 __all__ = [
     "SUPPORTED_KEY_BITS",
     "DJNParameters",
-    "PackingScheme",
     "PaillierKeypair",
     "RandomnessMode",
     "RandomnessPool",
-    "SlotLayout",
     "add_ciphertext_vectors",
     "check_ciphertext",
     "ciphertext_byte_length",
@@ -68,3 +68,13 @@ __all__ = [
     "generate_keypair",
     "sum_ciphertext_vectors",
 ]
+
+#: Names that moved to :mod:`secagg.packing` (the slot layout is not hazardous material); the old
+#: import path keeps working, resolved on first use so that hazmat never imports upward.
+_MOVED_TO_PACKING: Final = ("PackingScheme", "SlotLayout")
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED_TO_PACKING:
+        return getattr(importlib.import_module("secagg.packing"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,6 +29,7 @@ from protocols.paillier import (
 from protocols.simulate import PaillierSimulator, SimulationReport
 from secagg.hazmat import paillier as hazmat
 from secagg.hazmat.paillier import PaillierKeypair
+from secagg.packing import PackingScheme
 
 _ROUND: Final = 7  # The round id of every test round.
 
@@ -174,7 +175,7 @@ def _honest_upload_under(
     keys: PaillierKeypair, params: PaillierParams, sender: int, vector: npt.ArrayLike
 ) -> EncryptedInput:
     """What an honest client pinned to ``keys`` would upload for ``vector``."""
-    packing = hazmat.PackingScheme.for_public_key(
+    packing = PackingScheme.for_public_key(
         keys.public_key, value_bits=params.value_bits, num_clients=params.max_clients
     )
     return _encrypted_input(keys, params, sender, packing.pack(vector))

@@ -30,6 +30,7 @@ from secagg.errors import (
 )
 from secagg.hazmat import paillier as hazmat
 from secagg.hazmat.paillier import PaillierKeypair
+from secagg.packing import PackingScheme
 
 if TYPE_CHECKING:
     from conftest import PaillierKit
@@ -249,7 +250,7 @@ def _aggregate(
     return AggregateCiphertext(**fields)
 
 
-def _malicious_plaintexts(packing: hazmat.PackingScheme, length: int, kind: str) -> list[int]:
+def _malicious_plaintexts(packing: PackingScheme, length: int, kind: str) -> list[int]:
     """Plaintexts no honest client produces; packing is BITS (slot i at bit i * slot_bits)."""
     count = packing.num_plaintexts(length)
     plaintexts = [0] * count

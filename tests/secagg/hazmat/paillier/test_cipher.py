@@ -15,11 +15,9 @@ from hypothesis import strategies as st
 
 from secagg.errors import InvalidCiphertextError, ParameterError, SlotOverflowError
 from secagg.hazmat.paillier import (
-    PackingScheme,
     PaillierKeypair,
     RandomnessMode,
     RandomnessPool,
-    SlotLayout,
     _parallel,
     add_ciphertext_vectors,
     check_ciphertext,
@@ -32,6 +30,7 @@ from secagg.hazmat.paillier import (
 )
 from secagg.hazmat.paillier.cipher import _encrypt_from_parts
 from secagg.hazmat.paillier.keys import _generate_keypair_unchecked_size, _keypair_from_parts
+from secagg.packing import PackingScheme, SlotLayout
 
 DJN = RandomnessMode.DJN
 
