@@ -152,7 +152,8 @@ class RoundPolicy:
         """The ring of a round over ``num_clients`` clients: value bits plus ceil(log2 n),
         or the ``modulus_bits`` override as given (distributed DP sizes its own ring)."""
         if self.modulus_bits is not None:
-            return ring_dtype(self.modulus_bits) and self.modulus_bits
+            ring_dtype(self.modulus_bits)  # Refuses a ring outside [1, 64] bits.
+            return self.modulus_bits
         scheme = QuantizationScheme(clip=1.0, value_bits=self.value_bits, num_clients=num_clients)
         return scheme.modulus_bits
 

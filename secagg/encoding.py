@@ -27,6 +27,7 @@ __all__ = [
     "EncodedUpdate",
     "QuantizationScheme",
     "UpdateEncoding",
+    "check_clip",
     "check_max_weight",
     "check_weight",
     "clip_update",
@@ -62,8 +63,7 @@ class QuantizationScheme:
     modulus_bits: int = field(default=0)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.clip) and self.clip > 0):
-            raise ParameterError(f"clip must be a positive finite number, got {self.clip}")
+        check_clip(self.clip)
         if not 1 <= self.value_bits <= 53:
             raise ParameterError(
                 f"value_bits must be in [1, 53] (float64 precision), got {self.value_bits}"
@@ -143,6 +143,12 @@ def clip_update(
     """``values`` clipped to [-clip, clip], and how many of them were clipped."""
     clipped = int(np.count_nonzero(np.abs(values) > clip))
     return np.clip(values, -clip, clip), clipped
+
+
+def check_clip(clip: float) -> None:
+    """Reject a clipping bound that is not a positive finite number."""
+    if not (math.isfinite(clip) and clip > 0):
+        raise ParameterError(f"clip must be a positive finite number, got {clip}")
 
 
 def check_max_weight(max_weight: float | None) -> None:

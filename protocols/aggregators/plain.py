@@ -8,7 +8,6 @@ quantization bound.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,13 @@ from protocols.aggregators.pipeline import (
 )
 from protocols.aggregators.result import FloatArray
 from protocols.simulate import SimulationReport
-from secagg.encoding import EncodedUpdate, check_max_weight, check_weight, clip_update
+from secagg.encoding import (
+    EncodedUpdate,
+    check_clip,
+    check_max_weight,
+    check_weight,
+    clip_update,
+)
 from secagg.errors import ParameterError
 
 __all__ = ["PlainAggregator", "PlainCodec", "PlainSum"]
@@ -38,8 +43,7 @@ class PlainCodec:
     max_weight: float | None
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.clip) and self.clip > 0):
-            raise ParameterError(f"clip must be a positive finite number, got {self.clip}")
+        check_clip(self.clip)
         check_max_weight(self.max_weight)
 
     @property

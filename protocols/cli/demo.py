@@ -41,9 +41,9 @@ from protocols.simulate import (
     Simulator,
 )
 from protocols.wire import packed_size
-from secagg.encoding import QuantizationScheme
+from secagg.encoding import QuantizationScheme, clip_update
 from secagg.errors import ParameterError
-from secagg.hazmat.paillier import ciphertext_byte_length
+from secagg.hazmat.paillier import SUPPORTED_KEY_BITS, ciphertext_byte_length
 from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
 
 __all__ = ["add_demo_arguments", "run_demo"]
@@ -80,7 +80,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--degree", type=positive_int, default=None, help="SecAgg+ degree k")
     parser.add_argument("--threshold", type=positive_int, default=None)
-    parser.add_argument("--key-bits", type=int, choices=(2048, 3072), default=2048)
+    parser.add_argument("--key-bits", type=int, choices=SUPPORTED_KEY_BITS, default=2048)
     parser.add_argument(
         "--randomness",
         choices=("fresh", "djn"),
@@ -330,7 +330,7 @@ def _check_result(
     for u in survivors:
         plain += inputs[u]
     plain &= np.uint64((1 << scheme.modulus_bits) - 1)
-    float_sum = sum(np.clip(updates[u], -args.clip, args.clip) for u in survivors)
+    float_sum = sum(clip_update(updates[u], args.clip)[0] for u in survivors)
     decoded = scheme.dequantize_sum(result.vector, len(survivors))
     return {
         "survivors": len(survivors),

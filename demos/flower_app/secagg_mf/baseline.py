@@ -27,7 +27,7 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
 
-from protocols.graph import secagg_plus_parameters
+from protocols.rounds import RoundPolicy
 
 if TYPE_CHECKING:
     from secagg_mf.task import Settings
@@ -99,8 +99,9 @@ def run_flower_secaggplus(
 ) -> TimedFitWorkflow:
     """Train with Flower's ``SecAggPlusWorkflow``; return the per-round times and arrays."""
     names = list(initial)
-    chosen = secagg_plus_parameters(settings.min_nodes)
-    complete = chosen.degree >= settings.min_nodes - 1
+    policy = RoundPolicy("secagg+")
+    degree = policy.degree_for(settings.min_nodes)
+    complete = degree >= settings.min_nodes - 1
     strategy = LegacyFedAvg(
         fraction_fit=1.0,
         fraction_evaluate=0.0,
@@ -115,8 +116,8 @@ def run_flower_secaggplus(
     )
     fit = TimedFitWorkflow(
         SecAggPlusWorkflow(
-            num_shares=1.0 if complete else chosen.degree + 1,
-            reconstruction_threshold=chosen.threshold,
+            num_shares=1.0 if complete else degree + 1,
+            reconstruction_threshold=policy.threshold_for(settings.min_nodes),
             max_weight=settings.max_weight,
             clipping_range=settings.clip,
             quantization_range=2**settings.value_bits,
