@@ -259,6 +259,7 @@ def test_federated_explicit_mf_lowers_rmse() -> None:
     assert after < before - 0.05
 
 
+@pytest.mark.slow
 def test_federated_mf_beats_popularity(
     plain_mf_trainer: FederatedTrainer, synthetic_split: LeaveOneOutSplit
 ) -> None:

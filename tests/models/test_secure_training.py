@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - the backend lands separately
 VALUE_BITS = 32
 
 
+@pytest.mark.slow
 def test_masking_mf_matches_plain_mf(
     plain_mf_trainer: FederatedTrainer,
     synthetic_split: LeaveOneOutSplit,
@@ -72,6 +73,7 @@ def _train_neumf(split: LeaveOneOutSplit, aggregator: Aggregator) -> FederatedTr
     return trainer
 
 
+@pytest.mark.slow
 def test_masking_neumf_matches_plain_neumf(synthetic_split: LeaveOneOutSplit) -> None:
     plain = _train_neumf(synthetic_split, PlainAggregator())
     secure = _train_neumf(

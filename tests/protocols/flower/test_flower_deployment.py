@@ -97,6 +97,7 @@ def _settings(result_path: Path) -> tuple[ModuleType, object]:
     )
 
 
+@pytest.mark.slow
 def test_flower_deployment_round_survives_a_killed_supernode(
     deployment: launcher.LocalDeployment, tmp_path: Path
 ) -> None:
