@@ -25,7 +25,7 @@ from typing import ClassVar, Final, Generic, TypeVar
 
 import numpy.typing as npt
 
-from protocols.messages import MAX_PARTY_ID, SERVER_ID, Abort, Message
+from protocols.messages import MAX_PARTY_ID, SERVER_ID, Message
 from secagg.errors import (
     LocalProtocolError,
     ParameterError,
@@ -223,10 +223,10 @@ def detached(error: SecAggError) -> SecAggError:
 class ClientMachine(Machine[_PhaseT]):
     """A client role: every call is guarded, so any failure poisons the client.
 
-    A message must come from the server to this client in its session and round; an
-    :class:`~protocols.messages.Abort` poisons the client; any other message must be a move of
-    the transition table. Subclasses implement ``_handle`` (the move's action, which returns
-    the replies) and ``_submit_input``.
+    A message must come from the server to this client in its session and round, and must be
+    a move of the transition table; a move to ``ABORTED`` (the server's
+    :class:`~protocols.messages.Abort`) poisons the client. Subclasses implement ``_handle``
+    (the move's action, which returns the replies) and ``_submit_input``.
     """
 
     client_id: int
@@ -245,10 +245,10 @@ class ClientMachine(Machine[_PhaseT]):
             recipient=self.client_id,
             sender=SERVER_ID,
         )
-        if isinstance(message, Abort):
+        next_phase = self.advance(type(message), remote=True)
+        if next_phase is self.ABORTED:  # the server aborted the round (an Abort)
             self.poison(None)
             return []
-        next_phase = self.advance(type(message), remote=True)
         replies = self._handle(message)
         self._phase = next_phase
         return replies

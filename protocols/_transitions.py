@@ -65,13 +65,16 @@ class ServerPhase(enum.Enum):
     ABORTED = "aborted"
 
 
+#: The server may abort the round at any time; a client then forgets its secrets.
+_ABORT: Final[dict[type, ClientPhase]] = {Abort: ClientPhase.ABORTED}
+
 CLIENT_TRANSITIONS: Final[dict[ClientPhase, dict[type, ClientPhase]]] = {
-    ClientPhase.AWAIT_SETUP: {RoundSetup: ClientPhase.AWAIT_ROSTER},
-    ClientPhase.AWAIT_ROSTER: {KeyRoster: ClientPhase.AWAIT_SHARES},
-    ClientPhase.AWAIT_SHARES: {ForwardedShares: ClientPhase.AWAIT_INPUT},
-    ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.AWAIT_UNMASK_REQUEST},
-    ClientPhase.AWAIT_UNMASK_REQUEST: {UnmaskRequest: ClientPhase.DONE},
-    ClientPhase.DONE: {},
+    ClientPhase.AWAIT_SETUP: {RoundSetup: ClientPhase.AWAIT_ROSTER, **_ABORT},
+    ClientPhase.AWAIT_ROSTER: {KeyRoster: ClientPhase.AWAIT_SHARES, **_ABORT},
+    ClientPhase.AWAIT_SHARES: {ForwardedShares: ClientPhase.AWAIT_INPUT, **_ABORT},
+    ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.AWAIT_UNMASK_REQUEST, **_ABORT},
+    ClientPhase.AWAIT_UNMASK_REQUEST: {UnmaskRequest: ClientPhase.DONE, **_ABORT},
+    ClientPhase.DONE: {**_ABORT},
     ClientPhase.ABORTED: {},
 }
 
@@ -112,9 +115,9 @@ SERVER_TRANSITIONS: Final[dict[ServerPhase, dict[type, ServerPhase]]] = {
 
 #: A Paillier client: the setup pins the key and packing, then the caller submits its input.
 PAILLIER_CLIENT_TRANSITIONS: Final[dict[ClientPhase, dict[type, ClientPhase]]] = {
-    ClientPhase.AWAIT_SETUP: {PaillierSetup: ClientPhase.AWAIT_INPUT},
-    ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.DONE},
-    ClientPhase.DONE: {},
+    ClientPhase.AWAIT_SETUP: {PaillierSetup: ClientPhase.AWAIT_INPUT, **_ABORT},
+    ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.DONE, **_ABORT},
+    ClientPhase.DONE: {**_ABORT},
     ClientPhase.ABORTED: {},
 }
 

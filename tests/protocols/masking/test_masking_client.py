@@ -121,13 +121,14 @@ def at_phase(make_params, harness):
 
 
 def test_client_transition_table_is_the_documented_one():
+    aborted = ClientPhase.ABORTED
     assert {p: dict(m) for p, m in CLIENT_TRANSITIONS.items()} == {
-        ClientPhase.AWAIT_SETUP: {RoundSetup: ClientPhase.AWAIT_ROSTER},
-        ClientPhase.AWAIT_ROSTER: {KeyRoster: ClientPhase.AWAIT_SHARES},
-        ClientPhase.AWAIT_SHARES: {ForwardedShares: ClientPhase.AWAIT_INPUT},
-        ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.AWAIT_UNMASK_REQUEST},
-        ClientPhase.AWAIT_UNMASK_REQUEST: {UnmaskRequest: ClientPhase.DONE},
-        ClientPhase.DONE: {},
+        ClientPhase.AWAIT_SETUP: {RoundSetup: ClientPhase.AWAIT_ROSTER, Abort: aborted},
+        ClientPhase.AWAIT_ROSTER: {KeyRoster: ClientPhase.AWAIT_SHARES, Abort: aborted},
+        ClientPhase.AWAIT_SHARES: {ForwardedShares: ClientPhase.AWAIT_INPUT, Abort: aborted},
+        ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.AWAIT_UNMASK_REQUEST, Abort: aborted},
+        ClientPhase.AWAIT_UNMASK_REQUEST: {UnmaskRequest: ClientPhase.DONE, Abort: aborted},
+        ClientPhase.DONE: {Abort: aborted},
         ClientPhase.ABORTED: {},
     }
 
