@@ -310,12 +310,13 @@ class MaskingClient(ClientMachine[ClientPhase]):
             self._share_keys_by_peer[peer] = key
             ad = aead.associated_data(self.session_id, self.round_id, self.client_id, peer)
             bundles.append(SealedShares(peer=peer, ciphertext=aead.seal(key, plaintext, ad)))
+        # Every share key is derived: the share private key c_u is never needed again.
+        self._share_keys = None
         return [EncryptedShares(**self._header(), bundles=tuple(bundles))]
 
     # -- round 2 ----------------------------------------------------------------------------
 
     def _on_forwarded_shares(self, forwarded: ForwardedShares) -> list[Message]:
-        assert self._share_keys is not None
         senders = [bundle.peer for bundle in forwarded.bundles]
         if len(set(senders)) != len(senders):
             raise RemoteProtocolError("shares from one sender were forwarded twice")

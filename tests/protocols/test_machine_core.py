@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import types
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +14,14 @@ from protocols._machine import ClosePhase, Machine, SubmitInput, check_addressed
 from protocols._transitions import ClientPhase, ServerPhase
 from protocols.masking import MaskingClient, MaskingServer
 from protocols.masking.state import MaskingClientState
-from protocols.messages import SERVER_ID, Abort, ForwardedShares, Message, SealedShares
+from protocols.messages import (
+    SERVER_ID,
+    Abort,
+    ForwardedShares,
+    Message,
+    SealedShares,
+    UnmaskRequest,
+)
 from protocols.simulate import Simulator
 from secagg.errors import (
     InvalidCiphertextError,
@@ -215,3 +224,48 @@ def test_client_state_rejects_wrongly_typed_fields(harness, make_params, field_v
 def test_masking_package_keeps_its_public_names() -> None:
     for name in masking.__all__:
         assert hasattr(masking, name)
+
+
+def _reachable(*roots: object) -> list[object]:
+    """Every object reachable from ``roots`` through references, short of modules and types."""
+    seen: set[int] = set()
+    found: list[object] = []
+    stack = list(roots)
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, type | types.ModuleType | types.FunctionType):
+            continue
+        seen.add(id(item))
+        found.append(item)
+        stack.extend(gc.get_referents(item))
+    return found
+
+
+def test_failed_client_keeps_no_share_seed_key_or_input(make_params, make_inputs):
+    """A client refusing a malicious unmask request: nothing reachable from it, or from the
+    error the simulator reports, holds one of its shares, keys, its seed or its input."""
+    params = make_params(5)
+    inputs = make_inputs(params)
+    held: dict[str, object] = {}
+
+    def both_secrets(round_index: int, message: Message) -> Message:
+        if isinstance(message, UnmaskRequest) and message.recipient == 0:
+            victim = simulator.clients[0]
+            held["shares"] = {v for pair in victim._held_shares.values() for v in pair}
+            peer = next(u for u in message.survivors if u != 0)
+            return replace(message, dropped=(*message.dropped, peer))
+        return message
+
+    simulator = Simulator(params, inputs, interceptor=both_secrets)
+    report = simulator.run()
+    client = simulator.clients[0]
+    assert client.phase is ClientPhase.ABORTED and 0 in report.client_errors
+    secrets_ = held["shares"]
+    assert isinstance(secrets_, set) and secrets_
+    for item in _reachable(client, report.client_errors):
+        if isinstance(item, int) and not isinstance(item, bool):
+            assert item not in secrets_
+        if isinstance(item, np.ndarray):
+            assert not np.shares_memory(item, inputs[0])
+            assert not (item.shape == inputs[0].shape and np.array_equal(item, inputs[0]))
+        assert not isinstance(item, types.TracebackType | types.FrameType)
