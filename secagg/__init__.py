@@ -4,6 +4,7 @@ from secagg import errors
 from secagg.errors import (
     InsufficientSurvivorsError,
     InvalidCiphertextError,
+    InvalidSignatureError,
     KeyReuseError,
     LocalProtocolError,
     ParameterError,
@@ -19,6 +20,7 @@ from secagg.errors import (
 __all__ = [
     "InsufficientSurvivorsError",
     "InvalidCiphertextError",
+    "InvalidSignatureError",
     "KeyReuseError",
     "LocalProtocolError",
     "ParameterError",

@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "InsufficientSurvivorsError",
     "InvalidCiphertextError",
+    "InvalidSignatureError",
     "KeyReuseError",
     "LocalProtocolError",
     "ParameterError",
@@ -60,6 +61,10 @@ class InsufficientSurvivorsError(SecAggError):
 
 class InvalidCiphertextError(SecAggError):
     """A ciphertext failed authentication or decoding; deliberately says nothing more."""
+
+
+class InvalidSignatureError(SecAggError):
+    """A signature did not verify (or its key or bytes were malformed); says nothing more."""
 
 
 class ReconstructionError(SecAggError):

@@ -9,6 +9,7 @@ from secagg import errors
 from secagg.errors import (
     InsufficientSurvivorsError,
     InvalidCiphertextError,
+    InvalidSignatureError,
     KeyReuseError,
     LocalProtocolError,
     ParameterError,
@@ -31,6 +32,7 @@ _PARENTS: dict[type[Exception], tuple[type[Exception], ...]] = {
     ServerMisbehaviourError: (RemoteProtocolError,),
     InsufficientSurvivorsError: (SecAggError,),
     InvalidCiphertextError: (SecAggError,),
+    InvalidSignatureError: (SecAggError,),
     ReconstructionError: (SecAggError,),
     KeyReuseError: (SecAggError,),
     SlotOverflowError: (SecAggError,),
