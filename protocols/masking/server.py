@@ -51,11 +51,12 @@ from protocols.messages import (
 from secagg.encoding import ring_dtype
 from secagg.errors import (
     InsufficientSurvivorsError,
+    InvalidCiphertextError,
     ReconstructionError,
     RemoteProtocolError,
 )
 from secagg.hazmat import shamir
-from secagg.hazmat.kex import keypair_from_private_bytes
+from secagg.hazmat.kex import check_public_key, keypair_from_private_bytes
 from secagg.hazmat.prg import add_mask
 
 __all__ = ["MaskingServer"]
@@ -221,11 +222,26 @@ class MaskingServer(ServerMachine[ServerPhase]):
     # -- round 0 ------------------------------------------------------------------------------
 
     def _on_keys(self, message: KeyAdvertisement) -> None:
-        if message.sender in self._keys:
-            raise RemoteProtocolError(f"client {message.sender} advertised keys twice")
-        if message.mask_public_key == message.share_public_key:
-            raise RemoteProtocolError(f"client {message.sender} reused one key for two purposes")
-        self._keys[message.sender] = message
+        sender = message.sender
+        if sender in self._keys:
+            raise RemoteProtocolError(f"client {sender} advertised keys twice")
+        keys = (message.mask_public_key, message.share_public_key)
+        if keys[0] == keys[1]:
+            raise RemoteProtocolError(f"client {sender} reused one key for two purposes")
+        for other, advertised in self._keys.items():
+            if set(keys) & {advertised.mask_public_key, advertised.share_public_key}:
+                raise RemoteProtocolError(
+                    f"client {sender} advertised a public key of client {other}; it is left out"
+                )
+        for key in keys:
+            try:
+                check_public_key(key)
+            except InvalidCiphertextError:
+                # Relayed, it would make every neighbour abort: the client is left out instead.
+                raise RemoteProtocolError(
+                    f"client {sender} advertised an invalid (low-order) public key; it is left out"
+                ) from None
+        self._keys[sender] = message
 
     def _close_keys(self) -> list[Message]:
         self._keep_responders(self._keys)

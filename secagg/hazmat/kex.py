@@ -27,6 +27,7 @@ __all__ = [
     "KeyPair",
     "Purpose",
     "agree",
+    "check_public_key",
     "derive_key",
     "generate_keypair",
     "hkdf_sha256",
@@ -102,6 +103,19 @@ def agree(private: KeyPair | bytes, peer_public_bytes: bytes) -> bytes:
     except (ValueError, UnsupportedAlgorithm):
         # cryptography refuses an all-zero shared secret (a small-order point); say nothing more.
         raise InvalidCiphertextError("invalid public key") from None
+
+
+def check_public_key(public_bytes: bytes) -> None:
+    """Refuse a public key that no honest party advertises: wrong length or a low-order point.
+
+    A low-order point makes every agreement with it the all-zero secret, which
+    :func:`agree` refuses; checking an advertised key once, with a throwaway key, lets a
+    server turn it away before any peer fails on it.
+
+    Raises:
+        InvalidCiphertextError: the key is malformed or of low order.
+    """
+    agree(generate_keypair(), public_bytes)
 
 
 def _private_from_bytes(private_bytes: bytes) -> X25519PrivateKey:
