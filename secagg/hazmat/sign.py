@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from secagg.errors import InvalidSignatureError, ParameterError
+from secagg.hazmat.kex import SESSION_ID_BYTES
 
 __all__ = [
     "IDENTITY_PUBLIC_KEY_BYTES",
@@ -88,8 +89,8 @@ def bound_message(
     Raises:
         ParameterError: a session id that is not 16 bytes, or ids outside their ranges.
     """
-    if not isinstance(session_id, bytes) or len(session_id) != 16:
-        raise ParameterError("session_id must be 16 bytes")
+    if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
+        raise ParameterError(f"session_id must be {SESSION_ID_BYTES} bytes")
     if not 0 <= round_id < 2**64 or not 0 <= signer < 2**32:
         raise ParameterError("round_id must fit in 64 bits and signer in 32 bits")
     label = purpose.value.encode("ascii")
