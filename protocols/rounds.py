@@ -174,10 +174,10 @@ def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
     n = len(ids)
     if n < 2:
         raise ParameterError(f"secure aggregation needs at least 2 clients, got {n}")
-    graph = _graph_for(policy, ids)
+    graph, default_threshold = _graph_and_threshold(policy, ids)
     if graph is not None:
         degree = graph.max_degree
-        threshold = policy.threshold or _default_threshold(policy, graph)
+        threshold = policy.threshold or default_threshold
         holders = min(len(p) for p in graph.neighbours.values()) + 1
         if threshold > holders:
             raise ParameterError(
@@ -186,7 +186,7 @@ def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
             )
     else:
         degree = 0
-        threshold = policy.threshold or secagg_threshold(n)
+        threshold = policy.threshold or default_threshold
         if threshold > n:
             raise ParameterError(f"threshold {threshold} exceeds the {n} clients of the round")
     return RoundPlan(
@@ -200,21 +200,17 @@ def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
     )
 
 
-def _graph_for(policy: RoundPolicy, ids: Sequence[int]) -> NeighbourGraph | None:
+def _graph_and_threshold(
+    policy: RoundPolicy, ids: Sequence[int]
+) -> tuple[NeighbourGraph | None, int]:
+    """The round's graph (``None`` without masking) and its default threshold."""
     if not policy.is_masking:
-        return None
-    if policy.graph_builder is not None:
-        return policy.graph_builder(ids)
-    if policy.protocol == "secagg":
-        return complete_graph(ids)
-    degree, _ = _secagg_plus_choice(policy, len(ids))
-    return harary_graph(ids, degree)
-
-
-def _default_threshold(policy: RoundPolicy, graph: NeighbourGraph) -> int:
+        return None, secagg_threshold(len(ids))
     if policy.protocol == "secagg+" and policy.graph_builder is None:
-        return _secagg_plus_choice(policy, len(graph.neighbours))[1]
-    return secagg_threshold(graph.max_degree + 1)
+        degree, threshold = _secagg_plus_choice(policy, len(ids))
+        return harary_graph(ids, degree), threshold
+    graph = complete_graph(ids) if policy.graph_builder is None else policy.graph_builder(ids)
+    return graph, secagg_threshold(graph.max_degree + 1)
 
 
 def _secagg_plus_choice(policy: RoundPolicy, num_clients: int) -> tuple[int, int]:
