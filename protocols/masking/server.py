@@ -82,6 +82,7 @@ class MaskingServer(ServerMachine[ServerPhase]):
         self._expected: set[int] = set(params.graph.nodes)  # who may speak in this phase
         self._dropped_at: dict[int, int] = {}
         self._keys: dict[int, KeyAdvertisement] = {}
+        self._key_owners: dict[bytes, int] = {}  # every advertised public key -> its client
         self._rosters: dict[int, frozenset[int]] = {}
         self._sealed: dict[int, dict[int, bytes]] = {}
         self._mask_peers: dict[int, frozenset[int]] = {}
@@ -228,10 +229,11 @@ class MaskingServer(ServerMachine[ServerPhase]):
         keys = (message.mask_public_key, message.share_public_key)
         if keys[0] == keys[1]:
             raise RemoteProtocolError(f"client {sender} reused one key for two purposes")
-        for other, advertised in self._keys.items():
-            if set(keys) & {advertised.mask_public_key, advertised.share_public_key}:
+        for key in keys:
+            if key in self._key_owners:
                 raise RemoteProtocolError(
-                    f"client {sender} advertised a public key of client {other}; it is left out"
+                    f"client {sender} advertised a public key of client "
+                    f"{self._key_owners[key]}; it is left out"
                 )
         for key in keys:
             try:
@@ -242,6 +244,7 @@ class MaskingServer(ServerMachine[ServerPhase]):
                     f"client {sender} advertised an invalid (low-order) public key; it is left out"
                 ) from None
         self._keys[sender] = message
+        self._key_owners.update(dict.fromkeys(keys, sender))
 
     def _close_keys(self) -> list[Message]:
         self._keep_responders(self._keys)
