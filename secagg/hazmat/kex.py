@@ -10,6 +10,7 @@ single KA output per pair; binding the context is our hardening).
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -109,13 +110,19 @@ def check_public_key(public_bytes: bytes) -> None:
     """Refuse a public key that no honest party advertises: wrong length or a low-order point.
 
     A low-order point makes every agreement with it the all-zero secret, which
-    :func:`agree` refuses; checking an advertised key once, with a throwaway key, lets a
-    server turn it away before any peer fails on it.
+    :func:`agree` refuses; checking an advertised key once, against a probe key, lets a
+    server turn it away before any peer fails on it. The probe's secret protects nothing, so
+    one probe serves every check.
 
     Raises:
         InvalidCiphertextError: the key is malformed or of low order.
     """
-    agree(generate_keypair(), public_bytes)
+    agree(_probe_key(), public_bytes)
+
+
+@functools.cache
+def _probe_key() -> KeyPair:
+    return generate_keypair()
 
 
 def _private_from_bytes(private_bytes: bytes) -> X25519PrivateKey:
