@@ -47,6 +47,7 @@ __all__ = [
     "RoundPlan",
     "RoundPolicy",
     "plan_round",
+    "tolerated_dropout",
 ]
 
 ProtocolName = Literal["plain", "secagg", "secagg+", "paillier"]
@@ -162,6 +163,12 @@ class RoundPolicy:
         if self.protocol == "secagg+" and self.graph_builder is None:
             return _secagg_plus_choice(self, num_clients)[0]
         return num_clients - 1 if self.is_masking else 0
+
+
+def tolerated_dropout(expected_rate: float) -> float:
+    """The dropout fraction to plan a run for that expects ``expected_rate`` of its clients to
+    drop: that rate, and never less than the default tolerance."""
+    return max(DEFAULT_DROPOUT_FRACTION, expected_rate)
 
 
 def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:

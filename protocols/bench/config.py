@@ -27,9 +27,9 @@ from typing import Final
 
 from protocols.rounds import (
     DEFAULT_CORRUPT_FRACTION,
-    DEFAULT_DROPOUT_FRACTION,
     ProtocolName,
     RoundPolicy,
+    tolerated_dropout,
 )
 from secagg.encoding import QuantizationScheme
 from secagg.errors import ParameterError
@@ -179,7 +179,7 @@ class BenchConfig(GridValues):
             return RoundPolicy(planned, threshold=self.threshold, value_bits=self.value_bits)
         return RoundPolicy(
             planned,
-            dropout_fraction=max(DEFAULT_DROPOUT_FRACTION, dropout),
+            dropout_fraction=tolerated_dropout(dropout),
             corrupt_fraction=DEFAULT_CORRUPT_FRACTION,
             degree=self.degree,
             threshold=self.threshold,

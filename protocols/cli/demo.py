@@ -32,7 +32,7 @@ from protocols.graph import NeighbourGraph
 from protocols.masking import MaskingParams
 from protocols.messages import EncryptedInput, MaskedInput, Message
 from protocols.paillier import KeyHolder, PaillierParams
-from protocols.rounds import DEFAULT_DROPOUT_FRACTION, RoundPolicy
+from protocols.rounds import RoundPolicy, tolerated_dropout
 from protocols.simulate import (
     ROUND_NAMES,
     Interceptor,
@@ -138,7 +138,7 @@ def _round_policy(args: argparse.Namespace) -> RoundPolicy:
         return RoundPolicy(protocol="paillier", value_bits=args.value_bits)
     return RoundPolicy(
         protocol=args.protocol,
-        dropout_fraction=max(DEFAULT_DROPOUT_FRACTION, args.dropout),
+        dropout_fraction=tolerated_dropout(args.dropout),
         degree=args.degree if args.protocol == "secagg+" else None,
         threshold=args.threshold,
         value_bits=args.value_bits,
