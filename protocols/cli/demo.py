@@ -28,11 +28,10 @@ import numpy.typing as npt
 
 from protocols.cli.arguments import positive_int, unit_fraction
 from protocols.cli.transcript import print_transcript
-from protocols.graph import NeighbourGraph
 from protocols.masking import MaskingParams
 from protocols.messages import EncryptedInput, MaskedInput, Message
 from protocols.paillier import KeyHolder, PaillierParams
-from protocols.rounds import RoundPolicy, tolerated_dropout
+from protocols.rounds import RoundPlan, RoundPolicy, tolerated_dropout
 from protocols.simulate import (
     ROUND_NAMES,
     Interceptor,
@@ -42,7 +41,6 @@ from protocols.simulate import (
 )
 from protocols.wire import packed_size
 from secagg.encoding import QuantizationScheme, clip_update
-from secagg.errors import ParameterError
 from secagg.hazmat.paillier import SUPPORTED_KEY_BITS, ciphertext_byte_length
 from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
 
@@ -104,8 +102,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """
     rng = np.random.default_rng(args.seed)  # demo data only; protocol randomness is the OS's
     n, d = args.clients, args.dim
-    if args.protocol == "paillier" and n < 2:
-        raise ParameterError(f"secure aggregation needs at least 2 clients, got {n}")
+    plan = _round_policy(args).plan(range(n))  # Refuses fewer than 2 clients, for every protocol.
     scheme = QuantizationScheme(clip=args.clip, value_bits=args.value_bits, num_clients=n)
     updates = {u: rng.normal(0.0, args.clip / 3, d) for u in range(n)}
     inputs = {u: scheme.quantize(x) for u, x in updates.items()}
@@ -115,9 +112,9 @@ def run_demo(args: argparse.Namespace) -> int:
     progress = _progress(total=4 * n, enabled=not args.json and n * d >= _PROGRESS_WORK)
     on_step = progress.update if progress is not None else None
     if args.protocol == "paillier":
-        report, setup = _run_paillier(args, inputs, schedule, watch, on_step)
+        report, setup = _run_paillier(args, plan, inputs, schedule, watch, on_step)
     else:
-        report, setup = _run_masking(args, scheme, inputs, schedule, watch, on_step)
+        report, setup = _run_masking(args, plan, scheme, inputs, schedule, watch, on_step)
     if progress is not None:
         progress.close()
     summary = _summarise(args, setup, scheme, inputs, updates, seen, report)
@@ -143,13 +140,6 @@ def _round_policy(args: argparse.Namespace) -> RoundPolicy:
         threshold=args.threshold,
         value_bits=args.value_bits,
     )
-
-
-def _graph_for(args: argparse.Namespace) -> tuple[NeighbourGraph, int]:
-    """The neighbour graph and threshold of the demo's masking round, from the planner."""
-    plan = _round_policy(args).plan(range(args.clients))
-    assert plan.graph is not None  # a masking protocol always has a graph
-    return plan.graph, plan.threshold
 
 
 def _schedule(args: argparse.Namespace, rng: np.random.Generator) -> dict[int, int]:
@@ -184,6 +174,7 @@ def _progress(total: int, enabled: bool) -> Any:
 
 def _run_masking(
     args: argparse.Namespace,
+    plan: RoundPlan,
     scheme: QuantizationScheme,
     inputs: RingVectors,
     schedule: dict[int, int],
@@ -191,12 +182,12 @@ def _run_masking(
     on_step: OnStep,
 ) -> tuple[SimulationReport, dict[str, Any]]:
     """Run a SecAgg / SecAgg+ round; return its report and the summary's setup fields."""
-    graph, threshold = _graph_for(args)
+    assert plan.graph is not None  # a masking protocol always has a graph
     params = MaskingParams(
         session_id=secrets.token_bytes(16),
         round_id=0,
-        graph=graph,
-        threshold=threshold,
+        graph=plan.graph,
+        threshold=plan.threshold,
         vector_length=args.dim,
         modulus_bits=scheme.modulus_bits,
     )
@@ -208,11 +199,12 @@ def _run_masking(
         through_wire=args.through_wire,
         on_step=on_step,
     ).run()
-    return report, {"threshold": threshold, "degree": graph.max_degree}
+    return report, {"threshold": plan.threshold, "degree": plan.graph.max_degree}
 
 
 def _run_paillier(
     args: argparse.Namespace,
+    plan: RoundPlan,
     inputs: RingVectors,
     schedule: dict[int, int],
     watch: Interceptor,
@@ -225,7 +217,7 @@ def _run_paillier(
     keypair = generate_paillier_keypair(args.key_bits, mode=mode)
     keygen_seconds = time.perf_counter() - started
     session_id = secrets.token_bytes(16)
-    min_contributors = _round_policy(args).threshold_for(args.clients)
+    min_contributors = plan.threshold
     key_holder = KeyHolder(
         keypair,
         session_id=session_id,

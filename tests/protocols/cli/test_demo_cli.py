@@ -9,7 +9,7 @@ import pytest
 
 from protocols.cli import main
 from protocols.cli.app import build_parser
-from protocols.cli.demo import _graph_for, _round_policy
+from protocols.cli.demo import _round_policy
 
 
 def _run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -122,8 +122,9 @@ def test_cli_demo_graph_and_threshold_are_unchanged(
     args: list[str], expected: tuple[int, int]
 ) -> None:
     """(degree, threshold) the demo ran with before the round planner existed."""
-    graph, threshold = _graph_for(build_parser().parse_args(["demo", *args]))
-    assert (graph.max_degree, threshold) == expected
+    parsed = build_parser().parse_args(["demo", *args])
+    plan = _round_policy(parsed).plan(range(parsed.clients))
+    assert (plan.degree, plan.threshold) == expected
 
 
 @pytest.mark.parametrize(("clients", "expected"), [(2, 2), (3, 2), (10, 6), (51, 26)])
@@ -132,7 +133,7 @@ def test_cli_demo_paillier_min_contributors_are_a_majority(clients: int, expecte
     args = build_parser().parse_args(
         ["demo", "--protocol", "paillier", "--clients", str(clients), "--threshold", "5"]
     )
-    assert _round_policy(args).threshold_for(clients) == expected
+    assert _round_policy(args).plan(range(clients)).threshold == expected
 
 
 def test_cli_demo_threshold_above_neighbourhood_is_a_parameter_error(
