@@ -11,12 +11,17 @@
 4. Upload bytes per value against ceil(ring bits / 8).
 
 Every graph and threshold comes from the round planner (:class:`protocols.rounds.RoundPolicy`),
-so the rounds measured here are the rounds the aggregators run.
+so the rounds measured here are the rounds the aggregators run. Parts 2 and 3 measure the
+masking core, so they run semi-honest (no PKI, no consistency round) unless
+``--threat-model active`` asks part 2 for the active protocol (planned, and its trusted setup
+played, by :func:`protocols.simulate.plan_masking_round`). ``secagg bench --preset active``
+measures both models side by side.
 
 Part 1 times the primitive itself, so its measurement lives in the benchmark package
 (:func:`protocols.bench.primitives.time_pairwise_mask`); this script runs it and prints it.
 
-Run: ``python demos/bench_masking.py`` (about 3 minutes on 2 cores; ``--quick`` for a smoke run).
+Run: ``python demos/bench_masking.py`` (about 3 minutes on 2 cores, semi-honest; ``--quick`` for
+a smoke run).
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ import numpy.typing as npt
 from protocols.bench.primitives import MaskTiming, time_pairwise_mask
 from protocols.masking import ClientPhase, MaskingClient, MaskingParams, MaskingServer
 from protocols.messages import SERVER_ID, MaskedInput, Message
-from protocols.rounds import RoundPlan, RoundPolicy
-from protocols.simulate import Simulator
+from protocols.rounds import RoundPlan, RoundPolicy, ThreatModel, check_threat_model
+from protocols.simulate import Simulator, plan_masking_round
 from protocols.wire import encode
 from secagg.encoding import ring_dtype
 
@@ -50,6 +55,7 @@ class RoundTiming(TypedDict):
     n: int
     d: int
     graph: str
+    threat_model: str
     degree: int
     threshold: int
     dropped: int
@@ -98,7 +104,11 @@ class Results(TypedDict):
 
 
 def _params(plan: RoundPlan, d: int, modulus_bits: int | None = None) -> MaskingParams:
-    """Masking parameters of one round of ``plan`` over vectors of ``d`` values."""
+    """Semi-honest masking parameters of one round of ``plan`` over vectors of ``d`` values.
+
+    Part 3's memory runs step the parties by hand without a trusted roster, so they measure
+    the semi-honest protocol (the masking core is the same in both models).
+    """
     assert plan.graph is not None, "a masking plan has a graph"
     return MaskingParams(
         session_id=secrets.token_bytes(16),
@@ -107,28 +117,42 @@ def _params(plan: RoundPlan, d: int, modulus_bits: int | None = None) -> Masking
         threshold=plan.threshold,
         vector_length=d,
         modulus_bits=plan.modulus_bits if modulus_bits is None else modulus_bits,
+        threat_model="semi-honest",
     )
 
 
 def bench_round(n: int, d: int, policy: RoundPolicy, dropout: float) -> RoundTiming:
-    """One simulated round over ``n`` clients, a ``dropout`` fraction lost after sharing keys."""
+    """One simulated round over ``n`` clients, a ``dropout`` fraction lost after sharing keys.
+
+    The round runs in ``policy.threat_model``; against an active server its trusted setup
+    (identity keys, roster) is played before the clock starts.
+    """
     ids = list(range(n))
-    plan = policy.plan(ids)
-    params = _params(plan, d)
-    dtype = ring_dtype(plan.modulus_bits)
+    modulus_bits = policy.modulus_bits_for(n)
+    planned = plan_masking_round(
+        policy,
+        ids,
+        session_id=secrets.token_bytes(16),
+        round_id=0,
+        vector_length=d,
+        modulus_bits=modulus_bits,
+    )
+    params = planned.params
+    dtype = ring_dtype(modulus_bits)
     rng = np.random.default_rng(0)
     inputs = {u: rng.integers(0, 2**16, d).astype(dtype) for u in ids}
     lost = rng.choice(n, size=round(dropout * n), replace=False)
-    report = Simulator(params, inputs, dropouts={int(u): 2 for u in lost}).run()
+    report = planned.simulator(inputs, dropouts={int(u): 2 for u in lost}).run()
     assert report.result is not None, report.error
     plain = sum(inputs[u].astype(np.uint64) for u in report.result.survivors)
-    exact = bool(np.array_equal(report.result.vector, plain & ((1 << plan.modulus_bits) - 1)))
+    exact = bool(np.array_equal(report.result.vector, plain & ((1 << modulus_bits) - 1)))
     return {
         "n": n,
         "d": d,
         "graph": "complete" if policy.protocol == "secagg" else "harary",
+        "threat_model": params.threat_model,
         "degree": params.graph.max_degree,
-        "threshold": plan.threshold,
+        "threshold": params.threshold,
         "dropped": len(lost),
         "round_seconds": report.wall_seconds,
         "server_seconds": sum(report.server_seconds.values()),
@@ -180,10 +204,13 @@ def _server_peak(params: MaskingParams) -> int:
     tracemalloc.start()
     server = MaskingServer(params)
     meter = _Meter()
-    clients = {u: MaskingClient(u, session_id=params.session_id, round_id=0) for u in nodes}
+    clients = {
+        u: MaskingClient(u, session_id=params.session_id, round_id=0, threat_model="semi-honest")
+        for u in nodes
+    }
     dropped = set(range(0, len(nodes), 10))  # 10% lost before uploading
     outbox = meter.call(server.start)
-    for round_index in range(4):
+    for round_index in range(4):  # a semi-honest round: no consistency round
         for message in outbox:
             u = message.recipient
             if round_index >= 2 and u in dropped:
@@ -207,7 +234,7 @@ def _client_extra(degree: int, d: int, modulus_bits: int) -> int:
     params = _params(RoundPolicy("secagg").plan(ids), d, modulus_bits)
     dtype = ring_dtype(modulus_bits)
     sim = Simulator(params, {u: np.zeros(d, dtype) for u in ids})
-    client = _MeteredClient(0, session_id=params.session_id, round_id=0)
+    client = _MeteredClient(0, session_id=params.session_id, round_id=0, threat_model="semi-honest")
     sim.clients = {**sim.clients, 0: client}
     sim.run()
     return client.extra_bytes - 4 * d  # minus the masked output vector itself
@@ -252,8 +279,8 @@ def bench_bytes(d: int) -> list[UploadSize]:
     return rows
 
 
-def measure(quick: bool) -> Results:
-    """Run the four parts, at smoke-test sizes when ``quick``."""
+def measure(quick: bool, threat_model: ThreatModel = "semi-honest") -> Results:
+    """Run the four parts, at smoke-test sizes when ``quick``; part 2 in ``threat_model``."""
     d = 10**4 if quick else 10**5
     return {
         "machine": {
@@ -264,9 +291,11 @@ def measure(quick: bool) -> Results:
         },
         "mask": time_pairwise_mask(10**5 if quick else 10**6, 5 if quick else 21),
         "rounds": [
-            bench_round(50, d, RoundPolicy("secagg"), 0.1),
-            bench_round(50, d, RoundPolicy("secagg+", degree=12), 0.1),
-            bench_round(100 if quick else 1000, d, RoundPolicy("secagg+"), 0.1),
+            bench_round(50, d, RoundPolicy("secagg", threat_model=threat_model), 0.1),
+            bench_round(50, d, RoundPolicy("secagg+", degree=12, threat_model=threat_model), 0.1),
+            bench_round(
+                100 if quick else 1000, d, RoundPolicy("secagg+", threat_model=threat_model), 0.1
+            ),
         ],
         "memory": bench_memory(
             20 if quick else 100, 10**5 if quick else 10**7, (4, 16) if quick else (4, 40)
@@ -285,13 +314,13 @@ def print_report(results: Results) -> None:
         f"(target <= 1.2x) | Flower-style MT19937 mask {m['flower_style_mt19937_ms']:.3f} ms"
     )
     print(
-        f"\n{'round':<28}{'degree':>7}{'t':>5}{'dropped':>8}{'wall s':>9}{'server s':>10}"
+        f"\n{'round':<40}{'degree':>7}{'t':>5}{'dropped':>8}{'wall s':>9}{'server s':>10}"
         f"{'client s':>10}{'exact':>7}"
     )
     for r in results["rounds"]:
-        label = f"n={r['n']} d={r['d']} {r['graph']}"
+        label = f"n={r['n']} d={r['d']} {r['graph']} {r['threat_model']}"
         print(
-            f"{label:<28}{r['degree']:>7}{r['threshold']:>5}{r['dropped']:>8}"
+            f"{label:<40}{r['degree']:>7}{r['threshold']:>5}{r['dropped']:>8}"
             f"{r['round_seconds']:>9.3f}{r['server_seconds']:>10.3f}"
             f"{r['client_seconds_mean']:>10.4f}{r['exact']!s:>7}"
         )
@@ -317,8 +346,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--threat-model",
+        default="semi-honest",
+        choices=("semi-honest", "active"),
+        help="the threat model of part 2's whole rounds (default: semi-honest)",
+    )
     args = parser.parse_args()
-    results = measure(args.quick)
+    results = measure(args.quick, check_threat_model(args.threat_model))
     if args.json:
         print(json.dumps(results, indent=2))
         return

@@ -23,6 +23,7 @@ from protocols.aggregators import (
     PlainAggregator,
 )
 from protocols.dp_aggregator import DistributedDPAggregator
+from protocols.graph import ThreatModel
 from secagg.dp import Mechanism
 from secagg.errors import ParameterError
 
@@ -73,13 +74,16 @@ def make_model(name: str, num_users: int, num_items: int, dim: int, seed: int) -
     raise ParameterError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 
-def make_aggregator(name: str, *, clip: float, value_bits: int) -> Aggregator:
+def make_aggregator(
+    name: str, *, clip: float, value_bits: int, threat_model: ThreatModel = "active"
+) -> Aggregator:
     """The aggregation backend called ``name`` (one of :data:`AGGREGATORS`).
 
     Args:
         name: ``plain``, ``secagg`` (complete graph), ``secagg+`` (Harary graph) or ``paillier``.
         clip: the per-coordinate clip the secure backends quantize over.
         value_bits: bits of one quantized value.
+        threat_model: the masking backends' ``"active"`` or ``"semi-honest"`` protocol.
 
     Returns:
         The backend.
@@ -90,9 +94,13 @@ def make_aggregator(name: str, *, clip: float, value_bits: int) -> Aggregator:
     if name == "plain":
         return PlainAggregator(clip=clip)
     if name == "secagg":
-        return MaskingAggregator("complete", clip=clip, value_bits=value_bits)
+        return MaskingAggregator(
+            "complete", clip=clip, value_bits=value_bits, threat_model=threat_model
+        )
     if name == "secagg+":
-        return MaskingAggregator("harary", clip=clip, value_bits=value_bits)
+        return MaskingAggregator(
+            "harary", clip=clip, value_bits=value_bits, threat_model=threat_model
+        )
     if name == "paillier":
         return PaillierAggregator(clip=clip, value_bits=value_bits, processes=None)
     raise ParameterError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
@@ -110,6 +118,7 @@ def make_dp_aggregator(
     dimension: int,
     clip_norm: float,
     mechanism: str = "discrete_gaussian",
+    threat_model: ThreatModel = "active",
 ) -> DistributedDPAggregator:
     """Distributed DP over the masking backend ``name`` (``secagg`` or ``secagg+``).
 
@@ -128,6 +137,7 @@ def make_dp_aggregator(
         dimension: length of an update (the model's shared parameters).
         clip_norm: the L2 clip norm of an update.
         mechanism: ``discrete_gaussian`` or ``skellam``.
+        threat_model: the masking protocol's ``"active"`` or ``"semi-honest"`` variant.
 
     Returns:
         The aggregator, calibrated for ``epsilon`` and ``delta``.
@@ -149,6 +159,7 @@ def make_dp_aggregator(
         clip_norm=clip_norm,
         mechanism=cast(Mechanism, mechanism),
         graph=DP_GRAPHS[name],
+        threat_model=threat_model,
     )
 
 

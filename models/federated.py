@@ -47,6 +47,7 @@ from models.evaluation import RankingMetrics, evaluate_ranking, evaluate_ratings
 from models.parameters import SharedLayout, flatten_shared, load_shared
 from models.training import LocalTrainingConfig, train_user
 from protocols.aggregators import AggregationResult, Aggregator
+from protocols.simulate import ROUND_NAMES
 from secagg.errors import InsufficientSurvivorsError, ParameterError
 
 __all__ = [
@@ -67,7 +68,7 @@ FloatArray = npt.NDArray[np.float32]
 DeltaArray = npt.NDArray[np.float64]
 
 #: Protocol rounds at which a simulated client can drop (0 AdvertiseKeys .. 3 Unmasking).
-DROPOUT_ROUNDS = 4
+DROPOUT_ROUNDS = len(ROUND_NAMES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

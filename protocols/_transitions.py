@@ -4,9 +4,11 @@
 a message from the server, or the caller's :class:`~protocols._machine.SubmitInput`; a missing
 entry is an illegal, out-of-order event. ``SERVER_ACCEPTS[phase]`` is the one message type the
 masking server collects in that phase, and ``SERVER_TRANSITIONS`` adds its local events
-(``start()``, ``close_phase()``). ``PAILLIER_CLIENT_TRANSITIONS`` and
-``PAILLIER_SERVER_TRANSITIONS`` are the Paillier roles' tables. A test renders these tables into
-the protocol diagram in docs/protocol.md.
+(``start()``, ``close_phase()``). Those two tables are the semi-honest protocol; the
+``ACTIVE_*`` tables add the consistency round (Bonawitz et al. 2017, round 3) between the
+masked inputs and the unmasking, which is why the unmasking is round 4 in both.
+``PAILLIER_CLIENT_TRANSITIONS`` and ``PAILLIER_SERVER_TRANSITIONS`` are the Paillier roles'
+tables. A test renders these tables into the protocol diagram in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Final
 from protocols._machine import ClosePhase, Start, SubmitInput
 from protocols.messages import (
     Abort,
+    ConsistencyRequest,
+    ConsistencySignature,
     DecryptedAggregate,
     EncryptedInput,
     EncryptedShares,
@@ -31,6 +35,8 @@ from protocols.messages import (
 )
 
 __all__ = [
+    "ACTIVE_CLIENT_TRANSITIONS",
+    "ACTIVE_SERVER_TRANSITIONS",
     "CLIENT_TRANSITIONS",
     "PAILLIER_CLIENT_TRANSITIONS",
     "PAILLIER_SERVER_TRANSITIONS",
@@ -48,6 +54,7 @@ class ClientPhase(enum.Enum):
     AWAIT_ROSTER = "await-roster"
     AWAIT_SHARES = "await-shares"
     AWAIT_INPUT = "await-input"
+    AWAIT_CONSISTENCY = "await-consistency"
     AWAIT_UNMASK_REQUEST = "await-unmask-request"
     DONE = "done"
     ABORTED = "aborted"
@@ -60,7 +67,8 @@ class ServerPhase(enum.Enum):
     COLLECT_KEYS = "collect-keys"  # round 0, AdvertiseKeys
     COLLECT_SHARES = "collect-shares"  # round 1, ShareKeys
     COLLECT_INPUTS = "collect-inputs"  # round 2, MaskedInputCollection
-    COLLECT_UNMASK = "collect-unmask"  # round 3, Unmasking
+    COLLECT_CONSISTENCY = "collect-consistency"  # round 3, ConsistencyCheck (active only)
+    COLLECT_UNMASK = "collect-unmask"  # round 4, Unmasking
     DONE = "done"
     ABORTED = "aborted"
 
@@ -78,6 +86,13 @@ CLIENT_TRANSITIONS: Final[dict[ClientPhase, dict[type, ClientPhase]]] = {
     ClientPhase.ABORTED: {},
 }
 
+#: The active-model client: after its upload it signs the survivor set before it unmasks.
+ACTIVE_CLIENT_TRANSITIONS: Final[dict[ClientPhase, dict[type, ClientPhase]]] = {
+    **CLIENT_TRANSITIONS,
+    ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.AWAIT_CONSISTENCY, **_ABORT},
+    ClientPhase.AWAIT_CONSISTENCY: {ConsistencyRequest: ClientPhase.AWAIT_UNMASK_REQUEST, **_ABORT},
+}
+
 SERVER_ACCEPTS: Final[dict[ServerPhase, type]] = {
     ServerPhase.COLLECT_KEYS: KeyAdvertisement,
     ServerPhase.COLLECT_SHARES: EncryptedShares,
@@ -90,7 +105,8 @@ SERVER_ROUND_INDEX: Final[dict[ServerPhase, int]] = {
     ServerPhase.COLLECT_KEYS: 0,
     ServerPhase.COLLECT_SHARES: 1,
     ServerPhase.COLLECT_INPUTS: 2,
-    ServerPhase.COLLECT_UNMASK: 3,
+    ServerPhase.COLLECT_CONSISTENCY: 3,
+    ServerPhase.COLLECT_UNMASK: 4,
 }
 
 #: The phase after each collecting phase closes.
@@ -101,17 +117,39 @@ _AFTER_CLOSE: Final[dict[ServerPhase, ServerPhase]] = {
     ServerPhase.COLLECT_UNMASK: ServerPhase.DONE,
 }
 
+_ACTIVE_AFTER_CLOSE: Final[dict[ServerPhase, ServerPhase]] = {
+    **_AFTER_CLOSE,
+    ServerPhase.COLLECT_INPUTS: ServerPhase.COLLECT_CONSISTENCY,
+    ServerPhase.COLLECT_CONSISTENCY: ServerPhase.COLLECT_UNMASK,
+}
+
+
+def _server_table(
+    accepts: dict[ServerPhase, type], after_close: dict[ServerPhase, ServerPhase]
+) -> dict[ServerPhase, dict[type, ServerPhase]]:
+    return {
+        ServerPhase.IDLE: {Start: ServerPhase.COLLECT_KEYS},
+        **{
+            phase: {accepted: phase, Abort: phase, ClosePhase: after_close[phase]}
+            for phase, accepted in accepts.items()
+        },
+        ServerPhase.DONE: {},
+        ServerPhase.ABORTED: {},
+    }
+
+
 #: Every move of the masking server: it collects one message type per phase (a client may also
 #: abort), and its driver's close_phase() moves it to the next phase.
-SERVER_TRANSITIONS: Final[dict[ServerPhase, dict[type, ServerPhase]]] = {
-    ServerPhase.IDLE: {Start: ServerPhase.COLLECT_KEYS},
-    **{
-        phase: {accepted: phase, Abort: phase, ClosePhase: _AFTER_CLOSE[phase]}
-        for phase, accepted in SERVER_ACCEPTS.items()
+SERVER_TRANSITIONS: Final = _server_table(SERVER_ACCEPTS, _AFTER_CLOSE)
+
+#: The active-model server: the consistency round sits between the inputs and the unmasking.
+ACTIVE_SERVER_TRANSITIONS: Final = _server_table(
+    {
+        **SERVER_ACCEPTS,
+        ServerPhase.COLLECT_CONSISTENCY: ConsistencySignature,
     },
-    ServerPhase.DONE: {},
-    ServerPhase.ABORTED: {},
-}
+    _ACTIVE_AFTER_CLOSE,
+)
 
 #: A Paillier client: the setup pins the key and packing, then the caller submits its input.
 PAILLIER_CLIENT_TRANSITIONS: Final[dict[ClientPhase, dict[type, ClientPhase]]] = {

@@ -17,13 +17,17 @@ import numpy.typing as npt
 from secagg.errors import WireFormatError
 from secagg.hazmat.kex import PUBLIC_KEY_BYTES, SESSION_ID_BYTES
 from secagg.hazmat.shamir import FIELD_PRIME
+from secagg.hazmat.sign import SIGNATURE_BYTES
 
 __all__ = [
+    "COMMITMENT_BYTES",
     "KEY_HOLDER_ID",
     "MAX_PARTY_ID",
     "SERVER_ID",
     "Abort",
     "AggregateCiphertext",
+    "ConsistencyRequest",
+    "ConsistencySignature",
     "DecryptedAggregate",
     "EncryptedInput",
     "EncryptedShares",
@@ -37,7 +41,9 @@ __all__ = [
     "RosterEntry",
     "RoundSetup",
     "SealedShares",
+    "ShareDigest",
     "ShareEntry",
+    "SignatureEntry",
     "UnmaskRequest",
     "UnmaskResponse",
     "header",
@@ -52,6 +58,8 @@ MAX_PARTY_ID: Final = 2**32 - 3
 MAX_CIPHERTEXT_BYTES: Final = 1024
 MAX_ROUND_ID: Final = 2**64 - 1
 MAX_REASON_CHARS: Final = 1024
+#: Bytes of a SHA-256 commitment or share digest.
+COMMITMENT_BYTES: Final = 32
 
 
 def _fail(message: str) -> WireFormatError:
@@ -81,8 +89,23 @@ def _check_ids(name: str, ids: object) -> None:
 
 
 def _check_key(name: str, value: object) -> None:
-    if not isinstance(value, bytes) or len(value) != PUBLIC_KEY_BYTES:
-        raise _fail(f"{name} must be {PUBLIC_KEY_BYTES} bytes")
+    _check_bytes(name, value, PUBLIC_KEY_BYTES)
+
+
+def _check_bytes(name: str, value: object, size: int) -> None:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise _fail(f"{name} must be {size} bytes")
+
+
+def _check_signature(value: object) -> None:
+    """A signature field: empty (semi-honest rounds carry none) or one Ed25519 signature."""
+    if not isinstance(value, bytes) or len(value) not in (0, SIGNATURE_BYTES):
+        raise _fail(f"signature must be empty or {SIGNATURE_BYTES} bytes")
+
+
+def _check_tuple_of(name: str, items: object, kind: type) -> None:
+    if not isinstance(items, tuple) or not all(isinstance(item, kind) for item in items):
+        raise _fail(f"{name} must be a tuple of {kind.__name__}")
 
 
 class Header(TypedDict):
@@ -139,29 +162,42 @@ class RoundSetup(_Header):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyAdvertisement(_Header):
-    """Client -> server, round 0: the client's two fresh X25519 public keys."""
+    """Client -> server, round 0: two fresh X25519 public keys and the self-mask commitment.
+
+    ``seed_commitment`` binds the client to its self-mask seed (the mask public key already
+    binds it to its mask key), so a reconstruction from bad shares is caught. ``signature`` is
+    the client's identity signature over all three (active model; empty when semi-honest).
+    """
 
     mask_public_key: bytes
     share_public_key: bytes
+    seed_commitment: bytes
+    signature: bytes = b""
 
     def __post_init__(self) -> None:
         _Header.__post_init__(self)
         _check_key("mask_public_key", self.mask_public_key)
         _check_key("share_public_key", self.share_public_key)
+        _check_bytes("seed_commitment", self.seed_commitment, COMMITMENT_BYTES)
+        _check_signature(self.signature)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RosterEntry:
-    """One client's advertised keys as the server relays them."""
+    """One client's advertisement as the server relays it (signature included, unaltered)."""
 
     client_id: int
     mask_public_key: bytes
     share_public_key: bytes
+    seed_commitment: bytes
+    signature: bytes = b""
 
     def __post_init__(self) -> None:
         _check_party("client_id", self.client_id, server_ok=False)
         _check_key("mask_public_key", self.mask_public_key)
         _check_key("share_public_key", self.share_public_key)
+        _check_bytes("seed_commitment", self.seed_commitment, COMMITMENT_BYTES)
+        _check_signature(self.signature)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,19 +228,39 @@ class SealedShares:
 
 
 def _check_bundles(bundles: object) -> None:
-    if not isinstance(bundles, tuple) or not all(isinstance(b, SealedShares) for b in bundles):
-        raise _fail("bundles must be a tuple of SealedShares")
+    _check_tuple_of("bundles", bundles, SealedShares)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareDigest:
+    """The digests of the two shares one holder gets (:func:`protocols.masking.keys.share_digest`).
+
+    The dealer sends them to the server with its bundles, so the server can tell a holder's
+    wrong share from a right one at unmasking, and exclude the holder instead of aborting.
+    """
+
+    holder: int
+    seed_share: bytes
+    key_share: bytes
+
+    def __post_init__(self) -> None:
+        _check_party("holder", self.holder, server_ok=False)
+        _check_bytes("seed_share", self.seed_share, COMMITMENT_BYTES)
+        _check_bytes("key_share", self.key_share, COMMITMENT_BYTES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EncryptedShares(_Header):
-    """Client -> server, round 1: one sealed bundle per neighbour (``peer`` = recipient)."""
+    """Client -> server, round 1: one sealed bundle per neighbour (``peer`` = recipient), and
+    the digests of every holder's shares, its own included."""
 
     bundles: tuple[SealedShares, ...]
+    digests: tuple[ShareDigest, ...] = ()
 
     def __post_init__(self) -> None:
         _Header.__post_init__(self)
         _check_bundles(self.bundles)
+        _check_tuple_of("digests", self.digests, ShareDigest)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,13 +291,21 @@ def _vector_message_eq(
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class MaskedInput(_Header):
-    """Client -> server, round 2: the masked, quantized input in Z_{2^modulus_bits}."""
+    """Client -> server, round 2: the masked, quantized input in Z_{2^modulus_bits}, and the
+    peers whose share bundles failed to open (``rejected``, usually empty).
+
+    The client leaves a rejected peer out of its masks; the server then leaves that peer's
+    input out of the sum and removes its masks as for a dropped client, so one client's
+    garbage bundle costs only its own contribution.
+    """
 
     modulus_bits: int
     vector: npt.NDArray[np.unsignedinteger]
+    rejected: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _Header.__post_init__(self)
+        _check_ids("rejected", self.rejected)
         if not isinstance(self.modulus_bits, int) or not 1 <= self.modulus_bits <= 64:
             raise _fail(f"modulus_bits must be in [1, 64], got {self.modulus_bits!r}")
         vector = self.vector
@@ -260,20 +324,60 @@ class MaskedInput(_Header):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MaskedInput):
             return NotImplemented
-        return _vector_message_eq(self, other, ("modulus_bits",))
+        return _vector_message_eq(self, other, ("modulus_bits", "rejected"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsistencyRequest(_Header):
+    """Server -> client, round 3 (active model): the clients whose masked inputs arrived."""
+
+    survivors: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_ids("survivors", self.survivors)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsistencySignature(_Header):
+    """Client -> server, round 3: its identity signature over the survivor set it was shown."""
+
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_bytes("signature", self.signature, SIGNATURE_BYTES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignatureEntry:
+    """One client's consistency signature, as the server relays it."""
+
+    signer: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _check_party("signer", self.signer, server_ok=False)
+        _check_bytes("signature", self.signature, SIGNATURE_BYTES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnmaskRequest(_Header):
-    """Server -> client, end of round 2: which neighbours survived and which dropped."""
+    """Server -> client, unmasking: which neighbours survived and which dropped, and (active
+    model) the consistency signatures the client checks before it answers."""
 
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
+    signatures: tuple[SignatureEntry, ...] = ()
 
     def __post_init__(self) -> None:
         _Header.__post_init__(self)
         _check_ids("survivors", self.survivors)
         _check_ids("dropped", self.dropped)
+        _check_tuple_of("signatures", self.signatures, SignatureEntry)
+        signers = [entry.signer for entry in self.signatures]
+        if len(set(signers)) != len(signers):
+            raise _fail("signatures names a signer twice")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -409,6 +513,8 @@ Message: TypeAlias = (
     | EncryptedShares
     | ForwardedShares
     | MaskedInput
+    | ConsistencyRequest
+    | ConsistencySignature
     | UnmaskRequest
     | UnmaskResponse
     | Abort

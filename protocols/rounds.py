@@ -8,7 +8,8 @@ threshold against an active server) is therefore made here and nowhere else.
 The rules, in order:
 
 - ``"secagg"``: the complete graph (Bonawitz et al. 2017) with a strict-majority threshold
-  t = floor(n / 2) + 1 (:func:`~protocols.graph.secagg_threshold`).
+  t = floor(n / 2) + 1 (:func:`~protocols.graph.secagg_threshold`); against an active server
+  at least t > (n + c) / 2 for the c = floor(corrupt_fraction * n) colluding clients.
 - ``"secagg+"``: a Harary graph (Bell et al. 2020) whose degree k and threshold t come from
   :func:`~protocols.graph.secagg_plus_parameters` for the tolerated dropout and corruption
   fractions. A degree override keeps the computed t when it equals the computed k, and otherwise
@@ -17,6 +18,11 @@ The rules, in order:
   neighbourhood.
 - ``"paillier"`` and ``"plain"``: no graph; the threshold is the fewest contributors an aggregate
   may hold (a strict majority of the clients, at least 2).
+
+Against an active server (``threat_model="active"``) the Harary ring order is public
+(:func:`~protocols.graph.public_order`, from the trusted roster's seed and the round), a custom
+graph is refused (no client could check it), and :func:`minimum_threshold` is the rule each
+client applies to its own neighbourhood: it refuses any smaller t, whoever chose it.
 
 An explicit ``threshold`` overrides every default. The ring holds ``value_bits`` plus
 ceil(log2 n) bits of headroom so that the sum of n inputs never wraps, unless
@@ -31,7 +37,11 @@ from typing import Final, Literal, get_args
 
 from protocols.graph import (
     NeighbourGraph,
+    ThreatModel,
+    active_threshold,
     complete_graph,
+    complete_threshold,
+    corruption_bound,
     harary_graph,
     secagg_plus_parameters,
     secagg_threshold,
@@ -42,10 +52,14 @@ from secagg.errors import ParameterError
 __all__ = [
     "DEFAULT_CORRUPT_FRACTION",
     "DEFAULT_DROPOUT_FRACTION",
+    "THREAT_MODELS",
     "GraphBuilder",
     "ProtocolName",
     "RoundPlan",
     "RoundPolicy",
+    "ThreatModel",
+    "check_threat_model",
+    "minimum_threshold",
     "plan_round",
     "tolerated_dropout",
 ]
@@ -58,6 +72,32 @@ PROTOCOL_NAMES: Final[tuple[str, ...]] = get_args(ProtocolName)
 DEFAULT_DROPOUT_FRACTION: Final = 0.05
 DEFAULT_CORRUPT_FRACTION: Final = 0.05
 MASKING_PROTOCOLS: Final = frozenset({"secagg", "secagg+"})
+THREAT_MODELS: Final[tuple[str, ...]] = get_args(ThreatModel)
+
+
+def check_threat_model(threat_model: object) -> ThreatModel:
+    """Return ``threat_model`` after checking it is ``"semi-honest"`` or ``"active"``."""
+    if threat_model == "semi-honest":
+        return "semi-honest"
+    if threat_model == "active":
+        return "active"
+    raise ParameterError(f"threat_model must be 'semi-honest' or 'active', not {threat_model!r}")
+
+
+def minimum_threshold(
+    threat_model: ThreatModel, holders: int, num_clients: int, corrupt_fraction: float
+) -> int:
+    """The smallest threshold a client accepts for a neighbourhood of ``holders`` members.
+
+    Semi-honest: 2 (one share never reveals a key; the server is trusted to pick the rest).
+    Active: t > (holders + c) / 2, with c the :func:`~protocols.graph.corruption_bound` of a
+    neighbourhood of that size among ``num_clients`` clients. The client computes this from
+    what it checked itself, never from the server's word.
+    """
+    if threat_model == "semi-honest":
+        return 2
+    corrupted = corruption_bound(holders, num_clients, corrupt_fraction)
+    return active_threshold(holders, corrupted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +136,7 @@ class RoundPolicy:
         value_bits: bits of one quantized value.
         modulus_bits: ring override (default: value_bits + ceil(log2 n)).
         graph_builder: a custom neighbour graph for a masking round (replaces the protocol's).
+        threat_model: ``"semi-honest"`` or ``"active"`` (see :mod:`protocols.rounds`).
     """
 
     protocol: ProtocolName = "secagg+"
@@ -106,8 +147,15 @@ class RoundPolicy:
     value_bits: int = 16
     modulus_bits: int | None = None
     graph_builder: GraphBuilder | None = None
+    threat_model: ThreatModel = "semi-honest"
 
     def __post_init__(self) -> None:
+        check_threat_model(self.threat_model)
+        if self.graph_builder is not None and self.threat_model == "active":
+            raise ParameterError(
+                "a custom graph cannot be checked by the clients, so it is refused against an "
+                "active server: use threat_model='semi-honest' or the 'secagg'/'secagg+' graph"
+            )
         if self.protocol not in PROTOCOL_NAMES:
             raise ParameterError(
                 f"protocol must be one of {', '.join(PROTOCOL_NAMES)}, not {self.protocol!r}"
@@ -137,9 +185,9 @@ class RoundPolicy:
         """Whether rounds run the masking protocol (SecAgg or SecAgg+)."""
         return self.protocol in MASKING_PROTOCOLS
 
-    def plan(self, ids: Sequence[int]) -> RoundPlan:
+    def plan(self, ids: Sequence[int], *, order_seed: bytes | None = None) -> RoundPlan:
         """The plan of one round over the clients ``ids``; see :func:`plan_round`."""
-        return plan_round(self, ids)
+        return plan_round(self, ids, order_seed=order_seed)
 
     def threshold_for(self, num_clients: int) -> int:
         """The threshold a round over ``num_clients`` clients uses, without building its graph."""
@@ -147,7 +195,7 @@ class RoundPolicy:
             return self.threshold
         if self.protocol == "secagg+" and self.graph_builder is None:
             return _secagg_plus_choice(self, num_clients)[1]
-        return secagg_threshold(num_clients)
+        return complete_threshold(num_clients, self.corrupt_fraction, self.threat_model)
 
     def modulus_bits_for(self, num_clients: int) -> int:
         """The ring of a round over ``num_clients`` clients: value bits plus ceil(log2 n),
@@ -171,8 +219,17 @@ def tolerated_dropout(expected_rate: float) -> float:
     return max(DEFAULT_DROPOUT_FRACTION, expected_rate)
 
 
-def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
+def plan_round(
+    policy: RoundPolicy, ids: Sequence[int], *, order_seed: bytes | None = None
+) -> RoundPlan:
     """Turn ``policy`` and the invited clients ``ids`` into the round's parameters.
+
+    Args:
+        policy: what the caller chose.
+        ids: the invited clients.
+        order_seed: the public seed of the Harary ring order (required against an active
+            server: its clients check their neighbourhoods against it); ``None`` draws a
+            private random order.
 
     Raises:
         ParameterError: fewer than 2 clients, a threshold above the number of share holders,
@@ -181,7 +238,9 @@ def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
     n = len(ids)
     if n < 2:
         raise ParameterError(f"secure aggregation needs at least 2 clients, got {n}")
-    graph, default_threshold = _graph_and_threshold(policy, ids)
+    if policy.threat_model == "active" and policy.protocol == "secagg+" and order_seed is None:
+        raise ParameterError("an active-model SecAgg+ round needs the public order seed")
+    graph, default_threshold = _graph_and_threshold(policy, ids, order_seed)
     if graph is not None:
         degree = graph.max_degree
         threshold = policy.threshold or default_threshold
@@ -208,15 +267,18 @@ def plan_round(policy: RoundPolicy, ids: Sequence[int]) -> RoundPlan:
 
 
 def _graph_and_threshold(
-    policy: RoundPolicy, ids: Sequence[int]
+    policy: RoundPolicy, ids: Sequence[int], order_seed: bytes | None
 ) -> tuple[NeighbourGraph | None, int]:
     """The round's graph (``None`` without masking) and its default threshold."""
     if not policy.is_masking:
         return None, secagg_threshold(len(ids))
     if policy.protocol == "secagg+" and policy.graph_builder is None:
         degree, threshold = _secagg_plus_choice(policy, len(ids))
-        return harary_graph(ids, degree), threshold
-    graph = complete_graph(ids) if policy.graph_builder is None else policy.graph_builder(ids)
+        return harary_graph(ids, degree, seed=order_seed), threshold
+    if policy.graph_builder is None:
+        graph = complete_graph(ids)
+        return graph, complete_threshold(len(ids), policy.corrupt_fraction, policy.threat_model)
+    graph = policy.graph_builder(ids)
     return graph, secagg_threshold(graph.max_degree + 1)
 
 
@@ -226,7 +288,15 @@ def _secagg_plus_choice(policy: RoundPolicy, num_clients: int) -> tuple[int, int
         num_clients,
         dropout_fraction=policy.dropout_fraction,
         corrupt_fraction=policy.corrupt_fraction,
+        threat_model=policy.threat_model,
     )
     degree = policy.degree or chosen.degree
-    threshold = chosen.threshold if degree == chosen.degree else secagg_threshold(degree + 1)
+    if degree == chosen.degree:
+        threshold = chosen.threshold
+    else:
+        holders = min(degree, num_clients - 1) + 1
+        threshold = max(
+            secagg_threshold(holders),
+            minimum_threshold(policy.threat_model, holders, num_clients, policy.corrupt_fraction),
+        )
     return degree, policy.threshold or threshold

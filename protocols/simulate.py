@@ -10,6 +10,7 @@ decisions stay in the state machines; this loop only moves messages.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +22,9 @@ import numpy.typing as npt
 
 from protocols import wire
 from protocols._machine import detached
+from protocols._transitions import SERVER_ROUND_INDEX, ServerPhase
+from protocols.graph import ORDER_SEED_BYTES
+from protocols.identity import TrustedRoster, trusted_setup
 from protocols.masking import (
     AggregateResult,
     ClientPhase,
@@ -36,25 +40,35 @@ from protocols.paillier import (
     PaillierResult,
     PaillierServer,
 )
+from protocols.rounds import RoundPolicy
 from secagg.errors import (
+    ClientMisbehaviourError,
     InsufficientSurvivorsError,
     LocalProtocolError,
     ParameterError,
     SecAggError,
 )
+from secagg.hazmat.sign import IdentityKey, generate_identity
 from secagg.paillier_keys import RandomnessMode
 
 __all__ = [
     "ROUND_NAMES",
+    "UNMASKING_ROUND",
     "Driver",
     "Interceptor",
+    "MaskingRound",
     "PaillierSimulator",
     "SimulationReport",
     "Simulator",
+    "plan_masking_round",
 ]
 
-#: Names of the four protocol rounds, indexed like dropout schedules.
-ROUND_NAMES: Final = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+#: Names of the protocol rounds, indexed like dropout schedules (Bonawitz et al. 2017, Fig. 4).
+#: A semi-honest round skips the consistency round (3); a client that drops at 3 then stays
+#: silent in the unmasking (4), as it would in an active round.
+ROUND_NAMES: Final = ("advertise_keys", "share_keys", "masked_input", "consistency", "unmasking")
+#: The index of the unmasking round (where a Paillier key holder decrypts, too).
+UNMASKING_ROUND: Final = ROUND_NAMES.index("unmasking")
 
 #: ``interceptor(round_index, message)`` returns the message to deliver (possibly altered),
 #: ``None`` to drop it, or a sequence of messages to deliver instead.
@@ -76,6 +90,8 @@ class SimulationReport:
         client_errors: client id -> the error that made it abort.
         server_rejections: errors the server raised on individual bad messages.
         dropped_at: client id -> protocol round at which it fell out (server's view).
+        misbehaved: client id -> what the server caught it doing (it was left out, or its bad
+            shares were not used).
     """
 
     result: AggregateResult | PaillierResult | None = None
@@ -91,10 +107,79 @@ class SimulationReport:
     client_errors: dict[int, SecAggError] = field(default_factory=dict)
     server_rejections: list[SecAggError] = field(default_factory=list)
     dropped_at: dict[int, int] = field(default_factory=dict)
+    misbehaved: dict[int, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
     key_holder_seconds: float = 0.0
     key_holder_bytes_sent: int = 0
     key_holder_bytes_received: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MaskingRound:
+    """A planned masking round: the server's parameters and, against an active server, the
+    trusted setup its clients hold (``roster`` and ``identities`` are ``None`` when
+    semi-honest)."""
+
+    params: MaskingParams
+    roster: TrustedRoster | None = None
+    identities: Mapping[int, IdentityKey] | None = None
+
+    def simulator(
+        self, inputs: Mapping[int, npt.NDArray[np.unsignedinteger]], **options: Any
+    ) -> Simulator:
+        """A :class:`Simulator` of this round over ``inputs`` (``options``: its keywords)."""
+        return Simulator(
+            self.params, inputs, roster=self.roster, identities=self.identities, **options
+        )
+
+
+def plan_masking_round(
+    policy: RoundPolicy,
+    ids: Sequence[int],
+    *,
+    session_id: bytes,
+    round_id: int,
+    vector_length: int,
+    modulus_bits: int,
+    identities: Mapping[int, IdentityKey] | None = None,
+    order_seed: bytes | None = None,
+) -> MaskingRound:
+    """Plan a masking round with ``policy`` and, against an active server, play its trusted
+    setup: identity keys (``identities``, drawn where missing) and the roster, whose seed
+    orders the SecAgg+ ring publicly.
+
+    Args:
+        policy: the round planner's policy; its ``threat_model`` picks the protocol.
+        ids: the round's clients.
+        session_id, round_id: the round's identity (fresh per round).
+        vector_length, modulus_bits: what each client uploads.
+        identities: long-term identity keys to reuse (e.g. across the rounds of a session).
+        order_seed: the roster's 32-byte public seed to reuse (drawn when ``None``).
+    """
+    roster = None
+    keys: dict[int, IdentityKey] | None = None
+    if policy.threat_model == "active":
+        given = identities or {}
+        # The trusted setup enrols each client once: reused keys stay, new clients get one.
+        keys = {u: given[u] if u in given else generate_identity() for u in ids}
+        roster = TrustedRoster(
+            {u: keys[u].public_bytes for u in ids},
+            order_seed if order_seed is not None else secrets.token_bytes(ORDER_SEED_BYTES),
+        )
+    seed = None if roster is None else roster.order_seed(session_id, round_id)
+    plan = policy.plan(ids, order_seed=seed)
+    if plan.graph is None:
+        raise ParameterError(f"protocol {policy.protocol!r} is not a masking protocol")
+    params = MaskingParams(
+        session_id=session_id,
+        round_id=round_id,
+        graph=plan.graph,
+        threshold=plan.threshold,
+        vector_length=vector_length,
+        modulus_bits=modulus_bits,
+        threat_model=policy.threat_model,
+    )
+    return MaskingRound(params, roster, keys)
 
 
 class Driver:
@@ -120,9 +205,10 @@ class Driver:
         for client, round_index in schedule.items():
             if client not in members:
                 raise ParameterError(f"the dropout schedule names {client}, not in this round")
-            if not isinstance(round_index, int) or not 0 <= round_index <= 3:
+            if not isinstance(round_index, int) or not 0 <= round_index < len(ROUND_NAMES):
                 raise ParameterError(
-                    f"client {client} drops at round {round_index!r}; rounds are 0, 1, 2 or 3"
+                    f"client {client} drops at round {round_index!r}; rounds are 0 to "
+                    f"{len(ROUND_NAMES) - 1} ({', '.join(ROUND_NAMES)})"
                 )
         self.inputs = inputs
         self.dropouts = schedule
@@ -156,7 +242,7 @@ class Driver:
         for intercepted in self._intercept(round_index, message):
             client_id = intercepted.recipient
             client = self.clients.get(client_id)
-            if client is None or self.dropouts.get(client_id, 4) <= round_index:
+            if client is None or self.dropouts.get(client_id, len(ROUND_NAMES)) <= round_index:
                 continue
             if client_id in report.client_errors:
                 continue
@@ -215,13 +301,22 @@ class Driver:
 class Simulator(Driver):
     """Runs one masking round in memory.
 
+    Against an active adversary (``params.threat_model == "active"``, the default) the
+    simulator plays the trusted setup: unless ``roster`` and ``identities`` are given, it draws
+    an identity key per client and hands the roster to every party. A SecAgg+ round must then
+    be planned with the roster's order seed, so pass the roster you planned with.
+
     Args:
         params: the server's round configuration.
         inputs: client id -> quantized input (integers in Z_{2^k}); every graph node needs one.
-        dropouts: client id -> protocol round (0-3) from which the client stays silent.
+        dropouts: client id -> protocol round (0-4, :data:`ROUND_NAMES`) from which the client
+            stays silent.
         interceptor: sees every message in both directions (see :data:`Interceptor`).
         through_wire: encode and decode every message with :mod:`protocols.wire`.
         on_step: called after each client step, e.g. to advance a progress bar.
+        roster, identities: the trusted setup (active model): the roster, and each client's
+            identity key.
+        corrupt_fraction: the bound on colluding clients the clients declare (active model).
     """
 
     def __init__(
@@ -233,34 +328,55 @@ class Simulator(Driver):
         interceptor: Interceptor | None = None,
         through_wire: bool = False,
         on_step: Callable[[], None] | None = None,
+        roster: TrustedRoster | None = None,
+        identities: Mapping[int, IdentityKey] | None = None,
+        corrupt_fraction: float | None = None,
     ) -> None:
         super().__init__(params.graph.nodes, inputs, dropouts, interceptor, through_wire, on_step)
         self.params = params
-        self.server = MaskingServer(params)
+        active = params.threat_model == "active"
+        if active and (roster is None) != (identities is None):
+            raise ParameterError("give both the roster and the identities, or neither")
+        if active and roster is None:
+            roster, identities = trusted_setup(params.graph.nodes)
+        self.roster = roster if active else None
+        self.server = MaskingServer(params, self.roster)
+        extra: dict[str, Any] = {"threat_model": params.threat_model}
+        if corrupt_fraction is not None:
+            extra["corrupt_fraction"] = corrupt_fraction
         self.clients = {
-            u: MaskingClient(u, session_id=params.session_id, round_id=params.round_id)
+            u: MaskingClient(
+                u,
+                session_id=params.session_id,
+                round_id=params.round_id,
+                identity=None if identities is None or not active else identities[u],
+                roster=self.roster,
+                **extra,
+            )
             for u in params.graph.nodes
         }
 
     def run(self) -> SimulationReport:
-        """Play the four rounds and return the report (the round may have aborted)."""
+        """Play the rounds and return the report (the round may have aborted)."""
         report = self.report
         started = time.perf_counter()
         outbox = self._timed_server(0, self.server.start)
-        for round_index in range(len(ROUND_NAMES)):
+        while self.server.phase in SERVER_ROUND_INDEX:
+            round_index = SERVER_ROUND_INDEX[self.server.phase]
             replies = [m for msg in outbox for m in self._deliver_to_client(round_index, msg)]
             for message in replies:
                 self._deliver_to_server(round_index, message)
             try:
                 outbox = self._timed_server(round_index, self.server.close_phase)
-            except InsufficientSurvivorsError as error:
+            except (InsufficientSurvivorsError, ClientMisbehaviourError) as error:
                 report.error = error
                 for notice in self.server.abort_messages():
                     self._deliver_to_client(round_index, notice)
                 break
-        if report.error is None:
+        if report.error is None and self.server.phase is ServerPhase.DONE:
             report.result = self.server.result
         report.dropped_at = self.server.dropped_at
+        report.misbehaved = self.server.misbehaved
         report.wall_seconds = time.perf_counter() - started
         return report
 
@@ -269,9 +385,9 @@ class PaillierSimulator(Driver):
     """Runs one Paillier round in memory: setup, upload, aggregate, decryption by the key holder.
 
     Dropout rounds mean what they mean for masking: a client dropping at round 0, 1 or 2 never
-    uploads; at round 3 it has uploaded and counts. Times land under ``masked_input`` (clients and
-    server) and ``unmasking`` (the server's handling of the decrypted sums); the key holder's are
-    in ``key_holder_seconds``.
+    uploads; at round 3 or 4 it has uploaded and counts. Times land under ``masked_input``
+    (clients and server) and ``unmasking`` (the server's handling of the decrypted sums); the
+    key holder's are in ``key_holder_seconds``.
     """
 
     def __init__(
@@ -309,13 +425,14 @@ class PaillierSimulator(Driver):
         report = self.report
         started = time.perf_counter()
         upload = ROUND_NAMES.index("masked_input")
+        decrypt = UNMASKING_ROUND
         outbox = self._timed_server(upload, self.server.start)
         for message in [m for msg in outbox for m in self._deliver_to_client(upload, msg)]:
             self._deliver_to_server(upload, message)
         try:
             to_key_holder = self._timed_server(upload, self.server.close_phase)
             for message in to_key_holder:
-                for intercepted in self._intercept(upload + 1, message):
+                for intercepted in self._intercept(decrypt, message):
                     delivered, size = self._transmit(intercepted)
                     report.server_bytes_sent += size
                     report.key_holder_bytes_received += size
@@ -323,7 +440,7 @@ class PaillierSimulator(Driver):
                     replies = self.key_holder.receive(delivered)
                     report.key_holder_seconds += time.perf_counter() - before
                     for reply in replies:
-                        self._deliver_to_server(upload + 1, reply)
+                        self._deliver_to_server(decrypt, reply)
             report.result = self.server.result
         except SecAggError as error:
             report.error = error

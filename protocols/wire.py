@@ -18,8 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols.messages import (
+    COMMITMENT_BYTES,
     Abort,
     AggregateCiphertext,
+    ConsistencyRequest,
+    ConsistencySignature,
     DecryptedAggregate,
     EncryptedInput,
     EncryptedShares,
@@ -33,7 +36,9 @@ from protocols.messages import (
     RosterEntry,
     RoundSetup,
     SealedShares,
+    ShareDigest,
     ShareEntry,
+    SignatureEntry,
     UnmaskRequest,
     UnmaskResponse,
     header,
@@ -42,6 +47,7 @@ from secagg.encoding import ring_dtype
 from secagg.errors import SecAggError, WireFormatError
 from secagg.hazmat.kex import PUBLIC_KEY_BYTES
 from secagg.hazmat.shamir import SHARE_BYTES
+from secagg.hazmat.sign import SIGNATURE_BYTES
 
 __all__ = [
     "MAX_ENTRIES",
@@ -54,7 +60,7 @@ __all__ = [
 ]
 
 MAGIC: Final = b"SAGG"
-VERSION: Final = 1
+VERSION: Final = 2
 #: Bounds on counts read from the wire; a decoder never allocates more than the bytes present.
 MAX_ENTRIES: Final = 1 << 20
 MAX_VECTOR_LENGTH: Final = 1 << 31
@@ -74,6 +80,8 @@ _TYPE_CODES: Final[dict[type, int]] = {
     EncryptedInput: 11,
     AggregateCiphertext: 12,
     DecryptedAggregate: 13,
+    ConsistencyRequest: 14,
+    ConsistencySignature: 15,
 }
 
 
@@ -85,7 +93,8 @@ def packed_size(length: int, modulus_bits: int) -> int:
 def encoded_size(message: Message) -> int:
     """Bytes :func:`encode` would produce, without copying a large vector to find out."""
     if isinstance(message, MaskedInput):
-        return _HEADER.size + 5 + packed_size(message.vector.shape[0], message.modulus_bits)
+        vector_bytes = packed_size(message.vector.shape[0], message.modulus_bits)
+        return _HEADER.size + 9 + vector_bytes + 4 * len(message.rejected)
     return len(encode(message))
 
 
@@ -126,6 +135,11 @@ class _Writer:
         self.fmt("I", len(ids))
         self.raw(struct.pack(f">{len(ids)}I", *ids))
 
+    def signature(self, signature: bytes) -> None:
+        """An optional signature: a presence byte, then 64 bytes if present."""
+        self.fmt("B", len(signature) // SIGNATURE_BYTES)
+        self.raw(signature)
+
 
 class _Reader:
     """Reads from a bytes buffer, refusing to read past its end."""
@@ -164,6 +178,12 @@ class _Reader:
         count = self.count(4)
         return struct.unpack(f">{count}I", self.take(4 * count))
 
+    def signature(self) -> bytes:
+        present = self.u8()
+        if present > 1:
+            raise WireFormatError(f"signature flag must be 0 or 1, got {present}")
+        return self.take(SIGNATURE_BYTES * present)
+
     def done(self) -> None:
         if self.offset != len(self.data):
             raise WireFormatError(f"{len(self.data) - self.offset} trailing bytes after message")
@@ -174,23 +194,31 @@ def _encode_body(message: Message, w: _Writer) -> None:
         w.fmt("IIB", message.threshold, message.vector_length, message.modulus_bits)
         w.ids(message.neighbours)
     elif isinstance(message, KeyAdvertisement):
-        w.raw(message.mask_public_key + message.share_public_key)
+        w.raw(message.mask_public_key + message.share_public_key + message.seed_commitment)
+        w.signature(message.signature)
     elif isinstance(message, KeyRoster):
         w.fmt("I", len(message.entries))
         for entry in message.entries:
             w.fmt("I", entry.client_id)
-            w.raw(entry.mask_public_key + entry.share_public_key)
+            w.raw(entry.mask_public_key + entry.share_public_key + entry.seed_commitment)
+            w.signature(entry.signature)
     elif isinstance(message, EncryptedShares | ForwardedShares):
-        w.fmt("I", len(message.bundles))
-        for bundle in message.bundles:
-            w.fmt("IH", bundle.peer, len(bundle.ciphertext))
-            w.raw(bundle.ciphertext)
+        _encode_shares(message, w)
     elif isinstance(message, MaskedInput):
         w.fmt("BI", message.modulus_bits, message.vector.shape[0])
         w.raw(_pack_vector(message.vector, message.modulus_bits))
+        w.ids(message.rejected)
+    elif isinstance(message, ConsistencyRequest):
+        w.ids(message.survivors)
+    elif isinstance(message, ConsistencySignature):
+        w.raw(message.signature)
     elif isinstance(message, UnmaskRequest):
         w.ids(message.survivors)
         w.ids(message.dropped)
+        w.fmt("I", len(message.signatures))
+        for signed in message.signatures:
+            w.fmt("I", signed.signer)
+            w.raw(signed.signature)
     elif isinstance(message, UnmaskResponse):
         for entries in (message.self_mask_shares, message.mask_key_shares):
             w.fmt("I", len(entries))
@@ -216,6 +244,18 @@ def _encode_body(message: Message, w: _Writer) -> None:
     elif isinstance(message, DecryptedAggregate):
         w.fmt("II", message.contributors, message.vector.shape[0])
         w.raw(message.vector.astype("<u8", copy=False).tobytes())
+
+
+def _encode_shares(message: EncryptedShares | ForwardedShares, w: _Writer) -> None:
+    w.fmt("I", len(message.bundles))
+    for bundle in message.bundles:
+        w.fmt("IH", bundle.peer, len(bundle.ciphertext))
+        w.raw(bundle.ciphertext)
+    if isinstance(message, EncryptedShares):
+        w.fmt("I", len(message.digests))
+        for digest in message.digests:
+            w.fmt("I", digest.holder)
+            w.raw(digest.seed_share + digest.key_share)
 
 
 def encode(message: Message) -> bytes:
@@ -272,16 +312,20 @@ def _decode_key_advertisement(r: _Reader, header: Header) -> Message:
         **header,
         mask_public_key=r.take(PUBLIC_KEY_BYTES),
         share_public_key=r.take(PUBLIC_KEY_BYTES),
+        seed_commitment=r.take(COMMITMENT_BYTES),
+        signature=r.signature(),
     )
 
 
 def _decode_key_roster(r: _Reader, header: Header) -> Message:
-    count = r.count(4 + 2 * PUBLIC_KEY_BYTES)
+    count = r.count(5 + 2 * PUBLIC_KEY_BYTES + COMMITMENT_BYTES)
     entries = tuple(
         RosterEntry(
             client_id=r.u32(),
             mask_public_key=r.take(PUBLIC_KEY_BYTES),
             share_public_key=r.take(PUBLIC_KEY_BYTES),
+            seed_commitment=r.take(COMMITMENT_BYTES),
+            signature=r.signature(),
         )
         for _ in range(count)
     )
@@ -289,7 +333,17 @@ def _decode_key_roster(r: _Reader, header: Header) -> Message:
 
 
 def _decode_encrypted_shares(r: _Reader, header: Header) -> Message:
-    return EncryptedShares(**header, bundles=_bundles(r))
+    bundles = _bundles(r)
+    count = r.count(4 + 2 * COMMITMENT_BYTES)
+    digests = tuple(
+        ShareDigest(
+            holder=r.u32(),
+            seed_share=r.take(COMMITMENT_BYTES),
+            key_share=r.take(COMMITMENT_BYTES),
+        )
+        for _ in range(count)
+    )
+    return EncryptedShares(**header, bundles=bundles, digests=digests)
 
 
 def _decode_forwarded_shares(r: _Reader, header: Header) -> Message:
@@ -303,16 +357,26 @@ def _decode_masked_input(r: _Reader, header: Header) -> Message:
     if length > MAX_VECTOR_LENGTH:
         raise WireFormatError(f"vector length {length} exceeds {MAX_VECTOR_LENGTH}")
     data = r.take(packed_size(length, modulus_bits))
-    return MaskedInput(
-        **header,
-        modulus_bits=modulus_bits,
-        vector=_unpack_vector(data, length, modulus_bits),
-    )
+    vector = _unpack_vector(data, length, modulus_bits)
+    return MaskedInput(**header, modulus_bits=modulus_bits, vector=vector, rejected=r.ids())
+
+
+def _decode_consistency_request(r: _Reader, header: Header) -> Message:
+    return ConsistencyRequest(**header, survivors=r.ids())
+
+
+def _decode_consistency_signature(r: _Reader, header: Header) -> Message:
+    return ConsistencySignature(**header, signature=r.take(SIGNATURE_BYTES))
 
 
 def _decode_unmask_request(r: _Reader, header: Header) -> Message:
     survivors = r.ids()
-    return UnmaskRequest(**header, survivors=survivors, dropped=r.ids())
+    dropped = r.ids()
+    count = r.count(4 + SIGNATURE_BYTES)
+    signatures = tuple(
+        SignatureEntry(signer=r.u32(), signature=r.take(SIGNATURE_BYTES)) for _ in range(count)
+    )
+    return UnmaskRequest(**header, survivors=survivors, dropped=dropped, signatures=signatures)
 
 
 def _decode_unmask_response(r: _Reader, header: Header) -> Message:
@@ -393,6 +457,8 @@ _DECODERS: Final[dict[int, Callable[[_Reader, Header], Message]]] = {
     11: _decode_encrypted_input,
     12: _decode_aggregate_ciphertext,
     13: _decode_decrypted_aggregate,
+    14: _decode_consistency_request,
+    15: _decode_consistency_signature,
 }
 
 

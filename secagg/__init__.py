@@ -2,6 +2,7 @@
 
 from secagg import errors
 from secagg.errors import (
+    ClientMisbehaviourError,
     InsufficientSurvivorsError,
     InvalidCiphertextError,
     InvalidSignatureError,
@@ -18,6 +19,7 @@ from secagg.errors import (
 )
 
 __all__ = [
+    "ClientMisbehaviourError",
     "InsufficientSurvivorsError",
     "InvalidCiphertextError",
     "InvalidSignatureError",

@@ -11,6 +11,7 @@ pyca/cryptography's Fernet.
 from __future__ import annotations
 
 __all__ = [
+    "ClientMisbehaviourError",
     "InsufficientSurvivorsError",
     "InvalidCiphertextError",
     "InvalidSignatureError",
@@ -53,6 +54,22 @@ class WireFormatError(RemoteProtocolError):
 
 class ServerMisbehaviourError(RemoteProtocolError):
     """Evidence of a privacy attack by the server (e.g. asking for both shares of one client)."""
+
+
+class ClientMisbehaviourError(RemoteProtocolError):
+    """A client broke the protocol in a way the server cannot repair (e.g. it dealt shares that
+    do not reconstruct its committed secret): the round aborts rather than return a wrong sum.
+
+    Attributes:
+        culprit: the client's id.
+    """
+
+    def __init__(self, message: str, culprit: int) -> None:
+        super().__init__(message)
+        self.culprit = culprit
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        return (type(self), (str(self), self.culprit))
 
 
 class InsufficientSurvivorsError(SecAggError):

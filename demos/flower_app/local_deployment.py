@@ -5,7 +5,9 @@ offline: ``flower-superlink --insecure`` (Fleet, Control and runtime APIs on one
 dependency installation), one ``flower-supernode --insecure`` per node (each on its own free
 port, with its ``--node-config``), and ``flwr run APP loopback --stream`` with a ``config.toml``
 pointing the CLI at the SuperLink. Every process gets its own ``FLWR_HOME``; telemetry and update
-checks are off. Used by ``measure_round_time.py`` and by the deployment test.
+checks are off. :func:`deployment_node_configs` writes the deployment's identity keys and roster
+for the active threat model and names them in each node's config. Used by
+``measure_round_time.py`` and by the deployment test.
 
 Cleanup is the point of :meth:`LocalDeployment.close`: the SuperLink runs the ServerApp in a
 child of its own session and a SuperNode runs each ClientApp message in a child process, which
@@ -192,7 +194,8 @@ class LocalDeployment:
     Args:
         workdir: where the ``FLWR_HOME`` directories and logs go.
         num_nodes: SuperNodes to start.
-        node_configs: one ``--node-config`` string per node (default: partition ids).
+        node_configs: one ``--node-config`` string per node (default: partition ids, semi-honest;
+            see :func:`deployment_node_configs`).
         bin_dir: where ``flower-superlink``, ``flower-supernode`` and ``flwr`` live (default:
             beside the running Python).
     """
@@ -208,9 +211,7 @@ class LocalDeployment:
         self.workdir = Path(workdir)
         self.num_nodes = num_nodes
         self.node_configs = list(
-            node_configs
-            if node_configs is not None
-            else [f"partition-id={i} num-partitions={num_nodes}" for i in range(num_nodes)]
+            node_configs if node_configs is not None else deployment_node_configs(num_nodes)[0]
         )
         self.bin_dir = Path(bin_dir) if bin_dir is not None else Path(sys.executable).parent
         self.port = 0
@@ -393,6 +394,46 @@ class LocalDeployment:
             if spawned is not None
             for pid in spawned.family.alive()
         ]
+
+
+def deployment_node_configs(
+    num_nodes: int,
+    *,
+    key_dir: Path | None = None,
+    extra: Mapping[int, str] | None = None,
+) -> tuple[list[str], Path | None]:
+    """One ``--node-config`` per node: its partition, and its trust in the active threat model.
+
+    With ``key_dir``, the deployment's keys are written there first
+    (:func:`protocols.flower.write_deployment_keys`, clients 0 .. n-1) and node ``i`` gets
+    client ``i``'s private key file and the roster file; without it, every node runs
+    semi-honest. ``extra`` appends settings to some nodes' configs.
+
+    Returns:
+        The node configs, and the roster file for the ServerApp (``None`` when semi-honest).
+    """
+    from protocols.flower import (
+        NODE_IDENTITY_KEY,
+        NODE_ROSTER,
+        NODE_THREAT_MODEL,
+        write_deployment_keys,
+    )
+
+    keys = None if key_dir is None else write_deployment_keys(key_dir, range(num_nodes))
+    configs = []
+    for i in range(num_nodes):
+        config = f"partition-id={i} num-partitions={num_nodes}"
+        if keys is None:
+            config += f' {NODE_THREAT_MODEL}="semi-honest"'
+        else:
+            # TOML literal strings: a path's backslashes stay as they are.
+            config += (
+                f" {NODE_IDENTITY_KEY}='{keys.key_paths[i]}' {NODE_ROSTER}='{keys.roster_path}'"
+            )
+        if extra and i in extra:
+            config += f" {extra[i]}"
+        configs.append(config)
+    return configs, None if keys is None else keys.roster_path
 
 
 def _toml(value: object) -> str:

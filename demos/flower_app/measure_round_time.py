@@ -10,7 +10,10 @@ start of the train configuration to the aggregate (evaluation is switched off).
 Run from the repository root::
 
     python demos/flower_app/measure_round_time.py --nodes 4 --rounds 3 \\
-        --backends plain flower-secagg+ secagg+
+        --backends plain flower-secagg+ secagg+ [--threat-model semi-honest]
+
+SecAgg and SecAgg+ run in the active threat model by default: the script writes the identity
+keys and the roster into its temporary directory and names them in each node's config.
 
 Flower's SuperLink and SuperNodes poll every 3 s and start a process per message, so rounds of
 four protocol stages cost tens of seconds whatever the cryptography does; compare backends within
@@ -26,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 # Run as a script, so this directory is on sys.path.
-from local_deployment import LocalDeployment
+from local_deployment import LocalDeployment, deployment_node_configs
 
 APP_DIR = Path(__file__).resolve().parent
 BACKENDS = ("plain", "flower-secagg+", "secagg+", "secagg", "paillier")
@@ -41,6 +44,12 @@ def parse_args() -> argparse.Namespace:
         "--backends", nargs="+", choices=BACKENDS, default=["plain", "flower-secagg+", "secagg+"]
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="per protocol round, s")
+    parser.add_argument(
+        "--threat-model",
+        choices=("active", "semi-honest"),
+        default="active",
+        help="of secagg and secagg+ (active: the nodes get identity keys and a roster)",
+    )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     return parser.parse_args()
 
@@ -51,12 +60,18 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="secagg-flower-") as tmp:
         workdir = Path(tmp)
-        with LocalDeployment(workdir / "deployment", args.nodes) as deployment:
+        key_dir = workdir / "keys" if args.threat_model == "active" else None
+        configs, roster = deployment_node_configs(args.nodes, key_dir=key_dir)
+        trust = {"threat-model": args.threat_model, "roster": str(roster or "")}
+        with LocalDeployment(
+            workdir / "deployment", args.nodes, node_configs=configs
+        ) as deployment:
             for backend in args.backends:
                 report_path = workdir / f"{backend}.json"
                 run = deployment.submit(
                     APP_DIR,
                     {
+                        **trust,
                         "backend": backend,
                         "num-server-rounds": args.rounds,
                         "min-nodes": args.nodes,

@@ -51,6 +51,7 @@ from models.training import LocalTrainingConfig, train_centralized
 from protocols.aggregators import Aggregator
 from protocols.cli.arguments import positive_int, positive_real, probability, unit_fraction
 from protocols.dp_aggregator import DistributedDPAggregator
+from protocols.rounds import THREAT_MODELS
 
 __all__ = ["DEFAULT_DP_CLIP", "DEFAULT_DP_SERVER_LR", "add_arguments", "run"]
 
@@ -74,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synthetic", help="'synthetic' or a MovieLens path")
     parser.add_argument("--model", choices=MODELS, default="mf")
     parser.add_argument("--aggregator", choices=AGGREGATORS, default="secagg+")
+    parser.add_argument(
+        "--threat-model",
+        choices=THREAT_MODELS,
+        default="active",
+        help="secagg/secagg+ against an active server (default: signed keys, public graph, "
+        "consistency round) or a semi-honest one",
+    )
     parser.add_argument("--rounds", type=positive_int, default=40)
     parser.add_argument("--clients-per-round", type=positive_int, default=50)
     parser.add_argument(
@@ -264,7 +272,12 @@ def _build_aggregator(
 ) -> tuple[Aggregator, DistributedDPAggregator | None]:
     """The backend, and the same object as a DP aggregator when ``--dp-epsilon`` is given."""
     if args.dp_epsilon is None:
-        aggregator = make_aggregator(args.aggregator, clip=args.clip, value_bits=args.value_bits)
+        aggregator = make_aggregator(
+            args.aggregator,
+            clip=args.clip,
+            value_bits=args.value_bits,
+            threat_model=args.threat_model,
+        )
         return aggregator, None
     private = make_dp_aggregator(
         args.aggregator,
@@ -277,14 +290,17 @@ def _build_aggregator(
         dimension=model.num_shared_parameters(),
         clip_norm=args.dp_clip,
         mechanism=args.dp_mechanism,
+        threat_model=args.threat_model,
     )
     return private, private
 
 
 def _describe_training(args: argparse.Namespace, setup: _Setup, out: _Output) -> None:
     """Say what travels, what DP adds, and print the header of the per-round table."""
+    threat_model = getattr(setup.aggregator, "threat_model", None)
+    against = "" if threat_model is None else f" ({threat_model} server)"
     out.say(
-        f"federated {args.model} over {setup.aggregator.name}: "
+        f"federated {args.model} over {setup.aggregator.name}{against}: "
         f"{setup.model.num_shared_parameters()} shared "
         f"parameters uploaded densely by each of {args.clients_per_round} clients per round, "
         f"{args.dropout:.0%} of them dropping at random protocol rounds; user embeddings never "

@@ -48,6 +48,7 @@ from protocols.aggregators.inputs import RoundInputs
 from protocols.aggregators.masking import MaskingRoundSettings, MaskingSum, masking_policy
 from protocols.aggregators.pipeline import Pipeline, SumOutcome, Vector
 from protocols.aggregators.result import FloatArray
+from protocols.graph import ThreatModel
 from protocols.simulate import SimulationReport
 from secagg.dp import (
     AccountantKind,
@@ -147,6 +148,8 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         threshold: Shamir threshold override.
         dropout_fraction, corrupt_fraction: tolerances used to pick the SecAgg+ graph.
         accountant: ``"rdp"`` (default) or ``"pld"`` for ``dp-accounting``.
+        threat_model: ``"active"`` (default) or ``"semi-honest"``, as for
+            :class:`~protocols.aggregators.masking.MaskingAggregator`.
         through_wire: round-trip every protocol message through the binary codec.
 
     Raises:
@@ -175,6 +178,7 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         dropout_fraction: float = 0.05,
         corrupt_fraction: float = 0.05,
         accountant: AccountantKind = "rdp",
+        threat_model: ThreatModel = "active",
         through_wire: bool = False,
     ) -> None:
         if graph not in ("complete", "harary"):
@@ -189,6 +193,7 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
             dropout_fraction=dropout_fraction,
             corrupt_fraction=corrupt_fraction,
             modulus_bits=modulus_bits,
+            threat_model=threat_model,
         )
         calibrated = choose_parameters(
             target_epsilon=target_epsilon,

@@ -24,6 +24,8 @@ __all__ = ["RoundInputs", "check_dropouts", "check_round_inputs", "check_updates
 #: 0 AdvertiseKeys, 1 ShareKeys, 2 MaskedInputCollection, 3 Unmasking. A client that drops at
 #: round 3 has already uploaded its input, so it is still counted in the sum.
 UPLOAD_ROUND = 2
+#: The last protocol round (unmasking); see :data:`protocols.simulate.ROUND_NAMES`.
+LAST_ROUND = 4
 _REAL_KINDS = "biuf"
 
 
@@ -142,12 +144,16 @@ def _real_weight(client_id: int, weight: object) -> float:
 def check_dropouts(
     dropouts: Mapping[int, int] | None, client_ids: Mapping[int, object]
 ) -> dict[int, int]:
-    """Validate a dropout schedule: known client ids, rounds in 0..3."""
+    """Validate a dropout schedule: known client ids, rounds in 0..4 (3: the consistency round
+    of the active model; in a semi-honest round a client dropping at 3 is silent at 4)."""
     if dropouts is None:
         return {}
     for u, r in dropouts.items():
         if u not in client_ids:
             raise ParameterError(f"dropout schedule names unknown client {u}")
-        if not isinstance(r, int) or isinstance(r, bool) or not 0 <= r <= 3:
-            raise ParameterError(f"client {u} drops at round {r!r}; rounds are 0, 1, 2 or 3")
+        if not isinstance(r, int) or isinstance(r, bool) or not 0 <= r <= LAST_ROUND:
+            raise ParameterError(
+                f"client {u} drops at round {r!r}; rounds are 0 to {LAST_ROUND} (advertise keys, "
+                "share keys, masked input, consistency, unmasking)"
+            )
     return dict(dropouts)

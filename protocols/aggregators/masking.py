@@ -21,17 +21,19 @@ from protocols.aggregators.pipeline import (
     declared_max_weight,
     ring_inputs,
 )
-from protocols.graph import NeighbourGraph
-from protocols.masking import AggregateResult, MaskingParams
+from protocols.graph import ORDER_SEED_BYTES, NeighbourGraph, ThreatModel
+from protocols.identity import round_order_seed
+from protocols.masking import AggregateResult
 from protocols.rounds import (
     DEFAULT_CORRUPT_FRACTION,
     DEFAULT_DROPOUT_FRACTION,
     GraphBuilder,
     RoundPolicy,
 )
-from protocols.simulate import SimulationReport, Simulator
+from protocols.simulate import SimulationReport, plan_masking_round
 from secagg.encoding import QuantizationScheme, UpdateEncoding
 from secagg.errors import ParameterError
+from secagg.hazmat.sign import IdentityKey
 
 __all__ = [
     "GraphChoice",
@@ -53,6 +55,7 @@ def masking_policy(
     dropout_fraction: float = DEFAULT_DROPOUT_FRACTION,
     corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
     modulus_bits: int | None = None,
+    threat_model: ThreatModel = "active",
 ) -> RoundPolicy:
     """The round policy of a masking aggregator's ``graph`` argument."""
     if not callable(graph) and graph not in ("complete", "harary"):
@@ -68,14 +71,18 @@ def masking_policy(
         value_bits=value_bits,
         modulus_bits=modulus_bits,
         graph_builder=graph if callable(graph) else None,
+        threat_model=threat_model,
     )
 
 
 class MaskingSum:
     """The secure-sum step of a masking round (one session, a fresh round id per call).
 
+    Against an active server it plays the trusted setup once per client: each client keeps one
+    identity key for the whole session, and the roster of a round lists that round's clients.
+
     Args:
-        policy: the round planner's policy (graph, degree, threshold).
+        policy: the round planner's policy (graph, degree, threshold, threat model).
         through_wire: round-trip every message through the binary codec.
     """
 
@@ -85,23 +92,32 @@ class MaskingSum:
         self.session_id = secrets.token_bytes(16)
         self.last_report: SimulationReport | None = None
         self._next_round = 0
+        self._identities: dict[int, IdentityKey] = {}
+        self._order_seed = secrets.token_bytes(ORDER_SEED_BYTES)
+
+    def next_order_seed(self) -> bytes | None:
+        """The public ring-order seed of the next round (``None`` when semi-honest)."""
+        if self.policy.threat_model != "active":
+            return None
+        return round_order_seed(self._order_seed, self.session_id, self._next_round)
 
     def run(self, request: SumRequest) -> SumOutcome:
         """One masking round over the encoded inputs; the caller learns only the ring sum."""
-        ids = sorted(request.inputs)
-        plan = self.policy.plan(ids)
-        assert plan.graph is not None
-        params = MaskingParams(
+        planned = plan_masking_round(
+            self.policy,
+            sorted(request.inputs),
             session_id=self.session_id,
             round_id=self._next_round,
-            graph=plan.graph,
-            threshold=plan.threshold,
             vector_length=request.vector_length,
             modulus_bits=request.modulus_bits,
+            identities=self._identities,
+            order_seed=self._order_seed,
         )
         self._next_round += 1
-        report = Simulator(
-            params, ring_inputs(request), dropouts=request.dropouts, through_wire=self.through_wire
+        if planned.identities is not None:
+            self._identities.update(planned.identities)
+        report = planned.simulator(
+            ring_inputs(request), dropouts=request.dropouts, through_wire=self.through_wire
         ).run()
         self.last_report = report
         if report.error is not None:
@@ -142,13 +158,19 @@ class MaskingRoundSettings:
         return self.policy.corrupt_fraction
 
     @property
+    def threat_model(self) -> ThreatModel:
+        """``"active"`` (signed keys, public graph, consistency round) or ``"semi-honest"``."""
+        return self.policy.threat_model
+
+    @property
     def through_wire(self) -> bool:
         """Whether every message round-trips through the binary codec."""
         return self.secure_sum.through_wire
 
     def build_graph(self, ids: Sequence[int]) -> tuple[NeighbourGraph, int]:
-        """The neighbour graph and threshold a round over ``ids`` uses (from the planner)."""
-        plan = self.policy.plan(ids)
+        """The neighbour graph and threshold a round over ``ids`` uses (from the planner; an
+        active-model SecAgg+ ring is ordered by this session's public seed)."""
+        plan = self.policy.plan(ids, order_seed=self.secure_sum.next_order_seed())
         assert plan.graph is not None
         return plan.graph, plan.threshold
 
@@ -170,7 +192,13 @@ class MaskingAggregator(MaskingRoundSettings, Pipeline):
         max_weight: the largest weight a client may have; required when weights are given.
         threshold: Shamir threshold; defaults to the planner's value.
         degree: Harary degree override (SecAgg+ only).
-        dropout_fraction, corrupt_fraction: tolerances used to pick k and t for SecAgg+.
+        dropout_fraction, corrupt_fraction: tolerances used to pick k and t for SecAgg+
+            (against an active server, corrupt_fraction is also the bound each client assumes
+            when it computes its own minimum threshold).
+        threat_model: ``"active"`` (default: the in-process simulator plays the trusted
+            setup, clients sign their keys, check the graph and threshold themselves and run
+            the consistency round) or ``"semi-honest"`` (the server is trusted to follow the
+            protocol). See docs/threat-model.md.
         through_wire: round-trip every message through the binary codec (as a real transport).
     """
 
@@ -185,6 +213,7 @@ class MaskingAggregator(MaskingRoundSettings, Pipeline):
         degree: int | None = None,
         dropout_fraction: float = DEFAULT_DROPOUT_FRACTION,
         corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
+        threat_model: ThreatModel = "active",
         through_wire: bool = False,
     ) -> None:
         policy = masking_policy(
@@ -194,6 +223,7 @@ class MaskingAggregator(MaskingRoundSettings, Pipeline):
             degree=degree,
             dropout_fraction=dropout_fraction,
             corrupt_fraction=corrupt_fraction,
+            threat_model=threat_model,
         )
         self.graph = graph
         self.clip = clip

@@ -3,11 +3,13 @@
 Overhead figures are only worth citing when the baseline ran on the same machine, in the same
 process, on the same inputs and at the same moment. This package therefore runs a grid over
 protocol, number of clients n, vector length d, dropout rate and the round at which clients drop,
-and for every grid point it measures the plain sum *and* each secure protocol, per party and per
-protocol round: wall time (``time.perf_counter``), CPU time (``time.process_time``), bytes sent
-and received (the project's wire codec, cross-checked against :class:`SimulationReport`) and peak
-memory (:mod:`tracemalloc`, which numpy reports to). Each point is repeated; medians with min-max
-are reported, and every overhead is a ratio to the plain-sum record of the same run, named by id.
+and for every grid point it measures the plain sum *and* each secure protocol (SecAgg and SecAgg+
+once per threat model, semi-honest and active, side by side), per party and per protocol round:
+wall time (``time.perf_counter``), CPU time (``time.process_time``), bytes sent and received
+(the project's wire codec, cross-checked against :class:`SimulationReport`) and peak memory
+(:mod:`tracemalloc`, which numpy reports to). Each point is repeated; medians with min-max are
+reported, and every overhead is a ratio to the plain-sum record of the same run (and, for an
+active-model round, to the same protocol's semi-honest record), named by id.
 
 Modules, one concept each:
 

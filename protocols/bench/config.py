@@ -29,6 +29,7 @@ from protocols.rounds import (
     DEFAULT_CORRUPT_FRACTION,
     ProtocolName,
     RoundPolicy,
+    ThreatModel,
     tolerated_dropout,
 )
 from secagg.encoding import QuantizationScheme
@@ -38,10 +39,13 @@ __all__ = [
     "DEFAULT_PRESET",
     "FLOWER",
     "FLOWER_OPTION",
+    "MASKING_PROTOCOLS",
     "PAILLIER_PROTOCOLS",
     "PLAIN",
     "PRESETS",
     "PROTOCOLS",
+    "SEMI_HONEST",
+    "THREAT_MODELS",
     "BenchConfig",
     "GridValues",
     "Preset",
@@ -56,6 +60,12 @@ FLOWER_OPTION: Final = "flower"
 #: Protocols in the order they run at each grid point (plain first: it is every ratio's base).
 PROTOCOLS: Final = (PLAIN, "secagg", "secagg+", "paillier-fresh", "paillier-djn", "phe")
 PAILLIER_PROTOCOLS: Final = ("paillier-fresh", "paillier-djn")
+#: This project's masking protocols: each runs once per requested threat model.
+MASKING_PROTOCOLS: Final = ("secagg", "secagg+")
+#: The threat models a masking protocol runs in, in the order they run: semi-honest first,
+#: since it is the base of every ``ratio_to_semi_honest``.
+THREAT_MODELS: Final[tuple[ThreatModel, ...]] = ("semi-honest", "active")
+SEMI_HONEST: Final = "semi-honest"
 #: What the round planner runs for each benchmarked protocol (phe sums Paillier ciphertexts).
 _PLANNED: Final[Mapping[str, ProtocolName]] = {
     PLAIN: "plain",
@@ -77,7 +87,13 @@ class GridValues:
         clients: the numbers of clients n.
         dims: the vector lengths d.
         dropouts: the dropout rates.
-        drop_at: the protocol rounds (0 to 3) at which clients drop.
+        drop_at: the protocol rounds (0 to 4, :data:`protocols.simulate.ROUND_NAMES`) at
+            which clients drop.
+        threat_models: the threat models each masking protocol runs in (``"semi-honest"``
+            first: it is the base of every ``ratio_to_semi_honest``); the other protocols
+            have none.
+        complete_max_clients: SecAgg (the complete graph, whose cost grows as n^2) runs only
+            where n is at most this; ``None``: everywhere.
         repeats: timed runs per grid point.
         paillier_max_dim: packed Paillier runs on at most about this d, then scales.
         phe_max_dim: phe runs on at most this d, then scales.
@@ -89,6 +105,8 @@ class GridValues:
     dims: tuple[int, ...]
     dropouts: tuple[float, ...]
     drop_at: tuple[int, ...]
+    threat_models: tuple[ThreatModel, ...]
+    complete_max_clients: int | None
     repeats: int
     paillier_max_dim: int
     phe_max_dim: int
@@ -111,6 +129,8 @@ PRESETS: Final[Mapping[str, Preset]] = {
         dims=(1_000, 10_000),
         dropouts=(0.0, 0.2),
         drop_at=(2,),
+        threat_models=THREAT_MODELS,
+        complete_max_clients=None,
         repeats=3,
         paillier_max_dim=128,
         phe_max_dim=4,
@@ -124,9 +144,28 @@ PRESETS: Final[Mapping[str, Preset]] = {
         dims=(100_000,),
         dropouts=(0.0, 0.1, 0.3),
         drop_at=(2,),
+        threat_models=THREAT_MODELS,
+        complete_max_clients=None,
         repeats=3,
         paillier_max_dim=2_048,
         phe_max_dim=8,
+        phe_clients=2,
+    ),
+    "active": Preset(
+        description="issue 11's measurement, active against semi-honest: n = 50 SecAgg and "
+        "SecAgg+, n = 1000 SecAgg+ only (--complete-max-clients 50), d = 10^5, 10%% dropout "
+        "after sharing keys, one timed run (estimated 8 minutes on 2 cores, most of it "
+        "n = 1000 active; about 4 with --no-memory)",
+        protocols=(PLAIN, *MASKING_PROTOCOLS),
+        clients=(50, 1000),
+        dims=(100_000,),
+        dropouts=(0.1,),
+        drop_at=(2,),
+        threat_models=THREAT_MODELS,
+        complete_max_clients=50,
+        repeats=1,
+        paillier_max_dim=128,
+        phe_max_dim=4,
         phe_clients=2,
     ),
 }
@@ -157,16 +196,21 @@ class BenchConfig(GridValues):
     plot_dir: str | None
     flower_requested: bool
 
-    def round_policy(self, protocol: str, dropout: float = 0.0) -> RoundPolicy:
+    def round_policy(
+        self, protocol: str, dropout: float = 0.0, threat_model: ThreatModel = SEMI_HONEST
+    ) -> RoundPolicy:
         """The round planner's policy for ``protocol`` at a grid point with ``dropout``.
 
         SecAgg+ (this project's and Flower's) must survive the point's dropout rate, and at
         least the planner's default, against the default corrupt fraction, as ``secagg demo``
-        chooses; ``--threshold`` and ``--degree`` override what the planner would pick.
+        chooses; ``--threshold`` and ``--degree`` override what the planner would pick. Only
+        this project's masking protocols take ``threat_model``: Paillier's key holder and
+        Flower's SecAgg+ run one protocol whatever it is.
 
         Args:
             protocol: a benchmarked protocol (one of :data:`PROTOCOLS` or :data:`FLOWER`).
             dropout: the grid point's dropout rate.
+            threat_model: the masking protocol's threat model.
 
         Returns:
             The policy every round of that protocol at that point is planned with.
@@ -175,8 +219,11 @@ class BenchConfig(GridValues):
             ParameterError: SecAgg+ cannot tolerate the dropout rate, or a bad threshold.
         """
         planned = _PLANNED[protocol]
+        mode = threat_model if protocol in MASKING_PROTOCOLS else SEMI_HONEST
         if planned != "secagg+":
-            return RoundPolicy(planned, threshold=self.threshold, value_bits=self.value_bits)
+            return RoundPolicy(
+                planned, threshold=self.threshold, value_bits=self.value_bits, threat_model=mode
+            )
         return RoundPolicy(
             planned,
             dropout_fraction=tolerated_dropout(dropout),
@@ -184,7 +231,12 @@ class BenchConfig(GridValues):
             degree=self.degree,
             threshold=self.threshold,
             value_bits=self.value_bits,
+            threat_model=mode,
         )
+
+    def runs_complete_graph(self, num_clients: int) -> bool:
+        """Whether SecAgg (the complete graph) runs at n = ``num_clients`` (its n cap)."""
+        return self.complete_max_clients is None or num_clients <= self.complete_max_clients
 
 
 def dropped_count(num_clients: int, dropout: float) -> int:
@@ -217,16 +269,28 @@ def _check_clients(config: BenchConfig, num_clients: int, policy: RoundPolicy) -
             )
 
 
+def _masking_modes(config: BenchConfig) -> tuple[ThreatModel, ...]:
+    """The threat models the masking runs of ``config`` use (none without a masking protocol)."""
+    if any(p in MASKING_PROTOCOLS for p in config.protocols):
+        return config.threat_models
+    return ()
+
+
 def _check_grid_feasible(config: BenchConfig) -> None:
     """Every (n, dropout) must leave at least the threshold; SecAgg+ needs a valid k, t."""
-    # The complete graph's threshold (and Paillier's fewest contributors) bounds every protocol.
-    majority = config.round_policy("secagg")
-    for n in config.clients:
-        _check_clients(config, n, majority)
-    if "secagg+" in config.protocols or config.flower_requested:
+    # The complete graph's threshold (and Paillier's fewest contributors) bounds every protocol;
+    # against an active server it is the higher t > (n + c) / 2.
+    for mode in dict.fromkeys((SEMI_HONEST, *_masking_modes(config))):
+        majority = config.round_policy("secagg", threat_model=mode)
+        for n in config.clients:
+            _check_clients(config, n, majority)
+    plus_modes = _masking_modes(config) if "secagg+" in config.protocols else ()
+    if config.flower_requested:
+        plus_modes = (*plus_modes, SEMI_HONEST)
+    for mode in dict.fromkeys(plus_modes):
         for dropout in config.dropouts:
             try:
-                config.round_policy("secagg+", dropout)
+                config.round_policy("secagg+", dropout, mode)
             except ParameterError:
                 raise ParameterError(
                     f"--dropouts {dropout:g}: SecAgg+ cannot choose a degree for a dropout rate "

@@ -25,6 +25,7 @@ import numpy as np
 
 from protocols.bench.metering import SERVER
 from protocols.bench.runners import FloatArray, Outcome, RunContext
+from protocols.simulate import ROUND_NAMES, UNMASKING_ROUND
 
 __all__ = ["FLOWER_MISSING", "flower_status", "run_flower"]
 
@@ -127,7 +128,7 @@ class _FlowerRound:
         return int(self.fl.serde.recorddict_to_proto(record).ByteSize())
 
     def _drops(self, nid: int, round_index: int) -> bool:
-        return self.ctx.schedule.get(nid - 1, 4) <= round_index
+        return self.ctx.schedule.get(nid - 1, len(ROUND_NAMES)) <= round_index
 
     def _exchange(
         self,
@@ -295,9 +296,10 @@ class _FlowerRound:
             )
             masked = self._server(2, self._sum_masked, replies)
             uploaded = set(self.active)
-            configs = self._server(3, self._unmask_configs)
-            replies = self._exchange(3, configs, mod._unmask)
-            mean = self._server(3, self._unmask, masked, replies)
+            # Flower has no consistency round: its unmask stage is this project's round 4.
+            configs = self._server(UNMASKING_ROUND, self._unmask_configs)
+            replies = self._exchange(UNMASKING_ROUND, configs, mod._unmask)
+            mean = self._server(UNMASKING_ROUND, self._unmask, masked, replies)
         except _FlowerHaltError as halt:
             outcome.correct = False
             first = f" (first client error: {self.errors[0]})" if self.errors else ""

@@ -24,7 +24,13 @@ from typing import Any, Final, TypeVar
 from protocols import wire
 from protocols.messages import Message
 from protocols.paillier import KeyHolder
-from protocols.simulate import ROUND_NAMES, Driver, PaillierSimulator, Simulator
+from protocols.simulate import (
+    ROUND_NAMES,
+    UNMASKING_ROUND,
+    Driver,
+    PaillierSimulator,
+    Simulator,
+)
 
 __all__ = [
     "ALL",
@@ -102,7 +108,7 @@ class Meter:
 
         Args:
             party: who does the work.
-            round_index: the protocol round (0 to 3) it belongs to.
+            round_index: the protocol round (0 to 4) it belongs to.
             step: the work.
             *args: its arguments.
 
@@ -217,7 +223,8 @@ class MeteredPaillierSimulator(_Metering, PaillierSimulator):
 
 
 class MeteredKeyHolder(KeyHolder):
-    """A :class:`KeyHolder` whose decryptions are metered, in round 3 as the simulator does.
+    """A :class:`KeyHolder` whose decryptions are metered, in the unmasking round (4) as the
+    simulator does.
 
     Args:
         meter: where the costs go.
@@ -241,4 +248,4 @@ class MeteredKeyHolder(KeyHolder):
         def run() -> list[Message]:
             return super(MeteredKeyHolder, self).receive(message)
 
-        return _metered_step(self._meter, KEY_HOLDER, UPLOAD_ROUND + 1, run, [message])
+        return _metered_step(self._meter, KEY_HOLDER, UNMASKING_ROUND, run, [message])

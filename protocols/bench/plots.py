@@ -4,7 +4,8 @@ Why this module exists: scaling is easier to judge on a log-log plot than in a t
 figures are drawn from the records alone: client and server seconds per round against d and
 against n, bytes a client uploads against d, and the server's unmasking time against the
 dropout rate (what dropout recovery costs). Each line is one protocol, with min-max error bars
-over the repeats; a line measured on a smaller d and scaled says so in its legend.
+over the repeats; a masking protocol has one line per threat model (``secagg+ active``); a line
+measured on a smaller d and scaled says so in its legend.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _series(
     along: str,
     fixed: Mapping[str, object],
 ) -> Iterator[tuple[str, list[float], list[float], list[float], list[float]]]:
-    """(protocol, x, median, min, max) series for one plot line each."""
+    """(label, x, median, min, max) series, one plot line per protocol and threat model."""
     chosen = [
         r
         for r in records
@@ -39,10 +40,13 @@ def _series(
         and r[metric]["median"] > 0  # a log axis cannot show zero
         and all(r[k] == v for k, v in fixed.items())
     ]
-    for protocol in dict.fromkeys(r["protocol"] for r in chosen):
-        mine = sorted((r for r in chosen if r["protocol"] == protocol), key=lambda r: r[along])
+    for protocol, mode in dict.fromkeys((r["protocol"], r["threat_model"]) for r in chosen):
+        mine = sorted(
+            (r for r in chosen if (r["protocol"], r["threat_model"]) == (protocol, mode)),
+            key=lambda r: r[along],
+        )
         scaled = any(r["scale"] != 1 for r in mine)
-        label = protocol + (" (scaled)" if scaled else "")
+        label = protocol + ("" if mode is None else f" {mode}") + (" (scaled)" if scaled else "")
         yield (
             label,
             [float(r[along]) for r in mine],

@@ -4,11 +4,15 @@ Why this module exists: a number without its machine, library versions and metho
 citing. :func:`execute` runs the whole grid and returns a :class:`BenchResult` that carries,
 next to the records, where they came from (:func:`machine_info`, :func:`library_versions`), the
 parameters of the run, the notes that say how each figure was measured or scaled, and the points
-a time budget skipped. :func:`render_table` and :func:`render_csv` only format it; the JSON
-document (:meth:`BenchResult.document`, schema :data:`SCHEMA`) holds all of it.
+a time budget (or ``--complete-max-clients``) skipped. :func:`render_table` and
+:func:`render_csv` only format it; the JSON document (:meth:`BenchResult.document`, schema
+:data:`SCHEMA`) holds all of it.
 
-Rules: the table prints one row per grid point and never a figure the records do not hold; a
-scaled figure is marked ``*``; ratios are read from the records, never recomputed here.
+Rules: the table prints one row per grid point (a masking protocol's row names its threat
+model) and never a figure the records do not hold; a scaled figure is marked ``*``; ratios are
+read from the records, never recomputed here. When both threat models ran, a second table sets
+each active-model masking point beside its semi-honest twin: round seconds, upload bytes per
+client, their ratios, and what the active-only consistency round cost.
 """
 
 from __future__ import annotations
@@ -26,16 +30,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from protocols.bench.config import FLOWER, PAILLIER_PROTOCOLS, PLAIN, BenchConfig
+from protocols.bench.config import (
+    FLOWER,
+    PAILLIER_PROTOCOLS,
+    PLAIN,
+    SEMI_HONEST,
+    BenchConfig,
+)
 from protocols.bench.flower_reference import FLOWER_MISSING, flower_status
 from protocols.bench.metering import ALL, CLIENT, METRICS, SERVER, TOTAL
 from protocols.bench.runners import GridPoint, PaillierKeys
 from protocols.bench.statistics import PointResult, link, point_records
-from protocols.bench.sweep import grid, measure_point, warm_up
+from protocols.bench.sweep import capped_points, grid, measure_point, warm_up
 
 __all__ = [
     "PROTOCOL_LABELS",
     "SCHEMA",
+    "THREAT_MODEL_LABELS",
     "BenchResult",
     "execute",
     "library_versions",
@@ -45,7 +56,7 @@ __all__ = [
 ]
 
 #: Schema name written into every JSON document; bump on incompatible changes.
-SCHEMA: Final = "secagg-bench/1"
+SCHEMA: Final = "secagg-bench/2"
 PROTOCOL_LABELS: Final = {
     PLAIN: "plain sum (quantize, send in the clear, add)",
     "secagg": "SecAgg, complete graph (this project)",
@@ -54,6 +65,13 @@ PROTOCOL_LABELS: Final = {
     "paillier-djn": "Paillier packed, DJN r^n (this project)",
     "phe": "phe 1.5 per-value Paillier (reference)",
     FLOWER: "Flower 1.42 SecAgg+ building blocks, in-process (reference)",
+}
+#: What each threat model of a masking record means (docs/threat-model.md has the details).
+THREAT_MODEL_LABELS: Final = {
+    SEMI_HONEST: "the server follows the protocol: no PKI, no consistency round, t >= 2 per "
+    "neighbourhood is the client's own minimum",
+    "active": "an actively malicious server: signed adverts against a trusted roster, the "
+    "consistency round (3), client-checked thresholds t > (k + c) / 2, a public SecAgg+ graph",
 }
 
 
@@ -89,6 +107,7 @@ class BenchResult:
             "parameters": _parameters(self.config, self.keygen_seconds),
             "flower": self.flower,
             "protocols": {p: PROTOCOL_LABELS[p] for p in dict.fromkeys(self.protocol_names())},
+            "threat_models": {m: THREAT_MODEL_LABELS[m] for m in self.config.threat_models},
             "notes": self.notes,
             "skipped": self.skipped,
             "records": self.records,
@@ -103,6 +122,8 @@ def _parameters(config: BenchConfig, keygen_seconds: float | None) -> dict[str, 
         "dims": list(config.dims),
         "dropouts": list(config.dropouts),
         "drop_at": list(config.drop_at),
+        "threat_models": list(config.threat_models),
+        "complete_max_clients": config.complete_max_clients,
         "repeats": config.repeats,
         "threshold": config.threshold,
         "degree": config.degree,
@@ -158,8 +179,17 @@ def _notes(config: BenchConfig, points: Sequence[GridPoint]) -> list[str]:
         "flower_id, measured in the same run; only 'total' records carry ratios",
         "client = mean per client (peak memory: the largest client); all = every party's "
         "time summed and every byte counted once",
-        "one untimed warm-up run per protocol precedes timing",
+        "one untimed warm-up run per protocol (and threat model) precedes timing",
     ]
+    if any(p.threat_model is not None for p in points):
+        notes.append(
+            "secagg/secagg+ run once per threat model on the same inputs and dropouts; "
+            "ratio_to_semi_honest = the active record's median over the same protocol's "
+            "semi-honest record (semi_honest_id); an active round's degree k and threshold t "
+            "are the planner's for an active server (see setup), so it may mask with more "
+            "neighbours; its trusted setup (identity keys, roster) is out of band, not timed; "
+            "a semi-honest round has no consistency round (3)"
+        )
     if config.memory:
         notes.append(
             "peak memory comes from one extra run with tracemalloc on (Python and numpy "
@@ -201,15 +231,16 @@ def execute(config: BenchConfig) -> BenchResult:
     keys = PaillierKeys(config.key_bits)
     run_id = uuid.uuid4().hex
     results, skipped = _run_grid(config, points, keys, clock)
+    capped = f"n above --complete-max-clients {config.complete_max_clients}"
+    skipped.extend(_skip_entry(point, capped) for point in capped_points(config))
     records: list[dict[str, Any]] = []
     for result in results:
         records.extend(point_records(result, run_id, len(records)))
     link(records)
     notes = _notes(config, points)
-    if skipped:
-        notes.append(
-            f"time budget of {config.time_budget:g} s spent: {len(skipped)} points skipped"
-        )
+    over_budget = sum(1 for skip in skipped if skip["reason"] == _OVER_BUDGET)
+    if over_budget:
+        notes.append(f"time budget of {config.time_budget:g} s spent: {over_budget} points skipped")
     return BenchResult(
         run_id=run_id,
         config=config,
@@ -245,9 +276,9 @@ def _run_grid(
         for point in points:
             elapsed = time.perf_counter() - clock
             if config.time_budget is not None and elapsed > config.time_budget:
-                skipped.append(_skip_entry(point))
+                skipped.append(_skip_entry(point, _OVER_BUDGET))
             else:
-                progress.set_postfix_str(f"{point.protocol} {point.scenario.label()}")
+                progress.set_postfix_str(f"{point.label()} {point.scenario.label()}")
                 results.append(measure_point(config, point, keys))
             progress.update()
     finally:
@@ -255,14 +286,19 @@ def _run_grid(
     return results, skipped
 
 
-def _skip_entry(point: GridPoint) -> dict[str, Any]:
+_OVER_BUDGET: Final = "time budget"
+
+
+def _skip_entry(point: GridPoint, reason: str) -> dict[str, Any]:
     s = point.scenario
     return {
         "protocol": point.protocol,
+        "threat_model": point.threat_model,
         "clients": s.clients,
         "dim": s.dim,
         "dropout": s.dropout,
         "drop_at": s.drop_at,
+        "reason": reason,
     }
 
 
@@ -307,6 +343,7 @@ def _times(value: float | None) -> str:
 
 _TABLE_COLUMNS: Final = (
     ("protocol", 16),
+    ("mode", 11),
     ("n", 5),
     ("d", 8),
     ("drop", 8),
@@ -321,12 +358,20 @@ _TABLE_COLUMNS: Final = (
     ("peak server", 12),
 )
 
+#: The records of one grid point by (party, round).
+_Group = Mapping[tuple[str, str], Mapping[str, Any]]
 
-def _row_cells(group: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
-    any_record = next(iter(group.values()))
+
+def _scenario_cells(any_record: Mapping[str, Any]) -> list[str]:
     name = any_record["protocol"] + ("*" if any_record["scale"] != 1 else "")
     drop = f"{any_record['dropout']:.0%}@r{any_record['drop_at']}"
-    scenario = [name, str(any_record["clients"]), str(any_record["dim"]), drop]
+    mode = any_record["threat_model"] or "-"
+    return [name, mode, str(any_record["clients"]), str(any_record["dim"]), drop]
+
+
+def _row_cells(group: _Group) -> list[str]:
+    any_record = next(iter(group.values()))
+    scenario = _scenario_cells(any_record)
     if any_record["status"] != "ok":
         return [*scenario, f"FAILED: {any_record['error']}"]
     client, server, whole = (group.get((p, TOTAL), {}) for p in (CLIENT, SERVER, ALL))
@@ -347,8 +392,27 @@ def _row_cells(group: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def _format_row(cells: Sequence[str], columns: Sequence[tuple[str, int]]) -> str:
+    """Cells right-aligned under their column, the first left-aligned (a short row stops)."""
+    widths = [w for _, w in columns][: len(cells)]
+    return " ".join(
+        f"{c:>{w}}" if i else f"{c:<{w}}"
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
+
+
+def _groups(records: Sequence[Mapping[str, Any]]) -> dict[tuple[object, ...], dict[Any, Any]]:
+    """Records by grid point (n, d, dropout, drop round, protocol, threat model)."""
+    groups: dict[tuple[object, ...], dict[tuple[str, str], Mapping[str, Any]]] = {}
+    for r in records:
+        where = (r["clients"], r["dim"], r["dropout"], r["drop_at"], r["protocol"],
+                 r["threat_model"])  # fmt: skip
+        groups.setdefault(where, {})[(r["party"], r["round"])] = r
+    return groups
+
+
 def render_table(result: BenchResult) -> str:
-    """The terminal table: one row per grid point, then the notes.
+    """The terminal table: one row per grid point, the threat-model comparison, the notes.
 
     Args:
         result: the finished benchmark.
@@ -356,10 +420,7 @@ def render_table(result: BenchResult) -> str:
     Returns:
         The table's text, without a final newline.
     """
-    groups: dict[tuple[object, ...], dict[tuple[str, str], Mapping[str, Any]]] = {}
-    for r in result.records:
-        where = (r["clients"], r["dim"], r["dropout"], r["drop_at"], r["protocol"])
-        groups.setdefault(where, {})[(r["party"], r["round"])] = r
+    groups = _groups(result.records)
     header = " ".join(f"{title:>{width}}" for title, width in _TABLE_COLUMNS)
     lines = [header, "-" * len(header)]
     previous: tuple[object, ...] | None = None
@@ -367,38 +428,124 @@ def render_table(result: BenchResult) -> str:
         if previous is not None and point[:4] != previous[:4]:
             lines.append("")
         previous = point
-        cells = _row_cells(group)
-        widths = [w for _, w in _TABLE_COLUMNS][: len(cells)]
-        lines.append(
-            " ".join(
-                f"{c:>{w}}" if i else f"{c:<{w}}"
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-        )
-    return "\n".join([*lines, "", *_footer(result)])
+        lines.append(_format_row(_row_cells(group), _TABLE_COLUMNS))
+    return "\n".join([*lines, "", *_threat_model_table(groups), *_footer(result)])
+
+
+_MODE_COLUMNS: Final = (
+    ("protocol", 9),
+    ("n", 5),
+    ("d", 8),
+    ("drop", 8),
+    ("k/t semi", 9),
+    ("k/t active", 10),
+    ("semi s", 9),
+    ("active s", 9),
+    ("xsemi", 7),
+    ("semi up B", 12),
+    ("active up B", 12),
+    ("xsemi", 7),
+    ("r3 client s", 11),
+    ("r3 server s", 11),
+)
+
+
+def _degree_threshold(record: Mapping[str, Any]) -> str:
+    setup = record["setup"]
+    return f"{setup.get('degree', '?')}/{setup.get('threshold', '?')}"
+
+
+def _mode_cells(semi: _Group, active: _Group) -> list[str]:
+    """One comparison row: the semi-honest and active figures of one point, and their ratios."""
+    any_active = next(iter(active.values()))
+    name, _, *scenario = _scenario_cells(any_active)
+    cells = [name, *scenario]
+    failed = [g for g in (semi, active) if next(iter(g.values()))["status"] != "ok"]
+    if failed:
+        return [*cells, f"FAILED: {next(iter(failed[0].values()))['error']}"]
+    whole, client = active.get((ALL, TOTAL), {}), active.get((CLIENT, TOTAL), {})
+    whole_ratio = whole.get("ratio_to_semi_honest") or {}
+    client_ratio = client.get("ratio_to_semi_honest") or {}
+
+    def median(group: _Group, party: str, round_name: str, metric: str) -> float | None:
+        stats = group.get((party, round_name), {}).get(metric)
+        return None if not stats else float(stats["median"])
+
+    def exact(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}x"
+
+    return [
+        *cells,
+        _degree_threshold(next(iter(semi.values()))),
+        _degree_threshold(any_active),
+        seconds(median(semi, ALL, TOTAL, "wall_s")),
+        seconds(median(active, ALL, TOTAL, "wall_s")),
+        ratio(whole_ratio.get("wall_s")),
+        exact(median(semi, CLIENT, TOTAL, "bytes_sent")),
+        exact(median(active, CLIENT, TOTAL, "bytes_sent")),
+        ratio(client_ratio.get("bytes_sent")),
+        seconds(median(active, CLIENT, "consistency", "wall_s")),
+        seconds(median(active, SERVER, "consistency", "wall_s")),
+    ]
+
+
+def _threat_model_table(groups: Mapping[tuple[object, ...], _Group]) -> list[str]:
+    """Each active-model masking point beside its semi-honest twin (nothing if none ran)."""
+    rows = []
+    for point, active in groups.items():
+        if point[5] in (None, SEMI_HONEST):
+            continue
+        semi = groups.get((*point[:5], SEMI_HONEST))
+        if semi is not None:
+            rows.append(_format_row(_mode_cells(semi, active), _MODE_COLUMNS))
+    if not rows:
+        return []
+    header = " ".join(f"{title:>{width}}" for title, width in _MODE_COLUMNS)
+    return [
+        "active against semi-honest (same run, inputs and dropouts):",
+        header,
+        "-" * len(header),
+        *rows,
+        "k/t: degree and threshold; semi s / active s: round seconds (every party's summed, "
+        "median); up B: bytes a client sends (mean per finishing client, median); xsemi: "
+        "active over semi-honest; r3: the consistency round (mean client, server), active only",
+        "",
+    ]
 
 
 def _footer(result: BenchResult) -> list[str]:
     m = result.machine
     lines = [
-        "client s / server s: per-client and server seconds per round, median [min-max] over "
-        f"{result.config.repeats} runs; round s: every party's seconds summed; xplain: ratio to "
-        "the plain sum of the same run; client up: bytes a client sends; xflower: round time "
-        "over Flower's; peak: tracemalloc; * measured on a smaller d and scaled (see notes)",
+        "mode: the threat model of a masking run (- where the protocol has one whatever the "
+        "threat); client s / server s: per-client and server seconds per round, median "
+        f"[min-max] over {result.config.repeats} runs; round s: every party's seconds summed; "
+        "xplain: ratio to the plain sum of the same run; client up: bytes a client sends; "
+        "xflower: round time over Flower's; peak: tracemalloc; * measured on a smaller d and "
+        "scaled (see notes)",
         f"machine: {m['cpu_count']} x {m['cpu_model']}, Python {m['python']}; run {result.run_id}",
         result.flower["reason"],
         "protocols: " + "; ".join(f"{p} = {PROTOCOL_LABELS[p]}" for p in result.protocol_names()),
+        "threat models: "
+        + "; ".join(f"{m} = {THREAT_MODEL_LABELS[m]}" for m in result.config.threat_models),
     ]
     lines.extend(f"note: {note}" for note in result.notes)
     for skip in result.skipped:
+        mode = "" if skip["threat_model"] is None else f"/{skip['threat_model']}"
         lines.append(
-            f"skipped (time budget): {skip['protocol']} n={skip['clients']} d={skip['dim']} "
-            f"dropout={skip['dropout']:g}@r{skip['drop_at']}"
+            f"skipped ({skip['reason']}): {skip['protocol']}{mode} n={skip['clients']} "
+            f"d={skip['dim']} dropout={skip['dropout']:g}@r{skip['drop_at']}"
         )
     return lines
 
 
 _CSV_METRICS: Final = (*METRICS, "peak_bytes")
+_CSV_RATIOS: Final = ("ratio_to_plain", "ratio_to_flower", "ratio_to_semi_honest")
 
 
 def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
@@ -411,14 +558,14 @@ def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
         The CSV text, header first.
     """
     columns = [
-        "id", "run_id", "protocol", "clients", "dim", "dropout", "drop_at", "dropped", "party",
-        "round", "repeats", "measured_dim", "scale", "status", "error",
+        "id", "run_id", "protocol", "threat_model", "clients", "dim", "dropout", "drop_at",
+        "dropped", "party", "round", "repeats", "measured_dim", "scale", "status", "error",
     ]  # fmt: skip
     for metric in METRICS:
         columns += [f"{metric}_median", f"{metric}_min", f"{metric}_max"]
-    columns += ["peak_bytes", "plain_id", "flower_id"]
-    columns += [f"ratio_to_plain_{m}" for m in _CSV_METRICS]
-    columns += [f"ratio_to_flower_{m}" for m in _CSV_METRICS]
+    columns += ["peak_bytes", "plain_id", "flower_id", "semi_honest_id"]
+    for which in _CSV_RATIOS:
+        columns += [f"{which}_{m}" for m in _CSV_METRICS]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -427,7 +574,7 @@ def render_csv(records: Sequence[Mapping[str, Any]]) -> str:
         for metric in METRICS:
             for stat in ("median", "min", "max"):
                 row[f"{metric}_{stat}"] = (record[metric] or {}).get(stat)
-        for which in ("ratio_to_plain", "ratio_to_flower"):
+        for which in _CSV_RATIOS:
             for metric in _CSV_METRICS:
                 row[f"{which}_{metric}"] = (record[which] or {}).get(metric)
         writer.writerow(row)

@@ -11,7 +11,10 @@ Rules:
 
 - Every protocol's client time includes quantizing its float update; the plain baseline is
   "quantize, send the ring vector in the clear, the server adds it".
-- Graph, degree and threshold come from the round planner (:meth:`RunContext.policy`).
+- Graph, degree and threshold come from the round planner (:meth:`RunContext.policy`), in the
+  grid point's threat model; a masking round is planned, and against an active server its
+  trusted setup played (identity keys, roster: out of band, so untimed), by
+  :func:`protocols.simulate.plan_masking_round`.
 - Slow paths run on a smaller d and say by how much to scale: packed Paillier on about
   ``paillier_max_dim`` values (whole ciphertexts), scaled by the ratio of ciphertext counts;
   phe's per-value path on ``phe_max_dim`` values, scaled linearly, and only ``phe_clients``
@@ -31,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols import wire
-from protocols.bench.config import PLAIN, BenchConfig, dropped_count
+from protocols.bench.config import PLAIN, SEMI_HONEST, BenchConfig, dropped_count
 from protocols.bench.metering import (
     KEY_HOLDER,
     SERVER,
@@ -41,11 +44,10 @@ from protocols.bench.metering import (
     MeteredPaillierSimulator,
     MeteredSimulator,
 )
-from protocols.masking import MaskingParams
 from protocols.messages import SERVER_ID, MaskedInput
 from protocols.paillier import PaillierParams
-from protocols.rounds import RoundPolicy
-from protocols.simulate import SimulationReport
+from protocols.rounds import RoundPolicy, ThreatModel
+from protocols.simulate import ROUND_NAMES, UNMASKING_ROUND, SimulationReport, plan_masking_round
 from secagg.encoding import QuantizationScheme
 from secagg.hazmat.paillier import ciphertext_byte_length
 from secagg.packing import PackingScheme
@@ -84,10 +86,23 @@ class Scenario:
 
 @dataclass(frozen=True, slots=True)
 class GridPoint:
-    """A scenario and the protocol run on it."""
+    """A scenario and the protocol run on it, in a threat model if it is a masking protocol.
+
+    Attributes:
+        scenario: the grid cell.
+        protocol: the protocol.
+        threat_model: ``"semi-honest"`` or ``"active"`` for SecAgg and SecAgg+; ``None`` for
+            the protocols that have one protocol whatever the threat (plain, Paillier, phe,
+            Flower's SecAgg+).
+    """
 
     scenario: Scenario
     protocol: str
+    threat_model: ThreatModel | None = None
+
+    def label(self) -> str:
+        """Protocol and threat model, for tables and progress bars (``secagg+/active``)."""
+        return self.protocol + ("" if self.threat_model is None else f"/{self.threat_model}")
 
 
 @dataclass(slots=True)
@@ -153,6 +168,7 @@ class RunContext:
         self.config = config
         self.scenario = point.scenario
         self.protocol = point.protocol
+        self.threat_model: ThreatModel = point.threat_model or SEMI_HONEST
         self.meter = meter
         self.keypair = keys
         s = point.scenario
@@ -162,7 +178,8 @@ class RunContext:
         rng = np.random.default_rng(self._seed)
         lost = rng.choice(self.n, size=dropped_count(self.n, s.dropout), replace=False)
         self.schedule = {int(u): s.drop_at for u in lost}
-        self.uploaders = [u for u in range(self.n) if self.schedule.get(u, 4) > UPLOAD_ROUND]
+        never = len(ROUND_NAMES)  # a client that never drops
+        self.uploaders = [u for u in range(self.n) if self.schedule.get(u, never) > UPLOAD_ROUND]
         self.finishers = frozenset(u for u in range(self.n) if u not in self.schedule)
 
     def update(self, client: int, length: int) -> FloatArray:
@@ -178,7 +195,7 @@ class RunContext:
 
     def policy(self) -> RoundPolicy:
         """The round planner's policy for this run's protocol at this grid point."""
-        return self.config.round_policy(self.protocol, self.scenario.dropout)
+        return self.config.round_policy(self.protocol, self.scenario.dropout, self.threat_model)
 
     def quantized_inputs(self, scheme: QuantizationScheme, length: int) -> dict[int, RingArray]:
         """Every client's quantized input; uploaders' quantization is timed as client work."""
@@ -261,7 +278,8 @@ def report_outcome(
         setup: the round's parameters, for the records.
 
     Returns:
-        The outcome, with its error text when the round aborted or the sum is wrong.
+        The outcome, with its error text when the round aborted, named an (honest) client as
+        misbehaving, or gave a wrong sum.
 
     Raises:
         RuntimeError: the meter's bytes disagree with the simulator's (a bench bug).
@@ -272,6 +290,10 @@ def report_outcome(
         outcome.correct = False
         outcome.error = f"round aborted: {report.error}"
         return outcome
+    if report.misbehaved:
+        outcome.correct = False
+        outcome.error = f"honest clients named as misbehaving: {report.misbehaved}"
+        return outcome
     survivors = report.result.survivors
     expected = _ring_sum(inputs, survivors, modulus_bits)
     outcome.correct = bool(np.array_equal(report.result.vector.astype(np.uint64), expected))
@@ -281,24 +303,35 @@ def report_outcome(
 
 
 def _run_masking(ctx: RunContext) -> Outcome:
-    """One real SecAgg / SecAgg+ round in the in-memory simulator."""
+    """One real SecAgg / SecAgg+ round, in the point's threat model, in the simulator."""
     scheme = ctx.scheme()
-    plan = ctx.policy().plan(range(ctx.n))
-    if plan.graph is None:
-        raise RuntimeError(f"bench bug: the planner gave {ctx.protocol} no neighbour graph")
-    inputs = ctx.quantized_inputs(scheme, ctx.dim)
-    params = MaskingParams(
+    policy = ctx.policy()
+    planned = plan_masking_round(
+        policy,
+        list(range(ctx.n)),
         session_id=secrets.token_bytes(16),
         round_id=0,
-        graph=plan.graph,
-        threshold=plan.threshold,
         vector_length=ctx.dim,
         modulus_bits=scheme.modulus_bits,
     )
-    report = MeteredSimulator(ctx.meter, params, inputs, dropouts=ctx.schedule).run()
+    params = planned.params
+    inputs = ctx.quantized_inputs(scheme, ctx.dim)
+    active: dict[str, Any] = {}
+    if params.threat_model == "active":
+        active["corrupt_fraction"] = policy.corrupt_fraction
+    report = MeteredSimulator(
+        ctx.meter,
+        params,
+        inputs,
+        dropouts=ctx.schedule,
+        roster=planned.roster,
+        identities=planned.identities,
+        **active,
+    ).run()
     setup: dict[str, object] = {
-        "degree": plan.degree,
-        "threshold": plan.threshold,
+        "threat_model": params.threat_model,
+        "degree": params.graph.max_degree,
+        "threshold": params.threshold,
         "modulus_bits": scheme.modulus_bits,
     }
     return report_outcome(ctx, report, inputs, scheme.modulus_bits, ctx.dim, setup)
@@ -397,7 +430,7 @@ def _run_phe(ctx: RunContext) -> Outcome:
     uploads = len(ctx.uploaders)
     meter.add_bytes(SERVER, UPLOAD_ROUND, received=width * measured_dim * uploads)
     total = _phe_add(meter, vectors, uploads)
-    round_index = UPLOAD_ROUND + 1
+    round_index = UNMASKING_ROUND
     meter.add_bytes(
         SERVER, round_index, sent=width * measured_dim, received=width // 2 * measured_dim
     )

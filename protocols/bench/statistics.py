@@ -4,11 +4,13 @@ Why this module exists: a benchmark's claims are ratios, and a ratio is only as 
 two numbers it divides. This module reduces each run's meter to per (party, round) costs
 (:func:`summarise`), turns a grid point's repeats into median, min and max
 (:func:`point_records`), and divides every total by the record of the same run, scenario and
-party that it is compared with, naming that record by id (:func:`link`).
+party that it is compared with, naming that record by id (:func:`link`): the plain sum's, the
+Flower reference's, and for an active-model masking record the same protocol's semi-honest one.
 
 Rules: ``client`` is the mean per client (peak memory: the largest client); ``all`` sums every
-party's time and counts every byte once; only ``total`` records carry ratios, and a peak-memory
-ratio is left out whenever either side was measured on a smaller d and scaled.
+party's time and counts every byte once; every record names its threat model (``None`` for the
+protocols that have one protocol whatever the threat); only ``total`` records carry ratios, and
+a peak-memory ratio is left out whenever either side was measured on a smaller d and scaled.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from protocols.bench.config import FLOWER, PLAIN, dropped_count
+from protocols.bench.config import FLOWER, PLAIN, SEMI_HONEST, dropped_count
 from protocols.bench.metering import (
     ALL,
     CLIENT,
@@ -143,6 +145,7 @@ def point_records(result: PointResult, run_id: str, first_id: int) -> list[dict[
     base: dict[str, Any] = {
         "run_id": run_id,
         "protocol": result.point.protocol,
+        "threat_model": result.point.threat_model,
         "clients": scenario.clients,
         "dim": scenario.dim,
         "dropout": scenario.dropout,
@@ -170,6 +173,7 @@ def point_records(result: PointResult, run_id: str, first_id: int) -> list[dict[
         memory = result.memory.get((party, round_name)) if result.memory else None
         record["peak_bytes"] = None if memory is None else memory.peak_bytes
         record.update(plain_id=None, ratio_to_plain=None, flower_id=None, ratio_to_flower=None)
+        record.update(semi_honest_id=None, ratio_to_semi_honest=None)
         records.append(record)
     return records
 
@@ -185,26 +189,34 @@ def _ratios(record: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, flo
 
 
 def link(records: list[dict[str, Any]]) -> None:
-    """Fill ``ratio_to_plain`` (and ``ratio_to_flower`` for SecAgg+) on every total record.
+    """Fill the ratios of every total record to the records it is compared with.
 
-    The denominator is the record of the same run, scenario and party, named by ``plain_id`` /
-    ``flower_id``; each ratio is numerator median / denominator median.
+    ``ratio_to_plain`` divides by the plain sum, ``ratio_to_flower`` (SecAgg+ only) by Flower's
+    SecAgg+, and ``ratio_to_semi_honest`` (active-model masking records only) by the same
+    protocol in the semi-honest model. Each denominator is the record of the same run, scenario
+    and party, named by ``plain_id`` / ``flower_id`` / ``semi_honest_id``; each ratio is
+    numerator median / denominator median.
 
     Args:
         records: every record of one run, changed in place.
     """
 
-    def key(r: Mapping[str, Any], protocol: str) -> tuple[object, ...]:
-        return (r["run_id"], protocol, r["clients"], r["dim"], r["dropout"], r["drop_at"],
-                r["party"], r["round"])  # fmt: skip
+    def key(r: Mapping[str, Any], protocol: str, mode: str | None) -> tuple[object, ...]:
+        return (r["run_id"], protocol, mode, r["clients"], r["dim"], r["dropout"],
+                r["drop_at"], r["party"], r["round"])  # fmt: skip
 
-    index = {key(r, r["protocol"]): r for r in records if r["status"] == "ok"}
+    index = {key(r, r["protocol"], r["threat_model"]): r for r in records if r["status"] == "ok"}
     for record in records:
         if record["round"] != TOTAL or record["status"] != "ok":
             continue
-        plain = index.get(key(record, PLAIN))
+        plain = index.get(key(record, PLAIN, None))
         if plain is not None:
             record["plain_id"], record["ratio_to_plain"] = plain["id"], _ratios(record, plain)
-        flower = index.get(key(record, FLOWER))
+        flower = index.get(key(record, FLOWER, None))
         if record["protocol"] in ("secagg+", FLOWER) and flower is not None:
             record["flower_id"], record["ratio_to_flower"] = flower["id"], _ratios(record, flower)
+        if record["threat_model"] not in (None, SEMI_HONEST):
+            base = index.get(key(record, record["protocol"], SEMI_HONEST))
+            if base is not None:
+                record["semi_honest_id"] = base["id"]
+                record["ratio_to_semi_honest"] = _ratios(record, base)

@@ -7,7 +7,8 @@ warm-up run per protocol fills caches (DJN tables, imports) before any timing; a
 failing run stops its point and says why, in the records rather than as an exception.
 
 Rules: points run smallest scenario first and, within a scenario, plain first, since plain is
-every ratio's base; a slow path's costs are scaled to the point's d before they are recorded.
+every ratio's base, and a masking protocol semi-honest before active; a slow path's costs are
+scaled to the point's d before they are recorded.
 """
 
 from __future__ import annotations
@@ -16,28 +17,18 @@ import tracemalloc
 from collections.abc import Sequence
 from dataclasses import replace
 
-from protocols.bench.config import FLOWER, BenchConfig
+from protocols.bench.config import FLOWER, MASKING_PROTOCOLS, BenchConfig
 from protocols.bench.flower_reference import run_flower
 from protocols.bench.metering import Meter
 from protocols.bench.runners import RUNNERS, GridPoint, Outcome, PaillierKeys, RunContext, Scenario
 from protocols.bench.statistics import CostTable, PointResult, summarise
 from secagg.errors import SecAggError
 
-__all__ = ["grid", "measure_point", "warm_up"]
+__all__ = ["capped_points", "grid", "measure_point", "warm_up"]
 
 
-def grid(config: BenchConfig, with_flower: bool) -> list[GridPoint]:
-    """Grid points, smallest scenarios first; plain first within each scenario.
-
-    Args:
-        config: the benchmark's configuration.
-        with_flower: whether the Flower reference runs at every scenario too.
-
-    Returns:
-        Every (scenario, protocol) to measure, in the order to measure them.
-    """
-    protocols = [*config.protocols, *([FLOWER] if with_flower else [])]
-    scenarios = sorted(
+def _scenarios(config: BenchConfig) -> list[Scenario]:
+    return sorted(
         (
             Scenario(n, d, p, r)
             for n in config.clients
@@ -47,7 +38,43 @@ def grid(config: BenchConfig, with_flower: bool) -> list[GridPoint]:
         ),
         key=lambda s: (s.clients * s.dim, s.clients, s.dim, s.dropout, s.drop_at),
     )
-    return [GridPoint(s, protocol) for s in scenarios for protocol in protocols]
+
+
+def _points(config: BenchConfig, scenario: Scenario, protocol: str) -> list[GridPoint]:
+    """One point per threat model for a masking protocol, one point otherwise."""
+    if protocol not in MASKING_PROTOCOLS:
+        return [GridPoint(scenario, protocol)]
+    return [GridPoint(scenario, protocol, mode) for mode in config.threat_models]
+
+
+def _runs(config: BenchConfig, point: GridPoint) -> bool:
+    """Whether ``point`` runs: SecAgg only up to ``--complete-max-clients``."""
+    return point.protocol != "secagg" or config.runs_complete_graph(point.scenario.clients)
+
+
+def grid(config: BenchConfig, with_flower: bool) -> list[GridPoint]:
+    """Grid points, smallest scenarios first; plain first within each scenario.
+
+    A masking protocol has one point per threat model, semi-honest first (the base of its
+    ``ratio_to_semi_honest``); SecAgg points above ``--complete-max-clients`` are left out
+    (:func:`capped_points` lists them).
+
+    Args:
+        config: the benchmark's configuration.
+        with_flower: whether the Flower reference runs at every scenario too.
+
+    Returns:
+        Every (scenario, protocol, threat model) to measure, in the order to measure them.
+    """
+    protocols = [*config.protocols, *([FLOWER] if with_flower else [])]
+    every = [p for s in _scenarios(config) for name in protocols for p in _points(config, s, name)]
+    return [point for point in every if _runs(config, point)]
+
+
+def capped_points(config: BenchConfig) -> list[GridPoint]:
+    """The SecAgg points :func:`grid` leaves out: n above ``--complete-max-clients``."""
+    every = [p for s in _scenarios(config) for p in _points(config, s, "secagg")]
+    return [p for p in every if "secagg" in config.protocols and not _runs(config, p)]
 
 
 def _one_run(
@@ -104,20 +131,20 @@ def measure_point(config: BenchConfig, point: GridPoint, keys: PaillierKeys) -> 
 
 
 def warm_up(config: BenchConfig, points: Sequence[GridPoint], keys: PaillierKeys) -> None:
-    """One untimed run per protocol on its smallest grid point (caches, tables, imports).
+    """One untimed run per protocol and threat model on its smallest point (caches, imports).
 
     Args:
         config: the benchmark's configuration.
         points: the grid, smallest point first.
         keys: the benchmark's Paillier key pair (generated here, before any timing).
     """
-    seen: set[str] = set()
+    seen: set[tuple[str, str | None]] = set()
     for point in points:
-        if point.protocol in seen:
+        if (point.protocol, point.threat_model) in seen:
             continue
-        seen.add(point.protocol)
+        seen.add((point.protocol, point.threat_model))
         small = replace(point.scenario, dim=min(point.scenario.dim, 256), dropout=0.0)
         try:
-            _one_run(config, GridPoint(small, point.protocol), config.repeats, keys, trace=False)
+            _one_run(config, replace(point, scenario=small), config.repeats, keys, trace=False)
         except SecAggError:
             pass  # The timed runs report it.

@@ -24,6 +24,7 @@ from typing import Final
 
 from protocols.cli.bench import add_bench_arguments, run_bench
 from protocols.cli.demo import add_demo_arguments, run_demo
+from protocols.cli.keys import add_keys_arguments, run_keys
 from secagg.errors import SecAggError
 
 __all__ = ["MODELS_COMMANDS", "build_parser", "main"]
@@ -37,7 +38,7 @@ MODELS_COMMANDS: Final[dict[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``secagg`` parser with its ``demo`` and ``bench`` subcommands.
+    """The ``secagg`` parser with its ``demo``, ``bench`` and ``keys`` subcommands.
 
     ``train`` and ``recommend`` appear in the help only; :func:`main` hands their options to
     their own modules before this parser sees them.
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(
         commands.add_parser(
             "bench", help="measure the overhead of each protocol against a plain sum"
+        )
+    )
+    add_keys_arguments(
+        commands.add_parser(
+            "keys", help="write a roster and identity key files for an active-model deployment"
         )
     )
     # train and recommend need torch (the 'models' extra); their options are parsed lazily.
@@ -90,6 +96,8 @@ def _dispatch(arguments: list[str]) -> int:
         return run_demo(args)
     if args.command == "bench":
         return run_bench(args)
+    if args.command == "keys":
+        return run_keys(args)
     return 1  # pragma: no cover - argparse enforces a command
 
 

@@ -28,11 +28,13 @@ from protocols.bench.config import (
     FLOWER_OPTION,
     PRESETS,
     PROTOCOLS,
+    THREAT_MODELS,
     BenchConfig,
 )
 from protocols.bench.plots import write_plots
 from protocols.bench.report import execute, render_csv, render_table
 from protocols.cli.bench_options import OPTION_DEFAULTS, config_from_options
+from protocols.simulate import ROUND_NAMES
 from secagg.errors import SecAggError
 
 __all__ = ["add_bench_arguments", "config_from_args", "main", "run_bench"]
@@ -73,8 +75,26 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--clients", nargs="+", default=None, help="numbers of clients n")
     grid.add_argument("--dims", nargs="+", default=None, help="vector lengths d (1e5 works)")
     grid.add_argument("--dropouts", nargs="+", default=None, help="dropout rates in [0, 1)")
+    rounds = ", ".join(f"{i} {name}" for i, name in enumerate(ROUND_NAMES))
     grid.add_argument(
-        "--drop-at", nargs="+", default=None, help="protocol round (0-3) at which clients drop"
+        "--drop-at",
+        nargs="+",
+        default=None,
+        help=f"protocol rounds at which clients drop ({rounds}; a semi-honest round has no 3)",
+    )
+    grid.add_argument(
+        "--threat-models",
+        "--threat-model",
+        dest="threat_models",
+        nargs="+",
+        default=None,
+        help=f"any of: {', '.join(THREAT_MODELS)}: each masking protocol (secagg, secagg+) "
+        "runs in each, side by side; the others have one protocol whatever the threat",
+    )
+    grid.add_argument(
+        "--complete-max-clients",
+        default=None,
+        help="secagg (the complete graph, cost ~ n^2) runs only up to this n",
     )
     grid.add_argument("--repeats", default=None, help="timed runs per grid point")
 

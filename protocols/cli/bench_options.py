@@ -23,6 +23,7 @@ from protocols.bench.config import (
     PLAIN,
     PRESETS,
     PROTOCOLS,
+    THREAT_MODELS,
     BenchConfig,
     check_config,
 )
@@ -33,7 +34,8 @@ from protocols.cli.arguments import (
     positive_ints,
     split_values,
 )
-from protocols.rounds import RoundPolicy
+from protocols.rounds import RoundPolicy, ThreatModel
+from protocols.simulate import ROUND_NAMES
 from secagg.errors import ParameterError
 from secagg.hazmat.paillier import SUPPORTED_KEY_BITS
 
@@ -72,12 +74,24 @@ def _check_dropouts(texts: Iterable[str]) -> tuple[float, ...]:
 
 def _check_drop_rounds(texts: Iterable[str]) -> tuple[int, ...]:
     values = tuple(parse_int("--drop-at", t) for t in texts)
+    last = len(ROUND_NAMES) - 1
     for value in values:
-        if not 0 <= value <= 3:
-            raise ParameterError(
-                f"--drop-at: rounds are 0 (AdvertiseKeys) to 3 (Unmasking), got {value}"
-            )
+        if not 0 <= value <= last:
+            rounds = ", ".join(f"{i} {name}" for i, name in enumerate(ROUND_NAMES))
+            raise ParameterError(f"--drop-at: rounds are 0 to {last} ({rounds}), got {value}")
     return tuple(sorted(set(values)))
+
+
+def _check_threat_models(texts: Iterable[str]) -> tuple[ThreatModel, ...]:
+    """The threat models asked for, semi-honest first (the base of every active ratio)."""
+    names = list(texts)
+    for name in names:
+        if name not in THREAT_MODELS:
+            raise ParameterError(
+                f"--threat-models: unknown threat model {name!r}: choose from "
+                f"{', '.join(THREAT_MODELS)}"
+            )
+    return tuple(m for m in THREAT_MODELS if m in names)
 
 
 def _check_threshold(text: object) -> int | None:
@@ -132,6 +146,13 @@ class _Options:
         option = "--" + name.replace("_", "-")
         return positive_ints(option, self.texts(name, [fallback]), what)[0]
 
+    def optional(self, name: str, fallback: int | None) -> int | None:
+        """One positive integer, else the preset's ``fallback`` (``None``: no limit)."""
+        value = self._options.get(name)
+        if value is None:
+            return fallback
+        return optional_positive_int("--" + name.replace("_", "-"), value)
+
     def text(self, name: str) -> str:
         """A value no preset sets, else its default from :data:`OPTION_DEFAULTS`."""
         return str(self._options.get(name, OPTION_DEFAULTS[name]))
@@ -175,6 +196,8 @@ def config_from_options(options: Mapping[str, object]) -> BenchConfig:
         dims=positive_ints("--dims", given.texts("dims", preset.dims), "d"),
         dropouts=_check_dropouts(given.texts("dropouts", preset.dropouts)),
         drop_at=_check_drop_rounds(given.texts("drop_at", preset.drop_at)),
+        threat_models=_check_threat_models(given.texts("threat_models", preset.threat_models)),
+        complete_max_clients=given.optional("complete_max_clients", preset.complete_max_clients),
         repeats=given.one("repeats", preset.repeats, "repeats"),
         threshold=threshold,
         degree=None if degree is None else parse_int("--degree", str(degree)),

@@ -28,16 +28,16 @@ import numpy.typing as npt
 
 from protocols.cli.arguments import positive_int, unit_fraction
 from protocols.cli.transcript import print_transcript
-from protocols.masking import MaskingParams
 from protocols.messages import EncryptedInput, MaskedInput, Message
 from protocols.paillier import KeyHolder, PaillierParams
-from protocols.rounds import RoundPlan, RoundPolicy, tolerated_dropout
+from protocols.rounds import THREAT_MODELS, RoundPlan, RoundPolicy, tolerated_dropout
 from protocols.simulate import (
     ROUND_NAMES,
     Interceptor,
+    MaskingRound,
     PaillierSimulator,
     SimulationReport,
-    Simulator,
+    plan_masking_round,
 )
 from protocols.wire import packed_size
 from secagg.encoding import QuantizationScheme, clip_update
@@ -70,9 +70,17 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--drop-at",
         type=int,
-        choices=range(4),
+        choices=range(len(ROUND_NAMES)),
         default=None,
-        help="protocol round (0-3) at which they drop; default: spread over all rounds",
+        help="protocol round (0-4, 3 = consistency) at which they drop; default: spread over "
+        "all rounds",
+    )
+    parser.add_argument(
+        "--threat-model",
+        choices=THREAT_MODELS,
+        default="active",
+        help="active (default): signed keys against a trusted roster, a public SecAgg+ graph "
+        "and the consistency round; semi-honest: trust the server to follow the protocol",
     )
     parser.add_argument("--value-bits", type=positive_int, default=16)
     parser.add_argument("--clip", type=float, default=1.0)
@@ -102,7 +110,10 @@ def run_demo(args: argparse.Namespace) -> int:
     """
     rng = np.random.default_rng(args.seed)  # demo data only; protocol randomness is the OS's
     n, d = args.clients, args.dim
-    plan = _round_policy(args).plan(range(n))  # Refuses fewer than 2 clients, for every protocol.
+    policy = _round_policy(args)
+    # Planning refuses fewer than 2 clients, for every protocol, before any data is drawn.
+    planned = None if args.protocol == "paillier" else _plan_masking(args, policy)
+    plan = policy.plan(range(n)) if planned is None else None
     scheme = QuantizationScheme(clip=args.clip, value_bits=args.value_bits, num_clients=n)
     updates = {u: rng.normal(0.0, args.clip / 3, d) for u in range(n)}
     inputs = {u: scheme.quantize(x) for u, x in updates.items()}
@@ -111,10 +122,11 @@ def run_demo(args: argparse.Namespace) -> int:
     watch = _keep_first_uploads(seen)
     progress = _progress(total=4 * n, enabled=not args.json and n * d >= _PROGRESS_WORK)
     on_step = progress.update if progress is not None else None
-    if args.protocol == "paillier":
+    if plan is not None:
         report, setup = _run_paillier(args, plan, inputs, schedule, watch, on_step)
     else:
-        report, setup = _run_masking(args, plan, scheme, inputs, schedule, watch, on_step)
+        assert planned is not None
+        report, setup = _run_masking(args, planned, inputs, schedule, watch, on_step)
     if progress is not None:
         progress.close()
     summary = _summarise(args, setup, scheme, inputs, updates, seen, report)
@@ -139,15 +151,18 @@ def _round_policy(args: argparse.Namespace) -> RoundPolicy:
         degree=args.degree if args.protocol == "secagg+" else None,
         threshold=args.threshold,
         value_bits=args.value_bits,
+        threat_model=args.threat_model,
     )
 
 
 def _schedule(args: argparse.Namespace, rng: np.random.Generator) -> dict[int, int]:
-    """Client -> protocol round at which it drops: ``--drop-at``, or spread over rounds 0-3."""
+    """Client -> protocol round at which it drops: ``--drop-at``, or spread over every round
+    the protocol has (a semi-honest round has no consistency round 3)."""
     count = round(args.dropout * args.clients)
     dropped = rng.choice(args.clients, size=count, replace=False)
+    rounds = [r for r in range(len(ROUND_NAMES)) if r != 3 or args.threat_model == "active"]
     return {
-        int(u): (args.drop_at if args.drop_at is not None else i % 4)
+        int(u): (args.drop_at if args.drop_at is not None else rounds[i % len(rounds)])
         for i, u in enumerate(sorted(dropped))
     }
 
@@ -172,34 +187,40 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="protocol steps", unit="msg", file=sys.stderr, leave=False)
 
 
+def _plan_masking(args: argparse.Namespace, policy: RoundPolicy) -> MaskingRound:
+    """Plan the SecAgg / SecAgg+ round and, against an active server, play its trusted setup."""
+    return plan_masking_round(
+        policy,
+        range(args.clients),
+        session_id=secrets.token_bytes(16),
+        round_id=0,
+        vector_length=args.dim,
+        modulus_bits=policy.modulus_bits_for(args.clients),
+    )
+
+
 def _run_masking(
     args: argparse.Namespace,
-    plan: RoundPlan,
-    scheme: QuantizationScheme,
+    planned: MaskingRound,
     inputs: RingVectors,
     schedule: dict[int, int],
     watch: Interceptor,
     on_step: OnStep,
 ) -> tuple[SimulationReport, dict[str, Any]]:
-    """Run a SecAgg / SecAgg+ round; return its report and the summary's setup fields."""
-    assert plan.graph is not None  # a masking protocol always has a graph
-    params = MaskingParams(
-        session_id=secrets.token_bytes(16),
-        round_id=0,
-        graph=plan.graph,
-        threshold=plan.threshold,
-        vector_length=args.dim,
-        modulus_bits=scheme.modulus_bits,
-    )
-    report = Simulator(
-        params,
+    """Run the planned SecAgg / SecAgg+ round; return its report and the summary's setup."""
+    report = planned.simulator(
         inputs,
         dropouts=schedule,
         interceptor=watch,
         through_wire=args.through_wire,
         on_step=on_step,
     ).run()
-    return report, {"threshold": plan.threshold, "degree": plan.graph.max_degree}
+    params = planned.params
+    return report, {
+        "threat_model": params.threat_model,
+        "threshold": params.threshold,
+        "degree": params.graph.max_degree,
+    }
 
 
 def _run_paillier(
@@ -304,6 +325,7 @@ def _summarise(
     summary["bytes"] = _bytes(args, setup, scheme, report)
     summary["server_view"] = {str(u): _server_view(m, scheme) for u, m in seen.items()}
     summary["client_errors"] = {str(u): str(e) for u, e in report.client_errors.items()}
+    summary["misbehaved"] = {str(u): reason for u, reason in report.misbehaved.items()}
     return summary
 
 

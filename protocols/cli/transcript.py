@@ -14,7 +14,13 @@ from protocols.simulate import ROUND_NAMES
 
 __all__ = ["print_transcript"]
 
-_ROUND_TITLES = ("AdvertiseKeys", "ShareKeys", "MaskedInputCollection", "Unmasking")
+_ROUND_TITLES = (
+    "AdvertiseKeys",
+    "ShareKeys",
+    "MaskedInputCollection",
+    "ConsistencyCheck",
+    "Unmasking",
+)
 
 
 def print_transcript(summary: Mapping[str, Any]) -> None:
@@ -47,7 +53,7 @@ def _print_setup(s: Mapping[str, Any]) -> None:
         print(
             f"{name} round: {s['clients']} clients, d = {s['dim']}, ring Z_2^{s['modulus_bits']} "
             f"({s['value_bits']}-bit values + headroom), {s['degree']} neighbours each, "
-            f"threshold t = {s['threshold']}"
+            f"threshold t = {s['threshold']}, {s['threat_model']} server"
         )
 
 
@@ -60,8 +66,12 @@ def _print_dropouts(s: Mapping[str, Any]) -> None:
         print(f"  dropped before uploading: {lost if lost else 'none'}")
         return
     for index, title in enumerate(_ROUND_TITLES):
+        if index == 3 and s["threat_model"] != "active":
+            continue  # a semi-honest round has no consistency round
         lost = by_round.get(index, [])
         print(f"  round {index} {title:<22} dropped: {lost if lost else 'none'}")
+    for client, reason in s.get("misbehaved", {}).items():
+        print(f"  client {client} misbehaved: {reason}")
 
 
 def _print_server_view(s: Mapping[str, Any]) -> None:

@@ -27,6 +27,17 @@ Modules:
   Mod answering the protocol messages with the client machine, calling the user's
   ``@app.train()`` function for the upload and keeping the machine in ``context.state`` between
   messages.
+* :mod:`protocols.flower.keys`: the deployment's key files (:func:`write_deployment_keys`: one
+  private identity key per node and the trusted roster) and the node's signed identity claim.
+
+Threat models (masking): ``"active"`` (the default on both sides) trusts no message of the
+server. Each node holds its own Ed25519 identity key file and the roster file (node config
+``secagg-identity-key`` and ``secagg-roster``), signs its keys, checks its peers' signatures,
+the public graph and its own minimum threshold, and takes part in the consistency round; the
+server's workflow gets the same roster (``SecureAggregationWorkflow(roster="roster.txt")``).
+``"semi-honest"`` (``threat_model="semi-honest"`` on the server, node config
+``secagg-threat-model="semi-honest"``) needs no keys and trusts the server to follow the
+protocol.
 
 What a client uploads for weighted FedAvg (as Flower's SecAgg+ does): with weight ``w`` (the
 metric ``weighted_by_key``, e.g. ``num-examples``) in (0, max_weight], its update ``x`` clipped
@@ -43,8 +54,21 @@ A client pins the public key given to :class:`SecAggMod`, or else the first key 
 (trust on first use), and refuses any other key afterwards.
 """
 
-from protocols.flower.client_mod import SecAggMod, secagg_mod
-from protocols.flower.records import SETUP_RECORD, STATE_RECORD, WIRE_RECORD, flower_session_id
+from protocols.flower.client_mod import (
+    NODE_IDENTITY_KEY,
+    NODE_ROSTER,
+    NODE_THREAT_MODEL,
+    SecAggMod,
+    secagg_mod,
+)
+from protocols.flower.keys import DeploymentKeys, write_deployment_keys
+from protocols.flower.records import (
+    IDENTIFY_RECORD,
+    SETUP_RECORD,
+    STATE_RECORD,
+    WIRE_RECORD,
+    flower_session_id,
+)
 from protocols.flower.strategy import SecAggFedAvg
 from protocols.flower.workflow import (
     KeyHolderEndpoint,
@@ -54,9 +78,14 @@ from protocols.flower.workflow import (
 )
 
 __all__ = [
+    "IDENTIFY_RECORD",
+    "NODE_IDENTITY_KEY",
+    "NODE_ROSTER",
+    "NODE_THREAT_MODEL",
     "SETUP_RECORD",
     "STATE_RECORD",
     "WIRE_RECORD",
+    "DeploymentKeys",
     "KeyHolderEndpoint",
     "SecAggFedAvg",
     "SecAggMod",
@@ -65,4 +94,5 @@ __all__ = [
     "SecureRoundResult",
     "flower_session_id",
     "secagg_mod",
+    "write_deployment_keys",
 ]

@@ -13,6 +13,17 @@ setup's quantization, a pinned Paillier key) in ``context.state`` (:class:`_Clie
 The Mod lives in an importable module, and :data:`secagg_mod` is a module-level instance, so
 Flower (and Ray, in simulation) can pickle a ``ClientApp`` that installs it.
 
+Threat models (masking only): in ``"active"`` mode (the default) the node trusts only its own
+identity key and roster files (:mod:`protocols.flower.keys`), named by :class:`SecAggMod`'s
+arguments or by its node config (:data:`NODE_IDENTITY_KEY`, :data:`NODE_ROSTER`); it claims its
+roster client id when the server asks (:class:`~protocols.flower.records.NodeClaim`) and runs
+:class:`~protocols.masking.MaskingClient` with ``threat_model="active"``, which checks every
+peer's signed keys, the public graph, its own minimum threshold and the consistency round.
+Nothing the server sends is taken as a trust anchor: the roster is read from the local file at
+every message. In ``"semi-honest"`` mode (chosen by the node, never by the server:
+``SecAggMod(threat_model="semi-honest")`` or node config ``secagg-threat-model="semi-honest"``)
+it needs no key and trusts the server to follow the protocol.
+
 Paillier: a node pins the public key given to :class:`SecAggMod`, or else the first key it sees
 in the run (trust on first use), and refuses any other key afterwards.
 """
@@ -22,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -29,12 +41,15 @@ import numpy.typing as npt
 import phe
 from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 
+from protocols.flower.keys import NodeIdentity, load_node_identity, sign_claim
 from protocols.flower.records import (
+    IDENTIFY_RECORD,
     SETUP_RECORD,
     STATE_RECORD,
     WIRE_RECORD,
     ArrayLayout,
     EncodingSettings,
+    NodeClaim,
     config_value,
     flower_session_id,
     read_wire,
@@ -42,6 +57,7 @@ from protocols.flower.records import (
     wire_record,
     without_weight,
 )
+from protocols.graph import ThreatModel
 from protocols.masking import ClientPhase, MaskingClient
 from protocols.messages import (
     MAX_PARTY_ID,
@@ -53,13 +69,22 @@ from protocols.messages import (
 )
 from protocols.messages import Message as ProtocolMessage
 from protocols.paillier import PaillierClient
+from protocols.rounds import DEFAULT_CORRUPT_FRACTION, check_threat_model
 from secagg.errors import LocalProtocolError, ParameterError, RemoteProtocolError, SecAggError
 
-__all__ = ["SecAggMod", "secagg_mod"]
+__all__ = ["NODE_IDENTITY_KEY", "NODE_ROSTER", "NODE_THREAT_MODEL", "SecAggMod", "secagg_mod"]
 
 logger = logging.getLogger(__name__)
 
+#: Node config key (``flower-supernode --node-config``) of the node's private identity key file.
+NODE_IDENTITY_KEY: Final = "secagg-identity-key"
+#: Node config key of the trusted roster file.
+NODE_ROSTER: Final = "secagg-roster"
+#: Node config key of the node's threat model, ``"active"`` (default) or ``"semi-honest"``.
+NODE_THREAT_MODEL: Final = "secagg-threat-model"
+
 CallNext = Callable[[Message, Context], Message]
+PathArg = str | Path
 FloatArray = npt.NDArray[np.float64]
 RingArray = npt.NDArray[np.generic]
 
@@ -117,21 +142,43 @@ class SecAggMod:
     in ``context.state`` so no later message of that round gets an answer.
 
     Args:
-        min_threshold: the smallest Shamir threshold this node accepts from the server.
+        min_threshold: the smallest Shamir threshold this node accepts from the server (in the
+            active model the node's own, larger minimum applies as well).
         paillier_public_key: the key holder's public key, obtained out of band; when ``None``
             the node pins the first key it is sent in the run (trust on first use).
+        threat_model: ``"active"`` or ``"semi-honest"`` (masking); ``None`` reads the node
+            config :data:`NODE_THREAT_MODEL`, and without it means ``"active"``.
+        identity_key: the node's private identity key file (active model); ``None`` reads the
+            node config :data:`NODE_IDENTITY_KEY`.
+        roster: the trusted roster file (active model); ``None`` reads the node config
+            :data:`NODE_ROSTER`.
+        corrupt_fraction: the declared bound on nodes colluding with the server, as a fraction
+            of the roster (active model; it sets the node's minimum threshold).
 
     Raises:
-        ParameterError: ``min_threshold`` below 2.
+        ParameterError: ``min_threshold`` below 2, or an unknown ``threat_model``.
     """
 
     def __init__(
-        self, *, min_threshold: int = 2, paillier_public_key: phe.PaillierPublicKey | None = None
+        self,
+        *,
+        min_threshold: int = 2,
+        paillier_public_key: phe.PaillierPublicKey | None = None,
+        threat_model: ThreatModel | None = None,
+        identity_key: PathArg | None = None,
+        roster: PathArg | None = None,
+        corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
     ) -> None:
         if min_threshold < 2:
             raise ParameterError("min_threshold must be >= 2: one share must never reveal a key")
+        if threat_model is not None:
+            check_threat_model(threat_model)
         self.min_threshold = min_threshold
         self.paillier_public_key = paillier_public_key
+        self.threat_model = threat_model
+        self.identity_key = identity_key
+        self.roster = roster
+        self.corrupt_fraction = corrupt_fraction
 
     def __call__(self, message: Message, context: Context, call_next: CallNext) -> Message:
         """Handle one message (see the class docstring).
@@ -143,10 +190,15 @@ class SecAggMod:
 
         Returns:
             The reply: the protocol answers (or an Abort) and the train metrics without the
-            weight, or whatever ``call_next`` returns for a message that is not secagg's.
+            weight, the node's identity claim, or whatever ``call_next`` returns for a message
+            that is not secagg's.
         """
         content = message.content
-        if message.metadata.message_type != MessageType.TRAIN or WIRE_RECORD not in content:
+        if message.metadata.message_type != MessageType.TRAIN:
+            return call_next(message, context)
+        if IDENTIFY_RECORD in content and WIRE_RECORD not in content:
+            return self._identify(message, context)
+        if WIRE_RECORD not in content:
             return call_next(message, context)
         wire_content = RecordDict({WIRE_RECORD: content[WIRE_RECORD]})
         setup = content.get(SETUP_RECORD)
@@ -175,6 +227,51 @@ class SecAggMod:
             reply[key] = record
         return Message(reply, reply_to=message)
 
+    def node_identity(self, context: Context) -> NodeIdentity | None:
+        """This node's identity key and roster, read from its files; ``None`` if semi-honest.
+
+        Raises:
+            LocalProtocolError: the active model without both files configured, or an unusable
+                file (its path and what is wrong are named).
+        """
+        config = context.node_config
+        threat_model = self.threat_model or config.get(NODE_THREAT_MODEL, "active")
+        if threat_model == "semi-honest":
+            return None
+        if threat_model != "active":
+            raise LocalProtocolError(
+                f"node config {NODE_THREAT_MODEL} must be 'active' or 'semi-honest', "
+                f"not {threat_model!r}"
+            )
+        key_path = self.identity_key or config.get(NODE_IDENTITY_KEY)
+        roster_path = self.roster or config.get(NODE_ROSTER)
+        if not key_path or not roster_path:
+            raise LocalProtocolError(
+                "the active threat model needs this node's identity key and the trusted roster: "
+                f"set node config {NODE_IDENTITY_KEY}='...' and {NODE_ROSTER}='...' (or pass "
+                f"SecAggMod(identity_key=, roster=)); {NODE_THREAT_MODEL}='semi-honest' trusts "
+                "the server instead"
+            )
+        try:
+            return load_node_identity(str(key_path), str(roster_path))
+        except ParameterError as error:
+            raise LocalProtocolError(str(error)) from None
+
+    def _identify(self, message: Message, context: Context) -> Message:
+        """Answer the server's identification request with this node's signed client id."""
+        try:
+            node = self.node_identity(context)
+            if node is None:
+                raise LocalProtocolError(
+                    "the server asks for an identity claim, but this node runs semi-honest"
+                )
+            session_id = flower_session_id(context.run_id)
+            claim = NodeClaim(node.client_id, sign_claim(node, session_id, context.node_id))
+        except SecAggError as error:
+            logger.warning("secagg: no identity claim: %s", error)
+            return Message(RecordDict(), reply_to=message)
+        return Message(RecordDict({IDENTIFY_RECORD: claim.to_record()}), reply_to=message)
+
     def _step(
         self,
         incoming: ProtocolMessage,
@@ -196,17 +293,7 @@ class SecAggMod:
             client.receive(incoming)
             vector, metrics = _train_and_encode(memory, message, context, call_next)
             return client.submit_input(vector), metrics
-        if isinstance(incoming, RoundSetup):
-            machine = MaskingClient(
-                incoming.recipient,
-                session_id=incoming.session_id,
-                round_id=incoming.round_id,
-                min_threshold=self.min_threshold,
-            )
-        elif memory.machine:
-            machine = MaskingClient.from_state(memory.machine)
-        else:
-            raise RemoteProtocolError(f"{type(incoming).__name__} arrived outside any round")
+        machine = self._machine(incoming, memory, context)
         try:
             outgoing = machine.receive(incoming)
             if machine.phase is not ClientPhase.AWAIT_INPUT:
@@ -222,6 +309,33 @@ class SecAggMod:
             # Saved even when something failed: a poisoned machine stays poisoned, and a round
             # whose training failed is never trained (hence uploaded) a second time.
             memory.machine = machine.export_state()
+
+    def _machine(
+        self, incoming: ProtocolMessage, memory: _ClientMemory, context: Context
+    ) -> MaskingClient:
+        """A fresh client machine for a setup, else the saved one (with the node's trust)."""
+        if not isinstance(incoming, RoundSetup) and not memory.machine:
+            raise RemoteProtocolError(f"{type(incoming).__name__} arrived outside any round")
+        node = self.node_identity(context)
+        identity = None if node is None else node.identity
+        roster = None if node is None else node.roster
+        if not isinstance(incoming, RoundSetup):
+            return MaskingClient.from_state(memory.machine, identity=identity, roster=roster)
+        if node is not None and incoming.recipient != node.client_id:
+            raise RemoteProtocolError(
+                f"the setup addresses client {incoming.recipient}, but this node's identity key "
+                f"is client {node.client_id}'s"
+            )
+        return MaskingClient(
+            incoming.recipient,
+            session_id=incoming.session_id,
+            round_id=incoming.round_id,
+            min_threshold=self.min_threshold,
+            threat_model="semi-honest" if node is None else "active",
+            identity=identity,
+            roster=roster,
+            corrupt_fraction=self.corrupt_fraction,
+        )
 
     def _paillier_key(self, setup: PaillierSetup, memory: _ClientMemory) -> phe.PaillierPublicKey:
         if self.paillier_public_key is not None:
@@ -311,5 +425,7 @@ def _abort_reply(incoming: ProtocolMessage | None, reason: str) -> list[Protocol
     ]
 
 
-#: The client Mod with default settings (threshold >= 2, Paillier key pinned on first use).
+#: The client Mod with default settings: the threat model and key files from the node config
+#: (active unless it says ``secagg-threat-model="semi-honest"``), threshold >= 2, Paillier key
+#: pinned on first use.
 secagg_mod: Final = SecAggMod()

@@ -17,6 +17,9 @@ The rules:
   reply must return the broadcast names and shapes.
 * The session id is derived from Flower's run id (:func:`flower_session_id`), so both sides
   know it without a message.
+* In the active threat model the server first asks each new node which roster client it is: a
+  train message with the empty ``ConfigRecord`` :data:`IDENTIFY_RECORD`, answered with a
+  :class:`NodeClaim` under the same key (see :mod:`protocols.flower.keys`).
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from secagg.encoding import QuantizationScheme, UpdateEncoding
 from secagg.errors import LocalProtocolError, ParameterError, RemoteProtocolError
 
 __all__ = [
+    "IDENTIFY_RECORD",
     "SETUP_RECORD",
     "STATE_RECORD",
     "WIRE_RECORD",
     "ArrayLayout",
     "EncodingSettings",
+    "NodeClaim",
     "config_value",
     "flower_session_id",
     "read_wire",
@@ -53,6 +58,8 @@ __all__ = [
 WIRE_RECORD: Final = "secagg-wire"
 #: ConfigRecord key of the quantization settings sent with each setup message.
 SETUP_RECORD: Final = "secagg-setup"
+#: ConfigRecord key of the server's identification request and of the node's :class:`NodeClaim`.
+IDENTIFY_RECORD: Final = "secagg-identify"
 #: ConfigRecord key under which :class:`~protocols.flower.SecAggMod` keeps its memory in
 #: ``context.state``.
 STATE_RECORD: Final = "secagg-client"
@@ -161,6 +168,43 @@ class EncodingSettings:
                 f"the setup's quantization settings are unusable: {error}"
             ) from None
         return settings
+
+
+@dataclass(frozen=True, slots=True)
+class NodeClaim:
+    """A node's answer to the identification request: its roster client id, signed.
+
+    Attributes:
+        client_id: the roster client the node speaks for.
+        signature: its identity signature over the claim (:func:`protocols.flower.keys.sign_claim`).
+    """
+
+    client_id: int
+    signature: bytes
+
+    def to_record(self) -> ConfigRecord:
+        """The claim as the :data:`IDENTIFY_RECORD` ConfigRecord of the node's reply."""
+        return ConfigRecord({"client-id": self.client_id, "signature": self.signature})
+
+    @classmethod
+    def from_content(cls, content: RecordDict) -> NodeClaim:
+        """Parse a node's claim; anything missing or malformed is the node's fault.
+
+        Raises:
+            RemoteProtocolError: no claim, or a malformed one.
+        """
+        record = content.config_records.get(IDENTIFY_RECORD)
+        try:
+            if record is None:
+                raise KeyError("no claim")
+            client_id = config_value(record, "client-id", int)
+            signature = config_value(record, "signature", bytes)
+        except (KeyError, TypeError) as error:
+            raise RemoteProtocolError(
+                f"the node's identity claim is unusable ({error}); does its secagg_mod hold an "
+                "identity key (node config secagg-identity-key)?"
+            ) from None
+        return cls(client_id, signature)
 
 
 @dataclass(frozen=True, slots=True)

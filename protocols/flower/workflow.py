@@ -9,8 +9,16 @@ when it returns (or answered with an error) is silent and the machine drops it
 round planner (:class:`~protocols.rounds.RoundPolicy`), and the float <-> ring rule from
 :class:`~secagg.encoding.UpdateEncoding`; this module chooses neither.
 
-Flower node ids (64-bit) are mapped to dense protocol ids 0..n-1 in sorted order; a node learns
-its id as the recipient of its setup message. The server divides the decoded weighted sum by the
+Threat models (masking only). ``"active"`` (the default): the round's graph is over exactly the
+clients of the trusted roster (:class:`~protocols.identity.TrustedRoster`, from the deployment's
+roster file), ordered by its public seed, and :class:`~protocols.masking.MaskingServer` checks
+every signature; the consistency round (round 3) runs between the upload and the unmasking. Flower
+assigns node ids when nodes connect, so the workflow asks each node it has not seen yet in the run
+which roster client it is, once (:class:`~protocols.flower.records.NodeClaim`, checked against the
+roster); a roster client that no sampled node speaks for is simply silent and dropped in round 0.
+``"semi-honest"``: no roster; Flower node ids (64-bit) are mapped to dense protocol ids 0..n-1 in
+sorted order. Either way a node learns its id as the recipient of its setup message. The server
+divides the decoded weighted sum by the
 decoded total weight; the result equals Flower's plain FedAvg of the clipped updates up to
 quantization. The weight itself never travels in the clear; other train metrics do (as in
 Flower).
@@ -22,30 +30,37 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, Literal, Protocol, TypeVar
 
 import phe
-from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
+from protocols.flower.keys import check_claim
 from protocols.flower.records import (
+    IDENTIFY_RECORD,
     SETUP_RECORD,
     WIRE_RECORD,
     ArrayLayout,
     EncodingSettings,
+    NodeClaim,
     flower_session_id,
     read_wire,
     wire_record,
     without_weight,
 )
+from protocols.graph import ThreatModel
+from protocols.identity import TrustedRoster
 from protocols.masking import MaskingParams, MaskingServer
 from protocols.messages import Message as ProtocolMessage
 from protocols.paillier import KeyHolder, PaillierParams, PaillierServer
-from protocols.rounds import RoundPolicy
+from protocols.rounds import DEFAULT_CORRUPT_FRACTION, RoundPolicy, check_threat_model
 from protocols.simulate import ROUND_NAMES
 from secagg.encoding import QuantizationScheme, UpdateEncoding
 from secagg.errors import (
     InsufficientSurvivorsError,
+    InvalidSignatureError,
     LocalProtocolError,
     ParameterError,
     RemoteProtocolError,
@@ -65,6 +80,7 @@ ProtocolName = Literal["secagg", "secagg+", "paillier"]
 _T = TypeVar("_T")
 
 _UPLOAD_ROUND: Final = ROUND_NAMES.index("masked_input")
+_CONSISTENCY_ROUND: Final = ROUND_NAMES.index("consistency")
 _UNMASK_ROUND: Final = ROUND_NAMES.index("unmasking")
 #: Seconds a protocol message stays deliverable after its round's deadline (Flower polls every 3 s).
 _TTL_MARGIN_SECONDS: Final = 30.0
@@ -96,13 +112,18 @@ class SecureRoundResult:
         arrays: the weighted average of the survivors' arrays (the FedAvg result), in the
             names, shapes and dtypes of the broadcast arrays.
         total_weight: the survivors' summed weight (decoded from the secure sum).
-        survivors: Flower node ids whose upload is in the average.
-        dropped: Flower node id -> protocol round (0-3) at which it fell out; a node dropping at
-            round 3 had uploaded and is among the survivors too.
+        survivors: Flower node ids whose upload is in the average, sorted.
+        dropped: Flower node id -> protocol round (0-4, :data:`~protocols.simulate.ROUND_NAMES`)
+            at which it fell out; a node dropping at round 3 (consistency, active model only)
+            or 4 (unmasking) had uploaded and is among the survivors too.
         metrics: the survivors' train metrics except the weight (these travel in the clear).
         seconds: protocol round name -> wall-clock seconds, waiting included (under
             :class:`~protocols.flower.SecAggFedAvg`, Flower's ``Strategy.start`` sends the
-            upload, so ``masked_input`` counts only the server's work on it).
+            upload, so ``masked_input`` counts only the server's work on it); ``identify`` is
+            the active model's identification of new nodes.
+        unreachable: roster client ids (active model) that no sampled node spoke for; they
+            were dropped in round 0.
+        misbehaved: Flower node id -> what the server machine caught it doing wrong.
     """
 
     arrays: ArrayRecord
@@ -111,6 +132,8 @@ class SecureRoundResult:
     dropped: dict[int, int]
     metrics: tuple[MetricRecord, ...]
     seconds: dict[str, float] = field(default_factory=dict)
+    unreachable: tuple[int, ...] = ()
+    misbehaved: dict[int, str] = field(default_factory=dict)
 
 
 class SecureAggregationWorkflow:
@@ -131,6 +154,10 @@ class SecureAggregationWorkflow:
         weighted_by_key: the train metric holding the weight (FedAvg's ``weighted_by_key``).
         threshold, degree, dropout_fraction, corrupt_fraction: as for
             :class:`~protocols.rounds.RoundPolicy` (masking only).
+        threat_model: ``"active"`` (default: no trust in the server, needs ``roster``) or
+            ``"semi-honest"`` (masking only; Paillier ignores it).
+        roster: the trusted roster, or the path of its file (active model; the same file the
+            nodes hold, see :func:`protocols.flower.keys.write_deployment_keys`).
         key_holder: the Paillier key holder (required for ``"paillier"``); its ``session_id`` must
             be :func:`flower_session_id` of the run and its packing must use ``value_bits`` and
             ``max_clients``.
@@ -154,16 +181,14 @@ class SecureAggregationWorkflow:
         threshold: int | None = None,
         degree: int | None = None,
         dropout_fraction: float = 0.05,
-        corrupt_fraction: float = 0.05,
+        corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
         key_holder: KeyHolderEndpoint | None = None,
         max_clients: int = 1024,
         min_contributors: int = 2,
+        threat_model: ThreatModel = "active",
+        roster: TrustedRoster | str | Path | None = None,
     ) -> None:
-        if protocol not in ("secagg", "secagg+", "paillier"):
-            raise ParameterError(f"protocol must be secagg, secagg+ or paillier, not {protocol!r}")
-        for name, value in (("timeout", timeout), ("upload_timeout", upload_timeout)):
-            if value is not None and not value > 0:
-                raise ParameterError(f"{name} must be a positive number of seconds, got {value}")
+        _check_protocol_and_deadlines(protocol, timeout, upload_timeout)
         self.protocol: Final = protocol
         self.timeout = float(timeout)
         self.upload_timeout = float(upload_timeout if upload_timeout is not None else timeout)
@@ -191,11 +216,16 @@ class SecureAggregationWorkflow:
                 degree=degree,
                 threshold=threshold,
                 value_bits=value_bits,
+                threat_model=threat_model,
             )
         )
+        #: The trusted roster of an active-model masking round (else ``None``).
+        self.roster: Final = _trusted_roster(protocol, check_threat_model(threat_model), roster)
         if protocol == "paillier":
             _check_key_holder(key_holder, value_bits, max_clients)
         self._next_round = 0
+        #: Roster client id -> the Flower node that proved it speaks for it (active model).
+        self.node_of_client: dict[int, int] = {}
 
     def begin(
         self, grid: Grid, node_ids: Iterable[int], content: RecordDict, *, server_round: int
@@ -231,6 +261,37 @@ class SecureAggregationWorkflow:
         replies = grid.send_and_receive(upload, timeout=self.upload_timeout)
         secure_round._add_seconds(ROUND_NAMES[_UPLOAD_ROUND], started)
         return secure_round.finish(replies)
+
+
+def _check_protocol_and_deadlines(
+    protocol: ProtocolName, timeout: float, upload_timeout: float | None
+) -> None:
+    if protocol not in ("secagg", "secagg+", "paillier"):
+        raise ParameterError(f"protocol must be secagg, secagg+ or paillier, not {protocol!r}")
+    for name, value in (("timeout", timeout), ("upload_timeout", upload_timeout)):
+        if value is not None and not value > 0:
+            raise ParameterError(f"{name} must be a positive number of seconds, got {value}")
+
+
+def _trusted_roster(
+    protocol: ProtocolName,
+    threat_model: ThreatModel,
+    roster: TrustedRoster | str | Path | None,
+) -> TrustedRoster | None:
+    """The roster an active masking workflow runs with (loaded from its file if a path)."""
+    if protocol == "paillier" or threat_model == "semi-honest":
+        if roster is not None:
+            raise ParameterError(
+                "a roster applies to the active threat model of secagg and secagg+ only"
+            )
+        return None
+    if roster is None:
+        raise ParameterError(
+            "the active threat model needs the deployment's trusted roster (roster='roster.txt',"
+            " written with the nodes' key files by protocols.flower.keys.write_deployment_keys);"
+            " threat_model='semi-honest' trusts the server instead"
+        )
+    return roster if isinstance(roster, TrustedRoster) else TrustedRoster.load(roster)
 
 
 def _check_key_holder(
@@ -274,13 +335,17 @@ class SecureRound:
         self.grid = grid
         self.content = content
         self.server_round = server_round
+        self.nodes: Final = tuple(nodes)
         self.layout = ArrayLayout.of(content)
-        self.node_of: Final = dict(enumerate(nodes))
-        self.id_of: Final = {node: index for index, node in self.node_of.items()}
+        roster = workflow.roster
+        #: Protocol id -> Flower node (in the active model, filled in by :meth:`prepare`).
+        self.node_of: dict[int, int] = {} if roster is not None else dict(enumerate(nodes))
+        self.id_of: dict[int, int] = {node: index for index, node in self.node_of.items()}
         self.seconds: dict[str, float] = {}
         self._metrics: dict[int, list[tuple[str, MetricRecord]]] = {}
         self._upload: list[Message] = []
-        num_clients = workflow.max_clients if workflow.policy is None else len(nodes)
+        ids = roster.ids if roster is not None else tuple(self.node_of)
+        num_clients = workflow.max_clients if workflow.policy is None else len(ids)
         #: The quantization this round's nodes receive with their setup.
         self.settings: Final = EncodingSettings(
             workflow.clip,
@@ -290,29 +355,34 @@ class SecureRound:
             workflow.weighted_by_key,
         )
         vector_length = self.settings.update_encoding().vector_length(self.layout.size)
-        session_id = flower_session_id(grid.run.run_id)
+        self.session_id: Final = flower_session_id(grid.run.run_id)
         self.server: MaskingServer | PaillierServer
         if workflow.policy is None:
-            self.server = self._paillier_server(session_id, round_id, vector_length)
+            self.server = self._paillier_server(self.session_id, round_id, vector_length)
         else:
-            self.server = self._masking_server(workflow.policy, session_id, round_id, vector_length)
+            self.server = self._masking_server(workflow.policy, ids, round_id, vector_length)
 
     def _masking_server(
-        self, policy: RoundPolicy, session_id: bytes, round_id: int, vector_length: int
+        self, policy: RoundPolicy, ids: Sequence[int], round_id: int, vector_length: int
     ) -> MaskingServer:
-        """The masking server of this round, its graph and threshold from the round planner."""
-        plan = policy.plan(tuple(self.node_of))
+        """The masking server of this round, its graph and threshold from the round planner.
+
+        In the active model the graph is over the whole roster, in its public order.
+        """
+        roster = self.workflow.roster
+        order_seed = None if roster is None else roster.order_seed(self.session_id, round_id)
+        plan = policy.plan(ids, order_seed=order_seed)
         assert plan.graph is not None  # a masking policy always plans a graph
-        return MaskingServer(
-            MaskingParams(
-                session_id=session_id,
-                round_id=round_id,
-                graph=plan.graph,
-                threshold=plan.threshold,
-                vector_length=vector_length,
-                modulus_bits=plan.modulus_bits,
-            )
+        params = MaskingParams(
+            session_id=self.session_id,
+            round_id=round_id,
+            graph=plan.graph,
+            threshold=plan.threshold,
+            vector_length=vector_length,
+            modulus_bits=plan.modulus_bits,
+            threat_model=policy.threat_model,
         )
+        return MaskingServer(params, roster)
 
     def _paillier_server(
         self, session_id: bytes, round_id: int, vector_length: int
@@ -344,6 +414,8 @@ class SecureRound:
         Raises:
             InsufficientSurvivorsError: the round aborted (the nodes still in it were told).
         """
+        if self.workflow.roster is not None:
+            self._identify(self.workflow.roster)
         outbox = self._timed("setup", self.server.start)
         if isinstance(self.server, MaskingServer):
             for round_index in range(_UPLOAD_ROUND):
@@ -369,9 +441,60 @@ class SecureRound:
                 for reply in self._timed("decryption", key_holder.receive, message):
                     self.server.receive(reply)
         else:
-            self._exchange(_UNMASK_ROUND, outbox)
-            self._close(_UNMASK_ROUND)
+            rounds: tuple[int, ...] = (_UNMASK_ROUND,)
+            if self.server.params.threat_model == "active":
+                rounds = (_CONSISTENCY_ROUND, _UNMASK_ROUND)
+            for round_index in rounds:
+                self._exchange(round_index, outbox)
+                outbox = self._close(round_index)
         return self._result()
+
+    def _identify(self, roster: TrustedRoster) -> None:
+        """Learn which roster client each sampled node is: ask the nodes not seen yet in the run.
+
+        A node's answer counts only if its identity key signed it (:func:`check_claim`), so no
+        node can take another client's place; a newer valid claim for a client replaces an old
+        one (a node that reconnected under a new Flower id).
+        """
+        known = self.workflow.node_of_client
+        seen = set(known.values())
+        ask = [node for node in self.nodes if node not in seen]
+        messages = [
+            Message(
+                content=RecordDict({IDENTIFY_RECORD: ConfigRecord()}),
+                dst_node_id=node,
+                message_type=MessageType.TRAIN,
+                group_id=str(self.server_round),
+                ttl=self.workflow.timeout + _TTL_MARGIN_SECONDS,
+            )
+            for node in ask
+        ]
+        replies: list[Message] = []
+        if ask:
+            started = time.perf_counter()
+            replies = list(self.grid.send_and_receive(messages, timeout=self.workflow.timeout))
+            self._add_seconds("identify", started)
+        node_of_message = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
+        for reply in replies:
+            node = node_of_message.get(reply.metadata.reply_to_message_id)
+            if node is None or reply.has_error():
+                continue
+            try:
+                claim = NodeClaim.from_content(reply.content)
+                check_claim(roster, self.session_id, node, claim.client_id, claim.signature)
+            except (RemoteProtocolError, InvalidSignatureError, ParameterError) as error:
+                logger.warning("node %d is no client of the roster: %s", node, error)
+                continue
+            known[claim.client_id] = node
+        sampled = set(self.nodes)
+        self.node_of.update({c: n for c, n in known.items() if n in sampled})
+        self.id_of.update({n: c for c, n in self.node_of.items()})
+        if len(self.id_of) < len(sampled):
+            logger.warning(
+                "secure round %d: nodes %s are not identified as roster clients and sit out",
+                self.server_round,
+                sorted(sampled - set(self.id_of)),
+            )
 
     def _exchange(
         self, round_index: int, outbox: list[ProtocolMessage], *, with_setup: bool = False
@@ -429,6 +552,9 @@ class SecureRound:
         timeout = self.workflow.upload_timeout if with_content else self.workflow.timeout
         messages = []
         for protocol_message in outbox:
+            node = self.node_of.get(protocol_message.recipient)
+            if node is None:  # a roster client no sampled node speaks for: it stays silent
+                continue
             content = RecordDict()
             if with_content:
                 for key, record in self.content.items():
@@ -439,7 +565,7 @@ class SecureRound:
             messages.append(
                 Message(
                     content=content,
-                    dst_node_id=self.node_of[protocol_message.recipient],
+                    dst_node_id=node,
                     message_type=MessageType.TRAIN,
                     group_id=str(self.server_round),
                     ttl=timeout + _TTL_MARGIN_SECONDS,
@@ -466,22 +592,25 @@ class SecureRound:
             raise InsufficientSurvivorsError(
                 "the survivors' weights sum to zero; no average exists"
             )
-        survivors = tuple(self.node_of[u] for u in result.survivors)
-        dropped_at = result.dropped_at
+        survivors = tuple(sorted(self.node_of[u] for u in result.survivors))
+        dropped = {self.node_of[u]: r for u, r in result.dropped_at.items() if u in self.node_of}
         logger.info(
             "secure round %d: %d of %d nodes in the sum, dropped %s",
             self.server_round,
             count,
-            len(self.node_of),
-            {self.node_of[u]: ROUND_NAMES[r] for u, r in dropped_at.items()} or "none",
+            len(self.nodes),
+            {node: ROUND_NAMES[r] for node, r in dropped.items()} or "none",
         )
+        misbehaved = self.server.misbehaved if isinstance(self.server, MaskingServer) else {}
         return SecureRoundResult(
             arrays=self.layout.unflatten(total / total_weight),
             total_weight=total_weight,
             survivors=survivors,
-            dropped={self.node_of[u]: r for u, r in dropped_at.items()},
+            dropped=dropped,
             metrics=tuple(
                 record for node in survivors for _, record in self._metrics.get(node, [])
             ),
             seconds=dict(self.seconds),
+            unreachable=tuple(u for u in result.dropped_at if u not in self.node_of),
+            misbehaved={self.node_of[u]: why for u, why in misbehaved.items() if u in self.node_of},
         )

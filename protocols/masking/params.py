@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from protocols._machine import check_session
-from protocols.graph import NeighbourGraph
+from protocols.graph import NeighbourGraph, ThreatModel
 from protocols.masking.keys import RingArray
 from protocols.messages import MAX_PARTY_ID
+from protocols.rounds import check_threat_model
 from secagg.encoding import ring_dtype
 from secagg.errors import ParameterError
 
@@ -29,6 +30,9 @@ class MaskingParams:
         threshold: Shamir threshold t; every neighbourhood (with its owner) must keep t members.
         vector_length: number of ring values each client uploads.
         modulus_bits: k, the ring Z_{2^k} (from :class:`secagg.encoding.QuantizationScheme`).
+        threat_model: ``"active"`` (default: signed keys against a trusted roster, the public
+            graph, the consistency round) or ``"semi-honest"`` (the server follows the
+            protocol; no PKI). See docs/threat-model.md.
     """
 
     session_id: bytes
@@ -37,9 +41,11 @@ class MaskingParams:
     threshold: int
     vector_length: int
     modulus_bits: int
+    threat_model: ThreatModel = "active"
 
     def __post_init__(self) -> None:
         check_session(self.session_id, self.round_id)
+        check_threat_model(self.threat_model)
         nodes = self.graph.nodes
         if len(nodes) < 2 or nodes[0] < 0 or nodes[-1] > MAX_PARTY_ID:
             raise ParameterError(f"client ids must be in [0, {MAX_PARTY_ID}], at least two")
@@ -56,9 +62,18 @@ class MaskingParams:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class AggregateResult:
-    """The server's output: the ring sum of the survivors' inputs, and who they are."""
+    """The server's output: the ring sum of the survivors' inputs, and who they are.
+
+    Attributes:
+        vector: the sum, mod 2^k, of the inputs of ``survivors``.
+        survivors: the clients whose inputs are in the sum.
+        dropped: every other client of the round.
+        dropped_at: client id -> protocol round (0-4) in which it fell out.
+        misbehaved: client id -> what it did wrong (left out, or its bad shares unused).
+    """
 
     vector: RingArray
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
     dropped_at: dict[int, int] = field(default_factory=dict)
+    misbehaved: dict[int, str] = field(default_factory=dict)

@@ -49,6 +49,8 @@ class SignaturePurpose(enum.Enum):
 
     KEY_ADVERTISEMENT = "key-advertisement"
     CONSISTENCY = "consistency"
+    #: A Flower node's claim of the roster client it speaks for (protocols.flower.keys).
+    NODE_CLAIM = "node-claim"
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -38,7 +38,8 @@ def build_params(
     round_id: int = 1,
     session_id: bytes | None = None,
 ) -> MaskingParams:
-    """Parameters for ``num_clients`` clients (ids 0 .. n-1) on a complete or Harary graph.
+    """Semi-honest parameters for ``num_clients`` clients (ids 0 .. n-1) on a complete or
+    Harary graph (the active model's tests build theirs with a trusted roster).
 
     The default threshold is a strict majority of the smallest neighbourhood (owner included).
     """
@@ -54,6 +55,7 @@ def build_params(
         threshold=threshold,
         vector_length=vector_length,
         modulus_bits=modulus_bits,
+        threat_model="semi-honest",
     )
 
 
@@ -125,7 +127,12 @@ class Harness:
         self.inputs = dict(inputs) if inputs is not None else build_inputs(params)
         self.server = MaskingServer(params)
         self.clients = {
-            u: MaskingClient(u, session_id=params.session_id, round_id=params.round_id)
+            u: MaskingClient(
+                u,
+                session_id=params.session_id,
+                round_id=params.round_id,
+                threat_model="semi-honest",
+            )
             for u in params.graph.nodes
         }
         self.pending: dict[int, Message] = {}

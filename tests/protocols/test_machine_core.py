@@ -17,17 +17,16 @@ from protocols.masking.state import MaskingClientState
 from protocols.messages import (
     SERVER_ID,
     Abort,
-    ForwardedShares,
+    KeyRoster,
     Message,
-    SealedShares,
     UnmaskRequest,
 )
 from protocols.simulate import Simulator
 from secagg.errors import (
-    InvalidCiphertextError,
     LocalProtocolError,
     ParameterError,
     RemoteProtocolError,
+    ServerMisbehaviourError,
 )
 from secagg.hazmat import shamir
 
@@ -68,15 +67,24 @@ def _assert_detached(error: BaseException | None) -> None:
     assert error.__context__ is None and error.__cause__ is None
 
 
+def _with_low_order_share_key(roster: KeyRoster) -> KeyRoster:
+    """The roster with peer 1's share key replaced by the all-zero (low-order) point: the
+    client's key agreement with it fails deep inside the crypto layer."""
+    entries = tuple(
+        replace(e, share_public_key=bytes(32)) if e.client_id == 1 else e for e in roster.entries
+    )
+    return replace(roster, entries=entries)
+
+
 def test_client_poisoned_by_a_protocol_error_keeps_no_frames(harness, make_params):
-    h = harness(make_params(4)).start().advance().advance()  # shares await forwarding
+    h = harness(make_params(4)).start().advance()  # clients await their rosters
     client = h.clients[0]
-    forwarded = h.pending.pop(0)
-    bundle = forwarded.bundles[0]
-    tampered = SealedShares(peer=bundle.peer, ciphertext=bytes(len(bundle.ciphertext)))
-    message = replace(forwarded, bundles=(tampered, *forwarded.bundles[1:]))
-    with pytest.raises(InvalidCiphertextError) as caught:
-        client.receive(message)
+    roster = h.pending.pop(0)
+    assert isinstance(roster, KeyRoster)
+    # The client turns the crypto layer's InvalidCiphertextError into evidence against the
+    # server: that error is the one a kept copy must not chain to.
+    with pytest.raises(ServerMisbehaviourError) as caught:
+        client.receive(_with_low_order_share_key(roster))
     assert caught.value.__context__ is None
     _assert_detached(client._error)
 
@@ -86,10 +94,8 @@ def test_simulator_keeps_detached_client_errors(make_params, make_inputs):
     inputs = make_inputs(params)
 
     def tamper(round_index: int, message: Message) -> Message:
-        if isinstance(message, ForwardedShares) and message.recipient == 0:
-            bundle = message.bundles[0]
-            fake = SealedShares(peer=bundle.peer, ciphertext=bytes(len(bundle.ciphertext)))
-            return replace(message, bundles=(fake, *message.bundles[1:]))
+        if isinstance(message, KeyRoster) and message.recipient == 0:
+            return _with_low_order_share_key(message)
         return message
 
     report = Simulator(params, inputs, interceptor=tamper).run()
@@ -197,8 +203,14 @@ def test_client_state_round_trips_mid_round(harness, make_params):
         ("mask_key", "zz"),
         ("held_shares", [[1, 2]]),
         ("roster", [[1, "00"]]),
+        ("roster", [[1, "00" * 32, "11" * 32]]),  # a version 1 entry: no commitment
+        ("threat_model", "malicious"),
+        ("corrupt_fraction", "0.1"),
+        ("rejected", [1, "2"]),
+        ("survivors", [-1]),
         ("phase", "no-such-phase"),
-        ("version", 2),
+        ("version", 1),  # version 1 states (before the seed commitments) are refused
+        ("version", 3),
         ("threshold", 1),
         ("modulus_bits", 999),
         ("vector_length", -5),

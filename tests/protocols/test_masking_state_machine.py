@@ -8,7 +8,9 @@ Illegal events are what a faulty or hostile network or caller does: hand a messa
 client, replay one (within the round or from an earlier round), deliver a message type the
 recipient's phase does not accept, deliver a message of another session or round, call
 ``submit_input`` at the wrong phase or with a malformed vector, close a finished round, start a
-started one, or tamper with a field the recipient can check. Tampering the recipient cannot
+started one, or tamper with a field the recipient can check. A share bundle tampered so that it
+no longer opens is handled, not refused: the client keeps going, leaves the sender out of its
+masks and names it in its upload (run on a copy of the client). Tampering the recipient cannot
 detect (a masked value or a share value changed in transit, a client id spoofed) is left out on
 purpose: semi-honest SecAgg authenticates nothing, so such a change silently alters the sum, and
 no machine could be asked to refuse it.
@@ -20,8 +22,9 @@ every phase of rounds that still complete.
 Invariants, after every event:
 
 * only :mod:`secagg.errors` exceptions escape any machine call;
-* every illegal event is refused (with the specific error where there is one); every legal event
-  is accepted;
+* every illegal event is refused (with the specific error where there is one), except a bundle
+  that does not open, whose sender the client names in ``MaskedInput.rejected``; every legal
+  event is accepted;
 * a client that raised (or received an Abort) is ABORTED, holds no secret, and refuses every later
   call with :class:`LocalProtocolError`;
 * a server that refused a message keeps its phase (one client cannot abort everyone else's round,
@@ -59,6 +62,8 @@ from protocols.messages import (
     SERVER_ID,
     Abort,
     AggregateCiphertext,
+    ConsistencyRequest,
+    ConsistencySignature,
     DecryptedAggregate,
     EncryptedInput,
     EncryptedShares,
@@ -77,7 +82,6 @@ from protocols.messages import (
 from secagg.encoding import ring_dtype
 from secagg.errors import (
     InsufficientSurvivorsError,
-    InvalidCiphertextError,
     LocalProtocolError,
     RemoteProtocolError,
     SecAggError,
@@ -99,6 +103,7 @@ SETTINGS = settings(
 # --------------------------------------------------------------------------------------------
 
 _KEY_A, _KEY_B = bytes(range(32)), bytes(range(1, 33))
+_COMMITMENT = bytes(range(2, 34))
 
 
 def _forged_bodies() -> dict[type, dict[str, Any]]:
@@ -107,9 +112,15 @@ def _forged_bodies() -> dict[type, dict[str, Any]]:
         RoundSetup: {"threshold": 2, "vector_length": 1, "modulus_bits": 8, "neighbours": ()},
         KeyRoster: {"entries": ()},
         ForwardedShares: {"bundles": ()},
+        ConsistencyRequest: {"survivors": ()},
         UnmaskRequest: {"survivors": (), "dropped": ()},
-        KeyAdvertisement: {"mask_public_key": _KEY_A, "share_public_key": _KEY_B},
+        KeyAdvertisement: {
+            "mask_public_key": _KEY_A,
+            "share_public_key": _KEY_B,
+            "seed_commitment": _COMMITMENT,
+        },
         EncryptedShares: {"bundles": ()},
+        ConsistencySignature: {"signature": bytes(64)},
         MaskedInput: {"modulus_bits": 8, "vector": np.zeros(1, dtype=np.uint32)},
         UnmaskResponse: {"self_mask_shares": (), "mask_key_shares": ()},
         PaillierSetup: {"public_key_n": 15, "vector_length": 1, "value_bits": 1, "max_clients": 1},
@@ -146,6 +157,7 @@ def _altered_own_entry(message: KeyRoster) -> KeyRoster:
             client_id=e.client_id,
             mask_public_key=e.share_public_key,
             share_public_key=e.mask_public_key,
+            seed_commitment=e.seed_commitment,
         )
         if e.client_id == message.recipient
         else e
@@ -175,11 +187,8 @@ def _to_client_mutations(message: Message) -> list[tuple[Message, type[SecAggErr
         doubled = (*message.entries, message.entries[0])
         out.append((dataclasses.replace(message, entries=doubled), ServerMisbehaviourError))
     elif isinstance(message, ForwardedShares) and message.bundles:
-        out.append((_flip_first_ciphertext(message), InvalidCiphertextError))
         doubled_bundles = (*message.bundles, message.bundles[0])
         out.append((dataclasses.replace(message, bundles=doubled_bundles), RemoteProtocolError))
-        if len(message.bundles) >= 2:
-            out.append((_swap_bundle_peers(message), InvalidCiphertextError))
     elif isinstance(message, UnmaskRequest):
         out.append(
             (dataclasses.replace(message, dropped=(*message.dropped, me)), ServerMisbehaviourError)
@@ -188,6 +197,24 @@ def _to_client_mutations(message: Message) -> list[tuple[Message, type[SecAggErr
         if peers:
             both = (*message.dropped, peers[0])
             out.append((dataclasses.replace(message, dropped=both), ServerMisbehaviourError))
+    return out
+
+
+def _bundle_tamperings(message: Message) -> list[tuple[ForwardedShares, tuple[int, ...]]]:
+    """Forwarded bundles that no longer open, each with the senders the client must reject.
+
+    A bundle that does not open is not a reason to abort: the client leaves its sender out of
+    its masks and names it in :attr:`MaskedInput.rejected` (unless fewer than a threshold of
+    share holders remain)."""
+    if not isinstance(message, ForwardedShares) or not message.bundles:
+        return []
+    out: list[tuple[ForwardedShares, tuple[int, ...]]] = [
+        (_flip_first_ciphertext(message), (message.bundles[0].peer,))
+    ]
+    if len(message.bundles) >= 2:
+        out.append(
+            (_swap_bundle_peers(message), (message.bundles[0].peer, message.bundles[1].peer))
+        )
     return out
 
 
@@ -203,10 +230,17 @@ def _to_server_mutations(message: Message) -> list[tuple[Message, type[SecAggErr
         )
         to_self = (SealedShares(peer=message.sender, ciphertext=b"x"), *message.bundles[1:])
         out.append((dataclasses.replace(message, bundles=to_self), RemoteProtocolError))
+        # One share digest per roster member (the dealer's own included), no fewer.
+        out.append(
+            (dataclasses.replace(message, digests=message.digests[:-1]), RemoteProtocolError)
+        )
     elif isinstance(message, MaskedInput):
         longer = np.concatenate([message.vector, message.vector[:1]])
         out.append((dataclasses.replace(message, vector=longer), RemoteProtocolError))
         out.append((dataclasses.replace(message, vector=message.vector[:-1]), RemoteProtocolError))
+        # A client can only reject bundles it was sent: never its own.
+        accusing = dataclasses.replace(message, rejected=(message.sender,))
+        out.append((accusing, RemoteProtocolError))
     elif isinstance(message, UnmaskResponse):
         fewer = message.self_mask_shares[:-1]
         out.append((dataclasses.replace(message, self_mask_shares=fewer), RemoteProtocolError))
@@ -256,6 +290,7 @@ def _rounds(draw: st.DrawFn) -> MaskingParams:
         threshold=draw(st.integers(2, smallest)),
         vector_length=draw(st.integers(1, 4)),
         modulus_bits=draw(st.sampled_from([1, 7, 8, 16, 32, 33, 64])),
+        threat_model="semi-honest",
     )
 
 
@@ -294,7 +329,12 @@ class MaskingRounds(RuleBasedStateMachine):
         self.inputs = self.make_inputs(params, seed=seed)
         self.server = MaskingServer(params)
         self.clients = {
-            u: MaskingClient(u, session_id=params.session_id, round_id=params.round_id)
+            u: MaskingClient(
+                u,
+                session_id=params.session_id,
+                round_id=params.round_id,
+                threat_model="semi-honest",
+            )
             for u in params.graph.nodes
         }
         self.to_client: dict[int, Message] = {}  # the server's undelivered honest messages
@@ -642,14 +682,42 @@ class MaskingRounds(RuleBasedStateMachine):
             self._refused_by_client(message.recipient, message)
 
     def _client_gets_tampered(self, data: st.DataObject) -> None:
-        choices = [
+        choices: list[tuple[Message, type[SecAggError] | tuple[int, ...]]] = [
             (mutated, error)
             for u in self._pending_for_live()
             for mutated, error in _to_client_mutations(self.to_client[u])
         ]
+        choices += [
+            (mutated, rejected)
+            for u in self._pending_for_live()
+            if self.clients[u].phase is not ClientPhase.ABORTED
+            for mutated, rejected in _bundle_tamperings(self.to_client[u])
+        ]
         if choices:
-            mutated, error = data.draw(st.sampled_from(choices))
-            self._refused_by_client(mutated.recipient, mutated, error)
+            mutated, outcome = data.draw(st.sampled_from(choices))
+            if isinstance(outcome, tuple):
+                assert isinstance(mutated, ForwardedShares)
+                self._client_names_senders(mutated, outcome)
+            else:
+                self._refused_by_client(mutated.recipient, mutated, outcome)
+
+    def _client_names_senders(self, message: ForwardedShares, rejected: tuple[int, ...]) -> None:
+        """Bundles that do not open cost their senders, not the round: a copy of the client
+        keeps going and names the senders in its upload, or refuses if fewer than a threshold
+        of share holders remain (the copy, so the honest round goes on)."""
+        copy = MaskingClient.from_state(self.clients[message.recipient].export_state())
+        outcome = self._on(copy, lambda: copy.receive(message))
+        if len(message.bundles) - len(rejected) + 1 < self.params.threshold:
+            assert isinstance(outcome, InsufficientSurvivorsError), repr(outcome)
+            self.check_aborted(copy)
+            return
+        assert outcome == [], repr(outcome)
+        assert copy.phase is ClientPhase.AWAIT_INPUT
+        upload = self._on(copy, lambda: copy.submit_input(self.inputs[copy.client_id]))
+        assert not isinstance(upload, SecAggError), repr(upload)
+        (masked,) = upload
+        assert isinstance(masked, MaskedInput)
+        assert masked.rejected == tuple(sorted(rejected))
 
     def _client_gets_submit_at_wrong_phase(self, data: st.DataObject) -> None:
         targets = [u for u in self._live() if self.clients[u].phase is not ClientPhase.AWAIT_INPUT]
@@ -790,7 +858,9 @@ def test_submit_input_refuses_any_non_ring_input_with_a_local_protocol_error(
 _NOT_MESSAGES = [
     None,
     b"SAGG",
-    RosterEntry(client_id=1, mask_public_key=_KEY_A, share_public_key=_KEY_B),
+    RosterEntry(
+        client_id=1, mask_public_key=_KEY_A, share_public_key=_KEY_B, seed_commitment=_COMMITMENT
+    ),
 ]
 
 

@@ -1,4 +1,8 @@
-"""Tests of the in-memory round driver ``protocols.simulate.Simulator``."""
+"""Tests of the in-memory round driver ``protocols.simulate.Simulator``.
+
+Rounds run the default, active protocol (the simulator plays the trusted setup) unless a test
+says otherwise; the semi-honest one skips the consistency round 3.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.graph import NeighbourGraph, complete_graph, harary_graph, secagg_threshold
+from protocols.graph import (
+    NeighbourGraph,
+    ThreatModel,
+    complete_graph,
+    harary_graph,
+    secagg_threshold,
+)
+from protocols.identity import trusted_setup
 from protocols.masking import ClientPhase, MaskingParams
 from protocols.messages import (
     SERVER_ID,
+    ConsistencyRequest,
+    ConsistencySignature,
     EncryptedShares,
     ForwardedShares,
     KeyAdvertisement,
@@ -29,6 +42,7 @@ from secagg.encoding import ring_dtype
 from secagg.errors import InsufficientSurvivorsError, ParameterError, RemoteProtocolError
 
 SESSION = bytes(range(16))
+ROUND_ID = 3
 LENGTH = 6
 
 
@@ -39,15 +53,17 @@ def _round(
     seed: int = 0,
     threshold: int | None = None,
     graph: NeighbourGraph | None = None,
+    threat_model: ThreatModel = "active",
 ) -> tuple[MaskingParams, dict[int, Any]]:
     graph = graph if graph is not None else complete_graph(range(n))
     params = MaskingParams(
         session_id=SESSION,
-        round_id=3,
+        round_id=ROUND_ID,
         graph=graph,
         threshold=threshold or secagg_threshold(n),
         vector_length=LENGTH,
         modulus_bits=modulus_bits,
+        threat_model=threat_model,
     )
     rng = np.random.default_rng(seed)
     dtype = ring_dtype(modulus_bits)
@@ -102,7 +118,7 @@ def test_simulator_report_fields_without_dropouts() -> None:
 
 
 def test_simulator_masked_upload_costs_packed_bytes() -> None:
-    # A client's bytes are its four messages; only the MaskedInput depends on k, by the
+    # A client's bytes are its five messages; only the MaskedInput depends on k, by the
     # packed width: 20 bits -> 3 bytes per value, 33 bits -> 5 bytes per value.
     sent = {}
     for bits in (20, 33):
@@ -148,17 +164,21 @@ def test_simulator_through_wire_gives_same_result(modulus_bits: int) -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(
-    schedule=st.dictionaries(st.integers(0, 7), st.integers(0, 3), max_size=5),
+    schedule=st.dictionaries(st.integers(0, 7), st.integers(0, len(ROUND_NAMES) - 1), max_size=5),
     sparse=st.booleans(),
 )
 def test_simulator_result_is_survivors_sum_or_clean_abort(
     schedule: dict[int, int], sparse: bool
 ) -> None:
     n = 8
-    graph = harary_graph(range(n), 4) if sparse else complete_graph(range(n))
+    # An active SecAgg+ round runs on the roster's public graph.
+    roster, identities = trusted_setup(range(n))
+    seed = roster.order_seed(SESSION, ROUND_ID)
+    graph = harary_graph(range(n), 4, seed=seed) if sparse else complete_graph(range(n))
     threshold = 3 if sparse else secagg_threshold(n)
     params, inputs = _round(n, graph=graph, threshold=threshold, seed=len(schedule))
-    report = Simulator(params, inputs, dropouts=schedule).run()
+    simulator = Simulator(params, inputs, dropouts=schedule, roster=roster, identities=identities)
+    report = simulator.run()
     if report.error is not None:
         assert isinstance(report.error, InsufficientSurvivorsError)
         assert report.result is None
@@ -169,7 +189,7 @@ def test_simulator_result_is_survivors_sum_or_clean_abort(
     assert not survivors & {u for u, r in schedule.items() if r < 3}
     if not sparse:
         # On the complete graph nobody is pruned: exactly the clients that uploaded count.
-        assert survivors == {u for u in range(n) if schedule.get(u, 4) == 3 or u not in schedule}
+        assert survivors == {u for u in range(n) if schedule.get(u, len(ROUND_NAMES)) >= 3}
     for u in report.result.dropped:
         assert report.dropped_at[u] <= 2
     for u, r in schedule.items():
@@ -200,19 +220,41 @@ def test_simulator_abort_reaches_remaining_clients() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_simulator_calls_on_step_after_each_client_step() -> None:
+@pytest.mark.parametrize(("threat_model", "rounds"), [("active", 5), ("semi-honest", 4)])
+def test_simulator_calls_on_step_after_each_client_step(
+    threat_model: ThreatModel, rounds: int
+) -> None:
     n = 5
-    params, inputs = _round(n)
+    params, inputs = _round(n, threat_model=threat_model)
     calls: list[int] = []
     report = Simulator(params, inputs, on_step=lambda: calls.append(1)).run()
     assert report.error is None
-    # One delivery per client in each of the four rounds.
-    assert len(calls) == 4 * n
+    # One delivery per client in each round (the semi-honest round has no round 3).
+    assert len(calls) == rounds * n
 
 
-def test_simulator_interceptor_sees_every_message_with_its_round() -> None:
+_EVERY_MESSAGE: set[tuple[int, type]] = {
+    (0, RoundSetup),
+    (0, KeyAdvertisement),
+    (1, KeyRoster),
+    (1, EncryptedShares),
+    (2, ForwardedShares),
+    (2, MaskedInput),
+    (3, ConsistencyRequest),
+    (3, ConsistencySignature),
+    (4, UnmaskRequest),
+    (4, UnmaskResponse),
+}
+
+
+@pytest.mark.parametrize(
+    ("threat_model", "rounds"), [("active", (0, 1, 2, 3, 4)), ("semi-honest", (0, 1, 2, 4))]
+)
+def test_simulator_interceptor_sees_every_message_with_its_round(
+    threat_model: ThreatModel, rounds: tuple[int, ...]
+) -> None:
     n = 4
-    params, inputs = _round(n)
+    params, inputs = _round(n, threat_model=threat_model)
     seen: set[tuple[int, type]] = set()
     counts: dict[int, int] = {}
 
@@ -223,17 +265,8 @@ def test_simulator_interceptor_sees_every_message_with_its_round() -> None:
 
     report = Simulator(params, inputs, interceptor=spy).run()
     _assert_sum(report, inputs, 20)
-    assert seen == {
-        (0, RoundSetup),
-        (0, KeyAdvertisement),
-        (1, KeyRoster),
-        (1, EncryptedShares),
-        (2, ForwardedShares),
-        (2, MaskedInput),
-        (3, UnmaskRequest),
-        (3, UnmaskResponse),
-    }
-    assert counts == {r: 2 * n for r in range(4)}
+    assert seen == {(r, kind) for r, kind in _EVERY_MESSAGE if r in rounds}
+    assert counts == {r: 2 * n for r in rounds}
 
 
 def test_simulator_interceptor_dropping_all_messages_to_a_client_drops_it() -> None:
@@ -346,8 +379,20 @@ def test_simulator_rejects_missing_input() -> None:
         Simulator(params, inputs)
 
 
-@pytest.mark.parametrize("entry", [{9: 1}, {0: 4}, {0: -1}, {1: 17}], ids=repr)
+@pytest.mark.parametrize("entry", [{9: 1}, {0: 5}, {0: -1}, {1: 17}], ids=repr)
 def test_simulator_rejects_bad_dropout_entry(entry: dict[int, int]) -> None:
     params, inputs = _round(5)
-    with pytest.raises(ParameterError, match=r"not in this round|rounds are 0, 1, 2 or 3"):
+    with pytest.raises(ParameterError, match=r"not in this round|rounds are 0 to 4"):
         Simulator(params, inputs, dropouts=entry)
+
+
+@pytest.mark.parametrize("threat_model", ["active", "semi-honest"])
+def test_simulator_accepts_every_round_of_the_schedule(threat_model: ThreatModel) -> None:
+    """Dropping at 3 (consistency) or 4 (unmasking) keeps an uploaded input in the sum."""
+    params, inputs = _round(6, threat_model=threat_model)
+    report = Simulator(params, inputs, dropouts={0: 3, 1: 4}).run()
+    _assert_sum(report, inputs, 20)
+    assert report.result is not None
+    assert report.result.survivors == tuple(range(6))
+    # Semi-honest, silent from round 3 on is silent at the unmasking.
+    assert report.dropped_at == ({0: 3, 1: 4} if threat_model == "active" else {0: 4, 1: 4})

@@ -21,6 +21,8 @@ from protocols.messages import (
     MAX_PARTY_ID,
     SERVER_ID,
     Abort,
+    ConsistencyRequest,
+    ConsistencySignature,
     EncryptedShares,
     ForwardedShares,
     KeyAdvertisement,
@@ -30,7 +32,9 @@ from protocols.messages import (
     RosterEntry,
     RoundSetup,
     SealedShares,
+    ShareDigest,
     ShareEntry,
+    SignatureEntry,
     UnmaskRequest,
     UnmaskResponse,
 )
@@ -42,8 +46,11 @@ VECTORS_DIR = Path(__file__).resolve().parents[1] / "vectors"
 GOLDEN_PATH = VECTORS_DIR / "wire_golden.json"
 HEADER_BYTES = 38
 MASKED_INPUT_PREFIX = 5  # modulus_bits u8 | length u32
+MASKED_INPUT_SUFFIX = 4  # the count of the (here empty) rejected ids
+SIGNATURE_BYTES = 64
 SESSION = bytes(range(16))
-#: The nine messages of the masking protocol (SecAgg / SecAgg+), the subject of these tests.
+#: The eleven messages of the masking protocol (SecAgg / SecAgg+, the consistency round of the
+#: active model included), the subject of these tests.
 MASKING_TYPES = (
     "RoundSetup",
     "KeyAdvertisement",
@@ -54,7 +61,11 @@ MASKING_TYPES = (
     "UnmaskRequest",
     "UnmaskResponse",
     "Abort",
+    "ConsistencyRequest",
+    "ConsistencySignature",
 )
+#: Their wire type codes (10 to 13 are the Paillier messages').
+MASKING_TYPE_CODES = [*range(1, 10), 14, 15]
 _CLASSES: dict[str, type] = {
     cls.__name__: cls for cls in wire._TYPE_CODES if cls.__name__ in MASKING_TYPES
 }
@@ -66,6 +77,10 @@ _CLASSES: dict[str, type] = {
 client_ids = st.integers(0, MAX_PARTY_ID)
 party_ids = st.integers(0, SERVER_ID)
 public_keys = st.binary(min_size=32, max_size=32)
+digests = st.binary(min_size=32, max_size=32)
+signatures = st.binary(min_size=SIGNATURE_BYTES, max_size=SIGNATURE_BYTES)
+#: A key advertisement's signature: absent (semi-honest) or one Ed25519 signature.
+optional_signatures = st.one_of(st.just(b""), signatures)
 id_tuples = st.lists(client_ids, unique=True, max_size=12).map(tuple)
 
 
@@ -89,8 +104,19 @@ def _to_server() -> st.SearchStrategy[dict[str, Any]]:
 
 
 roster_entries = st.builds(
-    RosterEntry, client_id=client_ids, mask_public_key=public_keys, share_public_key=public_keys
+    RosterEntry,
+    client_id=client_ids,
+    mask_public_key=public_keys,
+    share_public_key=public_keys,
+    seed_commitment=digests,
+    signature=optional_signatures,
 )
+share_digests = st.builds(ShareDigest, holder=client_ids, seed_share=digests, key_share=digests)
+signature_entries = st.lists(
+    st.builds(SignatureEntry, signer=client_ids, signature=signatures),
+    max_size=6,
+    unique_by=lambda e: e.signer,
+).map(tuple)
 sealed = st.builds(SealedShares, peer=client_ids, ciphertext=st.binary(min_size=1, max_size=1024))
 share_values = st.integers(0, FIELD_PRIME - 1)
 
@@ -113,7 +139,10 @@ def ring_vectors(draw: st.DrawFn, modulus_bits: int, max_size: int = 40) -> np.n
 def masked_inputs(draw: st.DrawFn) -> MaskedInput:
     modulus_bits = draw(st.integers(1, 64))
     return MaskedInput(
-        **draw(_to_server()), modulus_bits=modulus_bits, vector=draw(ring_vectors(modulus_bits))
+        **draw(_to_server()),
+        modulus_bits=modulus_bits,
+        vector=draw(ring_vectors(modulus_bits)),
+        rejected=draw(id_tuples),
     )
 
 
@@ -132,20 +161,34 @@ MESSAGE_STRATEGIES: dict[str, st.SearchStrategy[Message]] = {
         neighbours=id_tuples,
     ),
     "KeyAdvertisement": _with_header(
-        KeyAdvertisement, _to_server(), mask_public_key=public_keys, share_public_key=public_keys
+        KeyAdvertisement,
+        _to_server(),
+        mask_public_key=public_keys,
+        share_public_key=public_keys,
+        seed_commitment=digests,
+        signature=optional_signatures,
     ),
     "KeyRoster": _with_header(
         KeyRoster, _to_client(), entries=st.lists(roster_entries, max_size=8).map(tuple)
     ),
     "EncryptedShares": _with_header(
-        EncryptedShares, _to_server(), bundles=st.lists(sealed, max_size=6).map(tuple)
+        EncryptedShares,
+        _to_server(),
+        bundles=st.lists(sealed, max_size=6).map(tuple),
+        digests=st.lists(share_digests, max_size=6).map(tuple),
     ),
     "ForwardedShares": _with_header(
         ForwardedShares, _to_client(), bundles=st.lists(sealed, max_size=6).map(tuple)
     ),
     "MaskedInput": masked_inputs(),
+    "ConsistencyRequest": _with_header(ConsistencyRequest, _to_client(), survivors=id_tuples),
+    "ConsistencySignature": _with_header(ConsistencySignature, _to_server(), signature=signatures),
     "UnmaskRequest": _with_header(
-        UnmaskRequest, _to_client(), survivors=id_tuples, dropped=id_tuples
+        UnmaskRequest,
+        _to_client(),
+        survivors=id_tuples,
+        dropped=id_tuples,
+        signatures=signature_entries,
     ),
     "UnmaskResponse": _with_header(
         UnmaskResponse,
@@ -169,9 +212,9 @@ def _header(*, to_server: bool = True, client: int = 7) -> dict[str, Any]:
     }
 
 
-def _masked(modulus_bits: int, values: Any) -> MaskedInput:
+def _masked(modulus_bits: int, values: Any, rejected: tuple[int, ...] = ()) -> MaskedInput:
     vector = np.asarray(values, dtype=ring_dtype(modulus_bits))
-    return MaskedInput(**_header(), modulus_bits=modulus_bits, vector=vector)
+    return MaskedInput(**_header(), modulus_bits=modulus_bits, vector=vector, rejected=rejected)
 
 
 def _decode_checked(data: bytes) -> Message | None:
@@ -197,8 +240,8 @@ def _decode_checked(data: bytes) -> Message | None:
 def test_wire_strategies_cover_every_masking_message_type() -> None:
     assert set(MESSAGE_STRATEGIES) == set(MASKING_TYPES)
     assert set(MASKING_TYPES) <= {cls.__name__ for cls in wire._TYPE_CODES}
-    # The masking messages keep their wire type codes 1..9.
-    assert sorted(wire._TYPE_CODES[_CLASSES[name]] for name in MASKING_TYPES) == list(range(1, 10))
+    # The masking messages keep their wire type codes 1..9; the consistency round's are 14, 15.
+    assert sorted(wire._TYPE_CODES[_CLASSES[name]] for name in MASKING_TYPES) == MASKING_TYPE_CODES
 
 
 @pytest.mark.parametrize("type_name", sorted(MESSAGE_STRATEGIES))
@@ -242,10 +285,11 @@ def test_wire_round_trip_empty_collections() -> None:
             neighbours=(),
         ),
         KeyRoster(**_header(to_server=False), entries=()),
-        EncryptedShares(**_header(), bundles=()),
+        EncryptedShares(**_header(), bundles=(), digests=()),
         ForwardedShares(**_header(to_server=False), bundles=()),
         _masked(16, []),
-        UnmaskRequest(**_header(to_server=False), survivors=(), dropped=()),
+        ConsistencyRequest(**_header(to_server=False), survivors=()),
+        UnmaskRequest(**_header(to_server=False), survivors=(), dropped=(), signatures=()),
         UnmaskResponse(**_header(), self_mask_shares=(), mask_key_shares=()),
         Abort(**_header(), reason=""),
     ]
@@ -275,17 +319,39 @@ def test_wire_masked_input_costs_ceil_k_over_8_bytes_per_value(modulus_bits: int
     encoded = wire.encode(message)
     width = math.ceil(modulus_bits / 8)
     assert wire.packed_size(length, modulus_bits) == length * width
-    assert len(encoded) == HEADER_BYTES + MASKED_INPUT_PREFIX + length * width
+    framing = HEADER_BYTES + MASKED_INPUT_PREFIX + MASKED_INPUT_SUFFIX
+    assert len(encoded) == framing + length * width
     assert len(encoded) / length <= 1.02 * width
     assert wire.encoded_size(message) == len(encoded)
     assert wire.decode(encoded) == message
+
+
+def test_wire_masked_input_rejected_ids_cost_four_bytes_each() -> None:
+    plain = _masked(20, [1, 2, 3])
+    accusing = _masked(20, [1, 2, 3], rejected=(9, 4, 11))
+    encoded = wire.encode(accusing)
+    assert len(encoded) == len(wire.encode(plain)) + 3 * 4
+    assert wire.encoded_size(accusing) == len(encoded)
+    decoded = wire.decode(encoded)
+    assert isinstance(decoded, MaskedInput)
+    assert decoded.rejected == (9, 4, 11)
+    # ``rejected`` is part of the message: the same vector with other accusations differs.
+    assert decoded == accusing
+    assert decoded != plain
 
 
 # --------------------------------------------------------------------------------------------
 # Golden bytes
 # --------------------------------------------------------------------------------------------
 
-_BYTES_FIELDS = {"session_id", "mask_public_key", "share_public_key", "ciphertext"}
+_BYTES_FIELDS = {
+    "session_id",
+    "mask_public_key",
+    "share_public_key",
+    "seed_commitment",
+    "signature",
+    "ciphertext",
+}
 
 
 def _from_json(type_name: str, fields: dict[str, Any]) -> Message:
@@ -300,7 +366,23 @@ def _from_json(type_name: str, fields: dict[str, Any]) -> Message:
                     client_id=e["client_id"],
                     mask_public_key=bytes.fromhex(e["mask_public_key"]),
                     share_public_key=bytes.fromhex(e["share_public_key"]),
+                    seed_commitment=bytes.fromhex(e["seed_commitment"]),
+                    signature=bytes.fromhex(e["signature"]),
                 )
+                for e in value
+            )
+        elif name == "digests":
+            kwargs[name] = tuple(
+                ShareDigest(
+                    holder=d["holder"],
+                    seed_share=bytes.fromhex(d["seed_share"]),
+                    key_share=bytes.fromhex(d["key_share"]),
+                )
+                for d in value
+            )
+        elif name == "signatures":
+            kwargs[name] = tuple(
+                SignatureEntry(signer=e["signer"], signature=bytes.fromhex(e["signature"]))
                 for e in value
             )
         elif name == "bundles":
@@ -310,7 +392,7 @@ def _from_json(type_name: str, fields: dict[str, Any]) -> Message:
             )
         elif name in ("self_mask_shares", "mask_key_shares"):
             kwargs[name] = tuple(ShareEntry(owner=s["owner"], value=s["value"]) for s in value)
-        elif name in ("neighbours", "survivors", "dropped"):
+        elif name in ("neighbours", "survivors", "dropped", "rejected"):
             kwargs[name] = tuple(value)
         elif name == "vector":
             kwargs[name] = np.array(value, dtype=ring_dtype(fields["modulus_bits"]))
@@ -327,11 +409,28 @@ def _golden_ids() -> list[str]:
     return [v["name"] for v in _golden()["vectors"]]
 
 
-def test_wire_golden_file_covers_all_nine_types() -> None:
+def test_wire_golden_file_covers_all_eleven_types() -> None:
     golden = _golden()
-    assert golden["wire_version"] == wire.VERSION
+    assert golden["wire_version"] == wire.VERSION == 2
     assert golden["header_bytes"] == HEADER_BYTES
     assert {v["type"] for v in golden["vectors"]} == set(_CLASSES)
+    assert len(_CLASSES) == 11
+
+
+def test_wire_golden_file_covers_every_optional_field_both_ways() -> None:
+    """Signed and unsigned adverts and roster entries, accusations, digests and relayed
+    signatures: each new field of wire version 2 appears both filled and empty."""
+    messages = [_from_json(v["type"], v["fields"]) for v in _golden()["vectors"]]
+    adverts = [m for m in messages if isinstance(m, KeyAdvertisement)]
+    entries = [e for m in messages if isinstance(m, KeyRoster) for e in m.entries]
+    inputs = [m for m in messages if isinstance(m, MaskedInput)]
+    requests = [m for m in messages if isinstance(m, UnmaskRequest)]
+    shares = [m for m in messages if isinstance(m, EncryptedShares)]
+    assert {len(m.signature) for m in adverts} == {0, SIGNATURE_BYTES}
+    assert {len(e.signature) for e in entries} == {0, SIGNATURE_BYTES}
+    assert {bool(m.rejected) for m in inputs} == {False, True}
+    assert {bool(m.signatures) for m in requests} == {False, True}
+    assert all(m.digests for m in shares) and shares
 
 
 @pytest.mark.parametrize("name", _golden_ids())
@@ -392,7 +491,7 @@ def test_wire_decode_rejects_bad_magic(magic: bytes) -> None:
         wire.decode(magic + encoded[4:])
 
 
-@pytest.mark.parametrize("version", [0, 2, 127, 255])
+@pytest.mark.parametrize("version", [0, 1, 3, 127, 255])
 def test_wire_decode_rejects_unsupported_version(version: int) -> None:
     encoded = bytearray(_sample_encodings()["KeyAdvertisement"])
     encoded[4] = version
@@ -408,16 +507,14 @@ def test_wire_decode_rejects_unknown_type(code: int) -> None:
         wire.decode(bytes(encoded))
 
 
-#: The two share-bundle messages have one body layout (a count, then peer | size | ciphertext
-#: per bundle): a body of one decodes exactly under the other's type code. The direction is the
-#: state machines' to check (a client refuses a message not sent by the server, and the server
-#: one not addressed to it), not the codec's.
-_SAME_LAYOUT = {("EncryptedShares", "ForwardedShares"), ("ForwardedShares", "EncryptedShares")}
+#: Every pair of distinct types, EncryptedShares and ForwardedShares included: since wire
+#: version 2 the dealer's share digests follow its bundles, so neither body decodes under the
+#: other's type code (in version 1 they shared one layout).
 _SWAPPED_TYPE_PAIRS = [
     (source, target)
     for source in sorted(_CLASSES)
     for target in sorted(_CLASSES)
-    if source != target and (source, target) not in _SAME_LAYOUT
+    if source != target
 ]
 
 
@@ -434,23 +531,21 @@ def test_wire_decode_rejects_valid_body_under_another_type_code(source: str, tar
         wire.decode(swapped)
 
 
-@pytest.mark.parametrize(("source", "target"), sorted(_SAME_LAYOUT))
-def test_wire_share_bundles_decode_exactly_under_the_other_bundle_type(
-    source: str, target: str
-) -> None:
-    encoded = _sample_encodings()[source]
+def test_wire_share_bundle_messages_differ_only_by_the_digests() -> None:
+    """A ForwardedShares body plus an empty digest list is an EncryptedShares body."""
+    encoded = _sample_encodings()["ForwardedShares"]
     original = wire.decode(encoded)
-    assert isinstance(original, EncryptedShares | ForwardedShares)
-    swapped = _swap_type_code(encoded, target)
+    assert isinstance(original, ForwardedShares)
+    swapped = _swap_type_code(encoded, "EncryptedShares") + struct.pack(">I", 0)
     decoded = wire.decode(swapped)
-    header = {
-        "session_id": original.session_id,
-        "round_id": original.round_id,
-        "sender": original.sender,
-        "recipient": original.recipient,
-    }
-    assert type(decoded) is _CLASSES[target]
-    assert decoded == _CLASSES[target](**header, bundles=original.bundles)
+    assert decoded == EncryptedShares(
+        session_id=original.session_id,
+        round_id=original.round_id,
+        sender=original.sender,
+        recipient=original.recipient,
+        bundles=original.bundles,
+        digests=(),
+    )
     assert wire.encode(decoded) == swapped
 
 
@@ -511,17 +606,57 @@ def test_wire_decode_rejects_invalid_message_contents() -> None:
     duplicate = setup[:-4] + struct.pack(">I", 1)
     zero_threshold = setup[:HEADER_BYTES] + struct.pack(">I", 0) + setup[HEADER_BYTES + 4 :]
     bundle = SealedShares(peer=1, ciphertext=b"x")
-    shares = wire.encode(EncryptedShares(**_header(), bundles=(bundle,)))
-    empty_bundle = shares[:-3] + struct.pack(">H", 0)
+    shares = wire.encode(EncryptedShares(**_header(), bundles=(bundle,), digests=()))
+    # The bundle's size field, its one ciphertext byte, then the (empty) digest count.
+    empty_bundle = shares[:-7] + struct.pack(">H", 0) + shares[-4:]
     share = ShareEntry(owner=1, value=5)
     response = wire.encode(
         UnmaskResponse(**_header(), self_mask_shares=(share,), mask_key_shares=())
     )
     offset = HEADER_BYTES + 4 + 4
     big_share = response[:offset] + b"\xff" * 33 + response[offset + 33 :]
-    for data in (duplicate, zero_threshold, empty_bundle, big_share):
+    for data in (duplicate, zero_threshold, empty_bundle, big_share, *_invalid_v2_contents()):
         with pytest.raises(WireFormatError):
             wire.decode(data)
+
+
+def _invalid_v2_contents() -> list[bytes]:
+    """Well-formed layouts of wire version 2's new fields whose messages cannot be built: a
+    client accused twice, a signer relayed twice, a survivor named twice, a signature presence
+    flag other than 0 or 1, and a digest naming the server as a share holder."""
+    accusing = wire.encode(_masked(8, [1], rejected=(3, 4)))
+    accused_twice = accusing[:-4] + struct.pack(">I", 3)
+    signed = SignatureEntry(signer=3, signature=bytes(SIGNATURE_BYTES))
+    request = wire.encode(
+        UnmaskRequest(
+            **_header(to_server=False),
+            survivors=(3, 7),
+            dropped=(),
+            signatures=(signed, SignatureEntry(signer=4, signature=bytes(SIGNATURE_BYTES))),
+        )
+    )
+    second_signer = len(request) - (4 + SIGNATURE_BYTES)
+    signer_twice = request[:second_signer] + struct.pack(">I", 3) + request[second_signer + 4 :]
+    consistency = wire.encode(ConsistencyRequest(**_header(to_server=False), survivors=(3, 4)))
+    survivor_twice = consistency[:-4] + struct.pack(">I", 3)
+    advert = KeyAdvertisement(
+        **_header(),
+        mask_public_key=bytes(32),
+        share_public_key=b"1" * 32,
+        seed_commitment=b"2" * 32,
+    )
+    unsigned = wire.encode(advert)
+    bad_flag = unsigned[:-1] + b"\x02" + bytes(2 * SIGNATURE_BYTES)
+    digest = ShareDigest(holder=3, seed_share=bytes(32), key_share=bytes(32))
+    shares = wire.encode(EncryptedShares(**_header(), bundles=(), digests=(digest,)))
+    holder_offset = HEADER_BYTES + 4 + 4
+    server_holder = (
+        shares[:holder_offset] + struct.pack(">I", SERVER_ID) + shares[holder_offset + 4 :]
+    )
+    # Each mutation alone is what makes its message invalid: the originals decode.
+    for original in (accusing, request, consistency, unsigned, shares):
+        wire.decode(original)
+    return [accused_twice, signer_twice, survivor_twice, bad_flag, server_holder]
 
 
 @pytest.mark.parametrize("value", ["not a message", None, b"SAGG", 42, {"round_id": 1}], ids=repr)
@@ -532,9 +667,16 @@ def test_wire_encode_rejects_non_message(value: object) -> None:
 
 def test_wire_encode_rejects_message_parts() -> None:
     parts: list[object] = [
-        RosterEntry(client_id=1, mask_public_key=bytes(32), share_public_key=bytes(32)),
+        RosterEntry(
+            client_id=1,
+            mask_public_key=bytes(32),
+            share_public_key=bytes(32),
+            seed_commitment=bytes(32),
+        ),
         SealedShares(peer=1, ciphertext=b"x"),
         ShareEntry(owner=1, value=1),
+        ShareDigest(holder=1, seed_share=bytes(32), key_share=bytes(32)),
+        SignatureEntry(signer=1, signature=bytes(SIGNATURE_BYTES)),
     ]
     for part in parts:
         with pytest.raises(TypeError):
@@ -551,12 +693,21 @@ def _length_field_cases() -> list[tuple[str, bytes, int, str]]:
     h = HEADER_BYTES
     to_client = _header(to_server=False)
     setup = RoundSetup(**to_client, threshold=2, vector_length=3, modulus_bits=8, neighbours=(1,))
-    roster = KeyRoster(
-        **to_client,
-        entries=(RosterEntry(client_id=1, mask_public_key=bytes(32), share_public_key=b"1" * 32),),
+    entry = RosterEntry(
+        client_id=1,
+        mask_public_key=bytes(32),
+        share_public_key=b"1" * 32,
+        seed_commitment=b"2" * 32,
+        signature=b"3" * SIGNATURE_BYTES,
     )
+    roster = KeyRoster(**to_client, entries=(entry,))
     bundles = (SealedShares(peer=1, ciphertext=b"abc"),)
-    request = UnmaskRequest(**to_client, survivors=(1, 7), dropped=(2,))
+    digests = (ShareDigest(holder=1, seed_share=bytes(32), key_share=b"4" * 32),)
+    shares = wire.encode(EncryptedShares(**_header(), bundles=bundles, digests=digests))
+    signed = (SignatureEntry(signer=1, signature=b"5" * SIGNATURE_BYTES),)
+    request = UnmaskRequest(**to_client, survivors=(1, 7), dropped=(2,), signatures=signed)
+    consistency = ConsistencyRequest(**to_client, survivors=(1, 7))
+    accusing = wire.encode(_masked(64, [1, 2], rejected=(3,)))
     response = UnmaskResponse(
         **_header(),
         self_mask_shares=(ShareEntry(owner=1, value=3),),
@@ -565,13 +716,17 @@ def _length_field_cases() -> list[tuple[str, bytes, int, str]]:
     return [
         ("setup.neighbours", wire.encode(setup), h + 9, "I"),
         ("roster.entries", wire.encode(roster), h, "I"),
-        ("encrypted.count", wire.encode(EncryptedShares(**_header(), bundles=bundles)), h, "I"),
-        ("encrypted.size", wire.encode(EncryptedShares(**_header(), bundles=bundles)), h + 8, "H"),
+        ("encrypted.count", shares, h, "I"),
+        ("encrypted.size", shares, h + 8, "H"),
+        ("encrypted.digests", shares, h + 4 + 6 + 3, "I"),
         ("forwarded.count", wire.encode(ForwardedShares(**to_client, bundles=bundles)), h, "I"),
         ("masked.length", wire.encode(_masked(64, [1, 2])), h + 1, "I"),
         ("masked.length_k1", wire.encode(_masked(1, [1, 0])), h + 1, "I"),
+        ("masked.rejected", accusing, h + 5 + 2 * 8, "I"),
+        ("consistency.survivors", wire.encode(consistency), h, "I"),
         ("request.survivors", wire.encode(request), h, "I"),
         ("request.dropped", wire.encode(request), h + 12, "I"),
+        ("request.signatures", wire.encode(request), h + 12 + 8, "I"),
         ("response.self_mask", wire.encode(response), h, "I"),
         ("response.mask_key", wire.encode(response), h + 4 + 37, "I"),
         ("abort.reason", wire.encode(Abort(**_header(), reason="hi")), h, "H"),
@@ -630,7 +785,7 @@ def test_wire_decode_random_bytes_raise_only_wire_format_error(data: bytes) -> N
 
 @settings(max_examples=300, deadline=None)
 @given(
-    body=st.binary(max_size=256), code=st.integers(0, 255), version=st.sampled_from([1, 1, 0, 2])
+    body=st.binary(max_size=256), code=st.integers(0, 255), version=st.sampled_from([2, 2, 0, 1])
 )
 def test_wire_decode_random_bodies_behind_valid_header(
     body: bytes, code: int, version: int

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 import secagg
 from secagg import errors
 from secagg.errors import (
+    ClientMisbehaviourError,
     InsufficientSurvivorsError,
     InvalidCiphertextError,
     InvalidSignatureError,
@@ -30,6 +33,7 @@ _PARENTS: dict[type[Exception], tuple[type[Exception], ...]] = {
     RemoteProtocolError: (ProtocolError,),
     WireFormatError: (RemoteProtocolError,),
     ServerMisbehaviourError: (RemoteProtocolError,),
+    ClientMisbehaviourError: (RemoteProtocolError,),
     InsufficientSurvivorsError: (SecAggError,),
     InvalidCiphertextError: (SecAggError,),
     InvalidSignatureError: (SecAggError,),
@@ -48,6 +52,17 @@ def test_errors_parameter_error_is_a_value_error() -> None:
 def test_errors_server_misbehaviour_is_a_remote_protocol_error() -> None:
     assert issubclass(ServerMisbehaviourError, RemoteProtocolError)
     assert issubclass(ServerMisbehaviourError, ProtocolError)
+
+
+def test_errors_client_misbehaviour_names_its_culprit_and_survives_pickling() -> None:
+    error = ClientMisbehaviourError("client 3 dealt inconsistent shares", culprit=3)
+    assert isinstance(error, RemoteProtocolError)
+    assert error.culprit == 3
+    assert str(error) == "client 3 dealt inconsistent shares"
+    # Errors cross process boundaries (e.g. a Flower server app): the culprit must survive.
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ClientMisbehaviourError
+    assert (str(copy), copy.culprit) == (str(error), 3)
 
 
 def test_errors_wire_format_error_is_a_remote_protocol_error() -> None:

@@ -9,8 +9,11 @@ Flower starts a fresh ClientApp process for every message, so this module import
 :mod:`secagg_mf.task`) only inside the functions that train or evaluate: the three protocol rounds
 without training then cost a light process start, not a torch import.
 
-Node config (``flower-supernode --node-config``): ``partition-id``, ``num-partitions`` and, to
-play a device that stalls (the deployment test kills it meanwhile), ``stall-from-round``.
+Node config (``flower-supernode --node-config``): ``partition-id``, ``num-partitions``; for the
+active threat model (the default) ``secagg-identity-key`` and ``secagg-roster``, the node's own
+private key file and copy of the roster (``secagg_mod`` reads them, and trusts nothing the
+server sends in their place), or ``secagg-threat-model="semi-honest"`` to run without keys; and,
+to play a device that stalls (the deployment test kills it meanwhile), ``stall-from-round``.
 """
 
 from __future__ import annotations

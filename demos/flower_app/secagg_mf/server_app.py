@@ -6,6 +6,13 @@ aggregation runs the protocol; ``strategy.start`` does the rest. ``backend = "pl
 Flower's FedAvg unprotected and ``backend = "flower-secagg+"`` Flower's own SecAgg+ (see
 :mod:`secagg_mf.baseline`), both on the same model, data and settings, for comparison.
 
+Threat model (``threat-model`` in the run config, SecAgg and SecAgg+): ``"active"`` (default)
+needs ``roster``, the path of the deployment's roster file on the ServerApp's machine (write
+it, and one key file per node, with ``python -m protocols.flower DIR --clients N``); each node
+holds its own key file and copy of the roster in its node config (``secagg-identity-key``,
+``secagg-roster``). ``"semi-honest"`` needs no keys; its nodes say
+``secagg-threat-model="semi-honest"`` in their node config.
+
 With ``result-path`` set, the app writes a JSON report (per-round wall time, survivors, dropped
 nodes, evaluation) and the arrays after each round (``<result-path>.npz``).
 
@@ -39,6 +46,7 @@ from protocols.flower import (
     flower_session_id,
 )
 from protocols.paillier import KeyHolder
+from protocols.rounds import check_threat_model
 from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
 from secagg_mf import baseline, task
 
@@ -126,7 +134,13 @@ def make_workflow(settings: task.Settings, run_id: int) -> SecureAggregationWork
     if backend == "plain" or backend == "flower-secagg+":
         raise ValueError(f"backend {backend!r} does not run a SecureAggregationWorkflow")
     if backend != "paillier":
-        return SecureAggregationWorkflow(backend, **common)
+        # The ServerApp's copy of the roster only lets it plan the public graph and check the
+        # signatures; each node trusts its own copy, never anything this app sends.
+        threat_model = check_threat_model(settings.threat_model)
+        roster = (settings.roster or None) if threat_model == "active" else None
+        return SecureAggregationWorkflow(
+            backend, threat_model=threat_model, roster=roster, **common
+        )
     # Demo only: in production the key holder is a separate party (see the module docstring).
     key_holder = KeyHolder(
         generate_paillier_keypair(settings.paillier_key_bits, mode=RandomnessMode.FRESH),

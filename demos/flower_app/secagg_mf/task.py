@@ -79,6 +79,8 @@ class Settings:
     paillier_key_bits: int = 2048
     stall_seconds: float = 120.0
     result_path: str = ""
+    threat_model: str = "active"
+    roster: str = ""
 
     @classmethod
     def from_run_config(cls, config: UserConfig) -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -129,13 +129,38 @@ def test_masking_aggregator_harary_degree_override() -> None:
     assert np.max(np.abs(result.total - plain.total)) <= 12 * _step(1.0, 16)
 
 
-def test_masking_aggregator_accepts_graph_callable() -> None:
-    aggregator = MaskingAggregator(complete_graph, threshold=3)
+def test_masking_aggregator_accepts_graph_callable_when_semi_honest() -> None:
+    aggregator = MaskingAggregator(complete_graph, threshold=3, threat_model="semi-honest")
     updates = _updates(5, seed=6)
     result = aggregator.aggregate(updates, dropouts={4: 1})
     plain = PlainAggregator().aggregate(updates, dropouts={4: 1})
     assert result.survivors == (0, 1, 2, 3)
     assert np.max(np.abs(result.total - plain.total)) <= 5 * _step(1.0, 16)
+
+
+def test_masking_aggregator_refuses_graph_callable_against_an_active_server() -> None:
+    # No client could check a graph the server computes with its own function.
+    with pytest.raises(ParameterError, match="custom graph"):
+        MaskingAggregator(complete_graph)
+
+
+@pytest.mark.parametrize("graph", ["complete", "harary"])
+@pytest.mark.parametrize("threat_model", ["active", "semi-honest"])
+def test_masking_aggregator_runs_in_both_threat_models(
+    graph: Literal["complete", "harary"], threat_model: Literal["active", "semi-honest"]
+) -> None:
+    aggregator = MaskingAggregator(graph, threat_model=threat_model)
+    assert aggregator.threat_model == threat_model
+    updates = _updates(30, seed=8)
+    dropouts = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}
+    result = aggregator.aggregate(updates, dropouts=dropouts)
+    plain = PlainAggregator().aggregate(updates, dropouts=dropouts)
+    assert result.survivors == plain.survivors
+    np.testing.assert_allclose(result.total, plain.total, atol=30 * _step(1.0, 16))
+    report = aggregator.secure_sum.last_report
+    assert report is not None and report.misbehaved == {}
+    consistency = report.server_seconds.get("consistency", 0.0)
+    assert (consistency > 0) == (threat_model == "active")
 
 
 def test_masking_aggregator_mean_matches_plain_mean() -> None:
@@ -263,7 +288,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any]]] = [
     ("bool id", {"updates": {0: [1.0], True: [1.0], 2: [0.0]}}),
     ("string id", {"updates": {0: [1.0], "1": [1.0], 2: [0.0]}}),
     ("unknown dropout id", {"dropouts": {7: 1}}),
-    ("dropout round 4", {"dropouts": {0: 4}}),
+    ("dropout round 5", {"dropouts": {0: 5}}),
     ("dropout round -1", {"dropouts": {0: -1}}),
     ("dropout round float", {"dropouts": {0: 1.5}}),
     ("weights naming other clients", {"weights": {0: 1.0, 1: 1.0, 5: 1.0}}),
@@ -397,3 +422,14 @@ def test_masking_aggregator_through_wire_gives_same_result(graph: str, n: int) -
 def test_aggregators_implement_aggregator_protocol(aggregator: object) -> None:
     assert isinstance(aggregator, Aggregator)
     assert isinstance(aggregator.name, str)  # type: ignore[attr-defined]
+
+
+def test_masking_aggregator_keeps_each_clients_identity_across_rounds() -> None:
+    # The simulated trusted setup enrols a client once; a round that adds one new client works.
+    aggregator = MaskingAggregator("complete")
+    first = aggregator.aggregate(_updates(5, seed=9))
+    keys = {u: key.public_bytes for u, key in aggregator.secure_sum._identities.items()}
+    second = aggregator.aggregate(_updates(6, seed=10))
+    assert first.survivors == (0, 1, 2, 3, 4) and second.survivors == (0, 1, 2, 3, 4, 5)
+    later = aggregator.secure_sum._identities
+    assert {u: later[u].public_bytes for u in keys} == keys and 5 in later

@@ -14,10 +14,13 @@ if TYPE_CHECKING:
 
 def test_bench_measures_per_party_and_round(tiny: BenchRun) -> None:
     secagg = [r for r in tiny.records if r["protocol"] == "secagg" and r["dim"] == 16]
-    keys = {(r["party"], r["round"]) for r in secagg}
+    active = {(r["party"], r["round"]) for r in secagg if r["threat_model"] == "active"}
+    semi = {(r["party"], r["round"]) for r in secagg if r["threat_model"] == "semi-honest"}
     for party in ("client", "server"):
         for name in bench.ROUNDS:
-            assert (party, name) in keys
+            assert (party, name) in active
+            # A semi-honest round has no consistency round (clients here drop at round 2).
+            assert ((party, name) in semi) == (name != "consistency")
     paillier = {(r["party"], r["round"]) for r in tiny.records if r["protocol"] == "paillier-djn"}
     assert ("key_holder", "unmasking") in paillier
     for record in secagg:
@@ -30,7 +33,9 @@ def test_bench_round_bytes_add_up_to_totals(tiny: BenchRun) -> None:
     groups: dict[tuple[object, ...], dict[str, dict[str, Any]]] = {}
     for r in tiny.records:
         if r["party"] == "server" and r["protocol"] != bench.FLOWER:
-            groups.setdefault((r["protocol"], *tiny.scenario(r)), {})[r["round"]] = r
+            where = (r["protocol"], r["threat_model"], *tiny.scenario(r))
+            assert r["round"] not in groups.get(where, {})
+            groups.setdefault(where, {})[r["round"]] = r
     assert groups
     for rounds in groups.values():
         for metric in ("bytes_sent", "bytes_received"):

@@ -33,6 +33,8 @@ def test_bench_json_top_level_schema(tiny: BenchRun) -> None:
     assert params["clients"] == [4] and params["dims"] == [16, 48]
     assert params["dropouts"] == [0.0, 0.25] and params["drop_at"] == [2]
     assert params["repeats"] == 2 and params["phe_max_dim"] == 3
+    assert params["threat_models"] == ["semi-honest", "active"]
+    assert set(doc["threat_models"]) == {"semi-honest", "active"}
     assert doc["skipped"] == []
 
 
@@ -63,6 +65,9 @@ def test_bench_csv_has_one_row_per_record(tiny: BenchRun) -> None:
     assert len(rows) == len(tiny.records)
     first = rows[0]
     assert {"protocol", "party", "round", "wall_s_median", "ratio_to_plain_wall_s"} <= set(first)
+    assert {"threat_model", "semi_honest_id", "ratio_to_semi_honest_bytes_sent"} <= set(first)
+    modes = {(row["protocol"], row["threat_model"]) for row in rows}
+    assert {("secagg", "active"), ("secagg", "semi-honest"), ("plain", "")} <= modes
 
 
 def test_bench_table_mentions_missing_flower(flower_missing: str, run_main: RunMain) -> None:
@@ -81,7 +86,10 @@ def test_bench_time_budget_skips_points_and_says_which(run_main: RunMain) -> Non
     )  # fmt: skip
     doc = json.loads(out)
     assert code == 0 and doc["records"] == []
-    assert {(s["protocol"], s["clients"]) for s in doc["skipped"]} == {
-        (p, n) for p in ("plain", "secagg") for n in (2, 3)
-    }
-    assert any("4 points skipped" in note for note in doc["notes"])
+    modes: dict[str, list[str | None]] = {"plain": [None], "secagg": ["semi-honest", "active"]}
+    assert sorted(
+        (s["protocol"], str(s["threat_model"]), s["clients"], s["reason"]) for s in doc["skipped"]
+    ) == sorted(
+        (p, str(m), n, "time budget") for p, ms in modes.items() for m in ms for n in (2, 3)
+    )
+    assert any("6 points skipped" in note for note in doc["notes"])

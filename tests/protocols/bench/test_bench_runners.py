@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from protocols import bench
-from protocols.graph import secagg_plus_parameters, secagg_threshold
+from protocols.graph import complete_threshold, secagg_plus_parameters, secagg_threshold
 
 if TYPE_CHECKING:
     from conftest import BenchRun
@@ -16,6 +16,11 @@ def test_bench_covers_every_protocol_and_scenario(tiny: BenchRun) -> None:
     protocols = {r["protocol"] for r in tiny.records}
     expected = set(bench.PROTOCOLS) | ({bench.FLOWER} if bench.flower_status()[0] else set())
     assert protocols == expected
+    modes = {(r["protocol"], r["threat_model"]) for r in tiny.records}
+    for protocol in protocols:
+        masking = protocol in ("secagg", "secagg+")
+        expected_modes = {"semi-honest", "active"} if masking else {None}
+        assert {m for p, m in modes if p == protocol} == expected_modes, protocol
     scenarios = {tiny.scenario(r) for r in tiny.records}
     assert scenarios == {(4, d, p, 2) for d in (16, 48) for p in (0.0, 0.25)}
 
@@ -45,12 +50,18 @@ def test_bench_slow_paths_are_scaled_and_say_so(tiny: BenchRun) -> None:
 
 def test_bench_rounds_use_the_planned_degree_and_threshold(tiny: BenchRun) -> None:
     for record in tiny.records:
-        setup, n = record["setup"], record["clients"]
+        setup, n, mode = record["setup"], record["clients"], record["threat_model"]
+        if record["protocol"] in ("secagg", "secagg+"):
+            assert setup["threat_model"] == mode
         if record["protocol"] == "secagg":
-            assert (setup["degree"], setup["threshold"]) == (n - 1, secagg_threshold(n))
+            threshold = complete_threshold(n, 0.05, mode)
+            assert (setup["degree"], setup["threshold"]) == (n - 1, threshold)
         elif record["protocol"] == "secagg+":
             chosen = secagg_plus_parameters(
-                n, dropout_fraction=max(0.05, record["dropout"]), corrupt_fraction=0.05
+                n,
+                dropout_fraction=max(0.05, record["dropout"]),
+                corrupt_fraction=0.05,
+                threat_model=mode,
             )
             assert (setup["degree"], setup["threshold"]) == (chosen.degree, chosen.threshold)
         elif record["protocol"].startswith("paillier"):

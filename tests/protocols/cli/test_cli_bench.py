@@ -34,10 +34,10 @@ def test_bench_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> No
     text = capsys.readouterr().out
     assert text.startswith("usage: secagg bench")
     flags = ["--preset", "--protocols", "--clients", "--dims", "--dropouts", "--drop-at",
-             "--repeats", "--threshold", "--degree", "--value-bits", "--clip", "--key-bits",
-             "--paillier-max-dim", "--phe-max-dim", "--phe-clients", "--time-budget",
-             "--no-memory", "--no-flower", "--no-progress", "--seed", "--json", "--csv",
-             "--plot-dir"]  # fmt: skip
+             "--threat-models", "--complete-max-clients", "--repeats", "--threshold",
+             "--degree", "--value-bits", "--clip", "--key-bits", "--paillier-max-dim",
+             "--phe-max-dim", "--phe-clients", "--time-budget", "--no-memory", "--no-flower",
+             "--no-progress", "--seed", "--json", "--csv", "--plot-dir"]  # fmt: skip
     assert [flag for flag in flags if flag not in text] == []
 
 

@@ -9,8 +9,13 @@ from collections.abc import Sequence
 import pytest
 
 from protocols import bench
+from protocols.bench.sweep import capped_points, grid
 from protocols.cli import bench as command
 from secagg.errors import ParameterError
+
+#: Enough survivors for the semi-honest t = 51 but not for the active t > (100 + 5) / 2.
+ACTIVE_ONLY_TOO_FEW = ["--protocols", "secagg", "--clients", "100", "--dropouts", "0.48",
+                       "--threat-models", "active"]  # fmt: skip
 
 BAD_ARGUMENTS = [
     (["--protocols", "rot13"], "unknown protocol 'rot13'"),
@@ -22,7 +27,13 @@ BAD_ARGUMENTS = [
     (["--clients", "1"], "needs n >= 2, got 1"),
     (["--clients", "4", "--threshold", "5"], "n=4 is below the threshold t=5"),
     (["--clients", "4", "--dropouts", "0.5"], "leaves 2 clients, below the threshold t=3"),
-    (["--drop-at", "4"], "rounds are 0 (AdvertiseKeys) to 3 (Unmasking)"),
+    (["--drop-at", "5"], "--drop-at: rounds are 0 to 4 (0 advertise_keys, 1 share_keys, "),
+    (["--drop-at", "-1"], "3 consistency, 4 unmasking), got -1"),
+    (["--threat-models", "byzantine"], "--threat-models: unknown threat model 'byzantine'"),
+    (["--threat-model", "active,honest"], "--threat-models: unknown threat model 'honest'"),
+    (["--complete-max-clients", "0"], "--complete-max-clients: the value must be a positive"),
+    (["--complete-max-clients", "x"], "--complete-max-clients: 'x' is not an integer"),
+    (ACTIVE_ONLY_TOO_FEW, "n=100 with dropout 0.48 leaves 52 clients, below the threshold t=53"),
     (["--repeats", "0"], "repeats must be a positive integer"),
     (["--key-bits", "1024"], "--key-bits: use one of [2048, 3072]"),
     (["--time-budget", "0"], "--time-budget must be positive"),
@@ -59,6 +70,47 @@ def test_bench_presets_match_the_issue() -> None:
     quick = command.config_from_args(_namespace(["--preset", "quick"]))
     assert set(quick.protocols) == set(bench.PROTOCOLS)
     assert max(quick.clients) * max(quick.dims) <= 200_000  # what keeps it under a minute
+
+
+def test_bench_active_preset_is_the_issue_measurement() -> None:
+    """n = 50 SecAgg and SecAgg+, n = 1000 SecAgg+ only, d = 10^5, 10% dropout, both modes."""
+    config = command.config_from_args(_namespace(["--preset", "active"]))
+    assert config.clients == (50, 1000) and config.dims == (100_000,)
+    assert config.dropouts == (0.1,) and config.threat_models == ("semi-honest", "active")
+    points = {(p.protocol, p.threat_model, p.scenario.clients) for p in grid(config, False)}
+    modes = ("semi-honest", "active")
+    assert points == {
+        *(("plain", None, n) for n in (50, 1000)),
+        *(("secagg", m, 50) for m in modes),
+        *(("secagg+", m, n) for m in modes for n in (50, 1000)),
+    }
+    assert {(p.protocol, p.threat_model, p.scenario.clients) for p in capped_points(config)} == {
+        ("secagg", m, 1000) for m in modes
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ("semi-honest", "active")),
+        (["--threat-model", "active"], ("active",)),
+        (["--threat-models", "active,semi-honest"], ("semi-honest", "active")),
+        (["--threat-models", "semi-honest", "semi-honest"], ("semi-honest",)),
+    ],
+)
+def test_bench_threat_models_option(argv: list[str], expected: tuple[str, ...]) -> None:
+    """Both modes by default; a comma or space list; semi-honest first (every ratio's base)."""
+    one_cell = ["--protocols", "secagg+", "--clients", "10", "--dims", "8", "--dropouts", "0"]
+    config = command.config_from_args(_namespace([*one_cell, *argv]))
+    assert config.threat_models == expected
+    modes = [p.threat_model for p in grid(config, False) if p.protocol == "secagg+"]
+    assert modes == list(expected)
+
+
+def test_bench_active_threshold_checked_only_when_active_runs() -> None:
+    """The grid that the active t refuses is fine semi-honest (t = 51 of 52 survivors)."""
+    semi = [*ACTIVE_ONLY_TOO_FEW[:-1], "semi-honest"]
+    assert command.config_from_args(_namespace(semi)).threat_models == ("semi-honest",)
 
 
 def test_bench_comma_lists_and_scientific_notation() -> None:

@@ -10,6 +10,7 @@ import pytest
 from protocols.cli import main
 from protocols.cli.app import build_parser
 from protocols.cli.demo import _round_policy
+from protocols.graph import corruption_bound
 
 
 def _run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -84,6 +85,7 @@ def test_cli_demo_below_threshold_aborts_cleanly(capsys: pytest.CaptureFixture[s
         ["--dropout", "1.0"],
         ["--protocol", "rsa"],
         ["--drop-at", "7"],
+        ["--threat-model", "paranoid"],
     ],
 )
 def test_cli_demo_rejects_bad_arguments(args: list[str]) -> None:
@@ -121,10 +123,42 @@ def test_cli_demo_reports_parameter_errors(capsys: pytest.CaptureFixture[str]) -
 def test_cli_demo_graph_and_threshold_are_unchanged(
     args: list[str], expected: tuple[int, int]
 ) -> None:
-    """(degree, threshold) the demo ran with before the round planner existed."""
-    parsed = build_parser().parse_args(["demo", *args])
+    """(degree, threshold) the demo ran with before the round planner existed: semi-honest."""
+    parsed = build_parser().parse_args(["demo", *args, "--threat-model", "semi-honest"])
     plan = _round_policy(parsed).plan(range(parsed.clients))
     assert (plan.degree, plan.threshold) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--protocol", "secagg", "--clients", "12"], (11, 7)),
+        (["--protocol", "secagg", "--clients", "50"], (49, 27)),
+        (["--protocol", "secagg+", "--clients", "50"], (32, 18)),
+        (["--protocol", "secagg+", "--clients", "50", "--dropout", "0"], (26, 16)),
+        (["--protocol", "secagg+", "--clients", "200", "--dropout", "0.3"], (199, 106)),
+        (["--protocol", "secagg+", "--clients", "1000"], (86, 58)),
+        (["--protocol", "secagg+", "--clients", "50", "--degree", "10"], (10, 7)),
+    ],
+)
+def test_cli_demo_active_thresholds_exceed_half_of_holders_and_colluders(
+    args: list[str], expected: tuple[int, int]
+) -> None:
+    """The default (active) demo plans t > (k + 1 + c) / 2 for c colluders per neighbourhood,
+    never below the semi-honest threshold."""
+    parsed = build_parser().parse_args(["demo", *args])
+    assert parsed.threat_model == "active"
+    policy = _round_policy(parsed)
+    degree, threshold = policy.degree_for(parsed.clients), policy.threshold_for(parsed.clients)
+    assert (degree, threshold) == expected
+    holders = degree + 1
+    colluders = corruption_bound(holders, parsed.clients, policy.corrupt_fraction)
+    assert 2 * threshold > holders + colluders
+    semi = _round_policy(
+        build_parser().parse_args(["demo", *args, "--threat-model", "semi-honest"])
+    )
+    if semi.degree_for(parsed.clients) == degree:
+        assert threshold >= semi.threshold_for(parsed.clients)
 
 
 @pytest.mark.parametrize(("clients", "expected"), [(2, 2), (3, 2), (10, 6), (51, 26)])

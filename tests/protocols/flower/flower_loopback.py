@@ -7,6 +7,12 @@ from its k-th train message on (a dropout at protocol round k), and an intercept
 message on its way to a node (how a malicious server is played). The oracle is Flower's own FedAvg
 arithmetic (``aggregate_arrayrecords``) over the same replies.
 
+Threat models: by default every node's config says ``secagg-threat-model="semi-honest"``. Given
+the :class:`~protocols.flower.keys.DeploymentKeys` of a roster instead, node ``NODE_BASE + i``
+holds the identity key of roster client ``n - 1 - i`` (the reverse of the sorted order, so a
+test sees the workflow learn the mapping from the nodes' claims rather than assume it) and the
+roster file, in its node config, and runs the active model.
+
 Test modules must ``pytest.importorskip("flwr")`` before importing this module.
 """
 
@@ -42,6 +48,8 @@ from protocols.flower import (
     flower_session_id,
     secagg_mod,
 )
+from protocols.flower.client_mod import NODE_IDENTITY_KEY, NODE_ROSTER, NODE_THREAT_MODEL
+from protocols.flower.keys import DeploymentKeys
 from protocols.messages import Message as ProtocolMessage
 from protocols.paillier import KeyHolder
 from secagg.encoding import QuantizationScheme
@@ -109,6 +117,8 @@ class LoopbackGrid(Grid):
         silent_from: node -> index of the first train message it leaves unanswered (its
             protocol round of dropout: 0 setup, 1 share keys, 2 upload, 3 unmasking).
         intercept: ``(node, train message index, message) -> message or None`` on the way in.
+        keys: the deployment's key files: the nodes run the active model (see the module
+            docstring); ``None``: semi-honest.
     """
 
     def __init__(
@@ -118,14 +128,23 @@ class LoopbackGrid(Grid):
         *,
         silent_from: Mapping[int, int] | None = None,
         intercept: Interceptor | None = None,
+        keys: DeploymentKeys | None = None,
     ) -> None:
         self.app = app
         self.nodes = [NODE_BASE + i for i in range(num_nodes)]
+        #: Flower node -> the roster client whose key it holds (active model).
+        self.client_of = (
+            {} if keys is None else {node: num_nodes - 1 - i for i, node in enumerate(self.nodes)}
+        )
         self.contexts = {
             node: Context(
                 run_id=RUN_ID,
                 node_id=node,
-                node_config={"partition-id": i, "num-partitions": num_nodes},
+                node_config={
+                    "partition-id": i,
+                    "num-partitions": num_nodes,
+                    **trust_config(keys, self.client_of.get(node)),
+                },
                 state=RecordDict(),
                 run_config={},
             )
@@ -192,6 +211,13 @@ class LoopbackGrid(Grid):
         return self.pull_messages(self.push_messages(list(messages)))
 
 
+def trust_config(keys: DeploymentKeys | None, client: int | None) -> dict[str, str]:
+    """The node config naming a node's key files (active), or choosing the semi-honest model."""
+    if keys is None or client is None:
+        return {NODE_THREAT_MODEL: "semi-honest"}
+    return {NODE_IDENTITY_KEY: str(keys.key_paths[client]), NODE_ROSTER: str(keys.roster_path)}
+
+
 def global_arrays(seed: int = 0) -> ArrayRecord:
     """The broadcast model: float32 arrays of :data:`SHAPES`."""
     rng = np.random.default_rng(seed)
@@ -245,8 +271,12 @@ def wire_messages(reply: Message) -> list[ProtocolMessage]:
 def make_workflow(
     protocol: str, keys: hazmat_paillier.PaillierKeypair | None = None, **kwargs: object
 ) -> SecureAggregationWorkflow:
-    """A workflow with a 5 s deadline; under Paillier, with a key holder of ``keys``."""
+    """A workflow with a 5 s deadline; under Paillier, with a key holder of ``keys``.
+
+    Masking workflows are semi-honest unless ``kwargs`` name a ``roster`` (then active).
+    """
     if protocol != "paillier":
+        kwargs.setdefault("threat_model", "active" if "roster" in kwargs else "semi-honest")
         return SecureAggregationWorkflow(protocol, timeout=5.0, **kwargs)  # type: ignore[arg-type]
     assert keys is not None
     key_holder = KeyHolder(

@@ -196,7 +196,7 @@ def test_mod_pins_the_first_paillier_key_of_the_run(
 
 def test_mod_rejects_a_weight_above_max_weight() -> None:
     grid = LoopbackGrid(make_client_app(), 4)
-    workflow = SecureAggregationWorkflow("secagg", timeout=5.0, max_weight=80.0)
+    workflow = make_workflow("secagg", max_weight=80.0)
     heavy = [n for n in grid.nodes if node_weight(n) > 80.0]
     assert len(heavy) == 1
     result = workflow.aggregate(grid, grid.nodes, train_content(global_arrays()), server_round=1)

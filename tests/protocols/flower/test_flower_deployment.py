@@ -1,13 +1,16 @@
 """End to end over a real local Flower deployment: SuperLink, SuperNodes, ``flwr run``, loopback.
 
-The demo app (``demos/flower_app``) trains matrix factorization with SecAgg+ over Flower's own
-executables (:mod:`local_deployment` starts them on free loopback ports, offline). Round 1 runs
-with all four SuperNodes. In round 2 one SuperNode stalls inside its train function (node config
-``stall-from-round=2``), after it has taken part in the key rounds, and the test SIGKILLs it
-there, ClientApp process included. The round must then complete through dropout recovery: the
-server drops the node at the upload deadline and rebuilds its pairwise masks from the shares the
-three survivors hold. The round-1 aggregate must equal plain FedAvg of what the nodes trained
-(recomputed offline: training is deterministic) up to quantization. Every process the test
+The demo app (``demos/flower_app``) trains matrix factorization with SecAgg+ in the active threat
+model over Flower's own executables (:mod:`local_deployment` starts them on free loopback ports,
+offline): the test writes an identity key per node and the roster, each SuperNode's node config
+names its key file and the roster, and the ServerApp gets the roster through the run config, as
+the README's commands do. Round 1 runs with all four SuperNodes. In round 2 one SuperNode stalls
+inside its train function (node config ``stall-from-round=2``), after it has taken part in the
+key rounds, and the test SIGKILLs it there, ClientApp process included. The round must then
+complete through dropout recovery: the server drops the node at the upload deadline, the three
+survivors sign the survivor set, and their shares rebuild the killed node's pairwise masks. The
+round-1 aggregate must equal plain FedAvg of what the nodes trained (recomputed offline:
+training is deterministic) up to quantization. Every process the test
 started is killed by PID afterwards, also when the test fails.
 
 Flower polls every 3 s and starts a process per message, so this takes one to three minutes.
@@ -41,6 +44,7 @@ NUM_NODES = 4
 STALLING_NODE = 3
 RUN_CONFIG: dict[str, object] = {
     "backend": "secagg+",
+    "threat-model": "active",
     "num-server-rounds": 2,
     "fraction-evaluate": 0.0,
     # Generous deadlines: an honest node must never miss one on a loaded CI machine. Only the
@@ -69,12 +73,10 @@ launcher = _load_launcher()
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[launcher.LocalDeployment]:
-    """A SuperLink and four SuperNodes on loopback; everything killed by PID afterwards."""
-    node_configs = [
-        f"partition-id={i} num-partitions={NUM_NODES}"
-        + (" stall-from-round=2" if i == STALLING_NODE else "")
-        for i in range(NUM_NODES)
-    ]
+    """A SuperLink and four keyed SuperNodes on loopback; everything killed by PID afterwards."""
+    node_configs, _ = launcher.deployment_node_configs(
+        NUM_NODES, key_dir=tmp_path / "keys", extra={STALLING_NODE: "stall-from-round=2"}
+    )
     flower = launcher.LocalDeployment(tmp_path / "flower", NUM_NODES, node_configs=node_configs)
     try:
         flower.start()
@@ -102,7 +104,10 @@ def test_flower_deployment_round_survives_a_killed_supernode(
     deployment: launcher.LocalDeployment, tmp_path: Path
 ) -> None:
     report_path = tmp_path / "report.json"
-    run = deployment.submit(APP_DIR, {**RUN_CONFIG, "result-path": str(report_path)})
+    roster = str(tmp_path / "keys" / "roster.txt")
+    run = deployment.submit(
+        APP_DIR, {**RUN_CONFIG, "roster": roster, "result-path": str(report_path)}
+    )
     stalled = deployment.wait_for_log(
         deployment.nodes[STALLING_NODE], "stalls in round 2", timeout=240
     )
@@ -119,6 +124,9 @@ def test_flower_deployment_round_survives_a_killed_supernode(
     assert list(second["dropped"].values()) == [2]  # lost at the upload, masks recovered
     (killed,) = second["dropped"]
     assert killed not in second["survivors"]
+    # Active: each node was identified by its signed claim once, and the consistency round ran.
+    assert "identify" in first["protocol_seconds"] and "identify" not in second["protocol_seconds"]
+    assert "consistency" in second["protocol_seconds"]
 
     task, settings = _settings(report_path)
     initial = task.shared_arrays(task.build_model(settings))

@@ -15,8 +15,10 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from protocols.flower import WIRE_RECORD, flower_session_id
 from protocols.flower.records import (
+    IDENTIFY_RECORD,
     ArrayLayout,
     EncodingSettings,
+    NodeClaim,
     read_wire,
     weight_of,
     wire_record,
@@ -155,3 +157,18 @@ def test_records_weight_is_read_from_a_metric_and_stripped_from_the_rest() -> No
     ]
     with pytest.raises(LocalProtocolError, match="numeric metric 'examples'"):
         weight_of(content, "examples")
+
+
+def test_records_node_claim_round_trips_and_rejects_malformed_claims() -> None:
+    claim = NodeClaim(client_id=3, signature=bytes(range(64)))
+    content = RecordDict({IDENTIFY_RECORD: claim.to_record()})
+    assert NodeClaim.from_content(content) == claim
+    for record in (
+        None,
+        ConfigRecord({"client-id": 3}),
+        ConfigRecord({"client-id": "3", "signature": b"x"}),
+        ConfigRecord({"client-id": True, "signature": b"x"}),
+    ):
+        bad = RecordDict() if record is None else RecordDict({IDENTIFY_RECORD: record})
+        with pytest.raises(RemoteProtocolError, match="identity claim"):
+            NodeClaim.from_content(bad)

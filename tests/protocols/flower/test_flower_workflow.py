@@ -97,19 +97,21 @@ def test_workflow_weighted_round_gives_the_weighted_sum_of_the_clipped_updates(
     assert len(clipped_logs) == num_nodes
 
 
-@pytest.mark.parametrize("drop_round", [0, 1, 2, 3])
+@pytest.mark.parametrize("drop_round", [0, 1, 2, 4])
 @pytest.mark.parametrize("protocol", ["secagg", "secagg+"])
 def test_workflow_recovers_from_a_dropout_in_every_protocol_round(
     protocol: str, drop_round: int
 ) -> None:
-    grid = LoopbackGrid(make_client_app(), 7, silent_from={NODE_BASE + 3: drop_round})
+    # Semi-honest: no consistency round (3), so the unmasking round is the 4th train message.
+    message_index = min(drop_round, 3)
+    grid = LoopbackGrid(make_client_app(), 7, silent_from={NODE_BASE + 3: message_index})
     workflow = (
         make_workflow(protocol, degree=4) if protocol == "secagg+" else make_workflow(protocol)
     )
     arrays = global_arrays(1)
     result = workflow.aggregate(grid, grid.nodes, train_content(arrays), server_round=1)
-    # A node lost after its upload (round 3) stays in the sum; its self-mask is rebuilt.
-    expected = grid.nodes if drop_round == 3 else [n for n in grid.nodes if n != NODE_BASE + 3]
+    # A node lost after its upload (at unmasking) stays in the sum; its self-mask is rebuilt.
+    expected = grid.nodes if drop_round == 4 else [n for n in grid.nodes if n != NODE_BASE + 3]
     assert result.survivors == tuple(expected)
     assert result.dropped == {NODE_BASE + 3: drop_round}
     plain = plain_fedavg(arrays, expected, 1)
@@ -176,7 +178,7 @@ def test_workflow_uploads_are_packed_ring_words_not_int64() -> None:
     masked = upload[0]
     values = sum(int(np.prod(s)) for s in SHAPES.values()) + 1
     assert masked.modulus_bits == 22 + 2 and masked.vector.dtype == np.uint32
-    assert len(wire.encode(masked)) == wire.encoded_size(masked) < 38 + 5 + 3 * values + 1
+    assert len(wire.encode(masked)) == wire.encoded_size(masked) < 38 + 9 + 3 * values + 1
 
 
 def test_workflow_maps_64_bit_node_ids_to_dense_protocol_ids() -> None:
@@ -258,6 +260,10 @@ def test_workflow_round_graph_and_threshold_come_from_the_round_planner(
         ({"protocol": "paillier"}, "key_holder"),
         ({"protocol": "secagg", "degree": 4}, "degree"),
         ({"protocol": "secagg", "value_bits": 0}, "value_bits"),
+        ({"protocol": "secagg+"}, "needs the deployment's trusted roster"),
+        ({"protocol": "secagg", "threat_model": "malicious"}, "threat_model"),
+        ({"protocol": "secagg", "threat_model": "semi-honest", "roster": "r.txt"}, "active"),
+        ({"protocol": "secagg", "roster": "/nonexistent/roster.txt"}, "cannot read the roster"),
     ],
 )
 def test_workflow_rejects_bad_settings(kwargs: dict[str, object], match: str) -> None:

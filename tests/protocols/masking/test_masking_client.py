@@ -1,6 +1,7 @@
 """The masking client as a state machine: legal moves, illegal moves, local input, its output.
 
-Every (phase, message type) pair outside ``CLIENT_TRANSITIONS`` must raise exactly
+Every (phase, message type) pair outside ``CLIENT_TRANSITIONS`` (the semi-honest client, which
+the harness builds; the consistency round's messages are never legal for it) must raise exactly
 ``RemoteProtocolError``; every failure poisons the client (``ABORTED``, secrets dropped, later
 calls refused with ``LocalProtocolError``). The masked input the server sees must look uniform
 and must change with the session, the round and the client (DESIGN.md section 3, 3 and 5).
@@ -16,11 +17,19 @@ import pytest
 from scipy.stats import chisquare
 
 from protocols._machine import SubmitInput
-from protocols._transitions import CLIENT_TRANSITIONS, ClientPhase
+from protocols._transitions import (
+    ACTIVE_CLIENT_TRANSITIONS,
+    CLIENT_TRANSITIONS,
+    SERVER_ROUND_INDEX,
+    ClientPhase,
+)
+from protocols.graph import ThreatModel
 from protocols.masking import MaskingClient
 from protocols.messages import (
     SERVER_ID,
     Abort,
+    ConsistencyRequest,
+    ConsistencySignature,
     EncryptedShares,
     ForwardedShares,
     KeyAdvertisement,
@@ -51,11 +60,13 @@ MESSAGE_TYPES: tuple[type, ...] = (
     EncryptedShares,
     ForwardedShares,
     MaskedInput,
+    ConsistencyRequest,
+    ConsistencySignature,
     UnmaskRequest,
     UnmaskResponse,
     Abort,
 )
-LIVE_PHASES = tuple(p for p in ClientPhase if p is not ClientPhase.ABORTED)
+LIVE_PHASES = tuple(p for p in CLIENT_TRANSITIONS if p is not ClientPhase.ABORTED)
 ILLEGAL_MOVES = [
     (phase, kind)
     for phase, kind in itertools.product(LIVE_PHASES, MESSAGE_TYPES)
@@ -81,17 +92,22 @@ def build_message(kind: type, client: MaskingClient) -> Message:
             **header, threshold=2, vector_length=4, modulus_bits=16, neighbours=(1, 2, 3)
         ),
         KeyAdvertisement: lambda: KeyAdvertisement(
-            **header, mask_public_key=_key(), share_public_key=_key()
+            **header, mask_public_key=_key(), share_public_key=_key(), seed_commitment=bytes(32)
         ),
         KeyRoster: lambda: KeyRoster(
             **header,
             entries=(
                 RosterEntry(
-                    client_id=client.client_id, mask_public_key=_key(), share_public_key=_key()
+                    client_id=client.client_id,
+                    mask_public_key=_key(),
+                    share_public_key=_key(),
+                    seed_commitment=bytes(32),
                 ),
             ),
         ),
         EncryptedShares: lambda: EncryptedShares(**header, bundles=(bundle,)),
+        ConsistencyRequest: lambda: ConsistencyRequest(**header, survivors=(0, 1, 2, 3)),
+        ConsistencySignature: lambda: ConsistencySignature(**header, signature=bytes(64)),
         ForwardedShares: lambda: ForwardedShares(**header, bundles=(bundle,)),
         MaskedInput: lambda: MaskedInput(
             **header, modulus_bits=16, vector=np.zeros(4, dtype=np.uint32)
@@ -131,6 +147,16 @@ def test_client_transition_table_is_the_documented_one():
         ClientPhase.DONE: {Abort: aborted},
         ClientPhase.ABORTED: {},
     }
+    # The active client signs the survivor set (round 3) between its upload and the unmasking.
+    assert {p: dict(m) for p, m in ACTIVE_CLIENT_TRANSITIONS.items()} == {
+        **{p: dict(m) for p, m in CLIENT_TRANSITIONS.items()},
+        ClientPhase.AWAIT_INPUT: {SubmitInput: ClientPhase.AWAIT_CONSISTENCY, Abort: aborted},
+        ClientPhase.AWAIT_CONSISTENCY: {
+            ConsistencyRequest: ClientPhase.AWAIT_UNMASK_REQUEST,
+            Abort: aborted,
+        },
+    }
+    assert ClientPhase.AWAIT_CONSISTENCY not in CLIENT_TRANSITIONS
 
 
 def test_client_honest_round_follows_the_transition_table(make_params, harness):
@@ -225,6 +251,7 @@ def test_client_rejects_message_sent_by_a_client(at_phase, check_aborted):
         recipient=SERVER_ID,
         mask_public_key=_key(),
         share_public_key=_key(),
+        seed_commitment=bytes(32),
     )
     with pytest.raises(RemoteProtocolError) as caught:
         client.receive(from_peer)
@@ -293,10 +320,19 @@ def test_client_rejects_setup_threshold_of_one(at_phase, check_aborted):
         {"round_id": -1},
         {"round_id": 2**64},
         {"min_threshold": 1},
+        {"threat_model": "malicious"},
+        # An active-model client needs its identity key and the trusted roster.
+        {"threat_model": "active"},
     ],
 )
 def test_client_constructor_rejects_bad_parameters(kwargs):
-    arguments = {"client_id": 0, "session_id": bytes(16), "round_id": 1, **kwargs}
+    arguments = {
+        "client_id": 0,
+        "session_id": bytes(16),
+        "round_id": 1,
+        "threat_model": "semi-honest",
+        **kwargs,
+    }
     client_id = arguments.pop("client_id")
     with pytest.raises(ParameterError):
         MaskingClient(client_id, **arguments)
@@ -455,13 +491,18 @@ def test_client_masked_input_looks_uniform(make_params):
     assert chisquare(_top_byte_counts(half_ring, 16)).pvalue < 1e-12
 
 
-def test_client_state_round_trips_through_export_at_every_phase() -> None:
-    """A transport that keeps no objects alive (Flower) can save and restore the machine."""
+@pytest.mark.parametrize("threat_model", ["semi-honest", "active"])
+def test_client_state_round_trips_through_export_at_every_phase(
+    threat_model: ThreatModel,
+) -> None:
+    """A transport that keeps no objects alive (Flower) can save and restore the machine, in
+    every phase of either protocol (the active one's consistency round included)."""
     import secrets as _secrets
 
     import numpy as _np
 
     from protocols.graph import complete_graph
+    from protocols.identity import trusted_setup
     from protocols.masking import MaskingClient, MaskingParams, MaskingServer
 
     session = _secrets.token_bytes(16)
@@ -472,26 +513,50 @@ def test_client_state_round_trips_through_export_at_every_phase() -> None:
         threshold=3,
         vector_length=16,
         modulus_bits=20,
+        threat_model=threat_model,
     )
-    server = MaskingServer(params)
-    clients = {u: MaskingClient(u, session_id=session, round_id=3) for u in range(5)}
+    active = threat_model == "active"
+    roster, identities = trusted_setup(range(5)) if active else (None, {})
+    server = MaskingServer(params, roster)
+    clients = {
+        u: MaskingClient(
+            u,
+            session_id=session,
+            round_id=3,
+            threat_model=threat_model,
+            identity=identities.get(u),
+            roster=roster,
+        )
+        for u in range(5)
+    }
     inputs = {u: _np.full(16, u, dtype=_np.uint32) for u in range(5)}
     outbox = server.start()
-    for _ in range(4):
+    phases_seen = set()
+    while server.phase in SERVER_ROUND_INDEX:
         replies = []
         for message in outbox:
             u = message.recipient
             # Save and restore before every step, as a stateless transport would.
-            clients[u] = MaskingClient.from_state(clients[u].export_state())
+            clients[u] = MaskingClient.from_state(
+                clients[u].export_state(), identity=identities.get(u), roster=roster
+            )
+            phases_seen.add(clients[u].phase)
             out = clients[u].receive(message)
             if clients[u].phase.name == "AWAIT_INPUT":
-                clients[u] = MaskingClient.from_state(clients[u].export_state())
+                clients[u] = MaskingClient.from_state(
+                    clients[u].export_state(), identity=identities.get(u), roster=roster
+                )
                 out += clients[u].submit_input(inputs[u])
             replies += out
         for reply in replies:
             server.receive(reply)
         outbox = server.close_phase()
     assert server.result.vector.tolist() == [sum(range(5))] * 16
+    assert server.result.survivors == tuple(range(5))
+    table = ACTIVE_CLIENT_TRANSITIONS if active else CLIENT_TRANSITIONS
+    live = {p for p in table if p not in (ClientPhase.ABORTED, ClientPhase.DONE)}
+    assert phases_seen == live - {ClientPhase.AWAIT_INPUT}
+    assert all(c.phase is ClientPhase.DONE for c in clients.values())
 
 
 def test_client_from_state_rejects_malformed_state() -> None:

@@ -3,6 +3,9 @@
 A bad message from one client raises ``RemoteProtocolError`` and leaves the round's state as it
 was, so the others still finish; too few survivors at any close aborts the round with
 ``InsufficientSurvivorsError`` and reveals nothing (DESIGN.md section 3, invariants 1, 4 and 7).
+
+These tests run the semi-honest protocol, which has no consistency round: its rounds are 0, 1,
+2 and 4 (the unmasking keeps its number, :data:`protocols.simulate.ROUND_NAMES`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,18 @@ from secagg.errors import (
 )
 
 TARGET = 1
-CLIENT_MESSAGE = {0: KeyAdvertisement, 1: EncryptedShares, 2: MaskedInput, 3: UnmaskResponse}
+CLIENT_MESSAGE = {0: KeyAdvertisement, 1: EncryptedShares, 2: MaskedInput, 4: UnmaskResponse}
+#: The rounds a semi-honest client speaks in.
+ROUNDS = tuple(CLIENT_MESSAGE)
+UNMASKING = 4
+#: The server's phases in the semi-honest order (no COLLECT_CONSISTENCY).
+SEMI_HONEST_PHASES = (
+    ServerPhase.IDLE,
+    ServerPhase.COLLECT_KEYS,
+    ServerPhase.COLLECT_SHARES,
+    ServerPhase.COLLECT_INPUTS,
+    ServerPhase.COLLECT_UNMASK,
+)
 
 
 def _run(params, inputs, rewrite, **kwargs):
@@ -100,7 +114,7 @@ def test_server_abort_after_pruning_cascade_notifies_clients_that_answered(make_
     assert {m.recipient for m in h.server.abort_messages()} == answered
 
 
-@pytest.mark.parametrize("round_index", range(4))
+@pytest.mark.parametrize("round_index", ROUNDS)
 def test_server_simulated_round_below_threshold_has_no_result(
     make_params, make_inputs, round_index
 ):
@@ -112,20 +126,10 @@ def test_server_simulated_round_below_threshold_has_no_result(
     assert report.client_errors == {}
 
 
-@pytest.mark.parametrize(
-    "phase",
-    [
-        ServerPhase.IDLE,
-        ServerPhase.COLLECT_KEYS,
-        ServerPhase.COLLECT_SHARES,
-        ServerPhase.COLLECT_INPUTS,
-        ServerPhase.COLLECT_UNMASK,
-    ],
-    ids=lambda p: p.name,
-)
+@pytest.mark.parametrize("phase", SEMI_HONEST_PHASES, ids=lambda p: p.name)
 def test_server_result_before_done_is_refused(make_params, harness, phase):
     h = harness(make_params(4))
-    steps = list(ServerPhase).index(phase)
+    steps = SEMI_HONEST_PHASES.index(phase)
     for _ in range(steps):
         h.advance()
     assert h.server.phase is phase
@@ -166,7 +170,7 @@ def test_server_rejects_messages_while_idle(make_params, harness):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("round_index", range(4))
+@pytest.mark.parametrize("round_index", ROUNDS)
 def test_server_rejects_duplicate_client_message(make_params, make_inputs, ring_sum, round_index):
     params = make_params(5, threshold=3)
     inputs = make_inputs(params)
@@ -191,7 +195,7 @@ def test_server_rejects_second_masked_input_with_other_values(make_params, make_
     assert np.array_equal(report.result.vector, ring_sum(inputs, params.graph.nodes, 16))
 
 
-@pytest.mark.parametrize("round_index", range(4))
+@pytest.mark.parametrize("round_index", ROUNDS)
 @pytest.mark.parametrize("field", ["round_id", "session_id"])
 def test_server_rejects_message_from_another_round_or_session(
     make_params, make_inputs, ring_sum, field, round_index
@@ -211,7 +215,7 @@ def test_server_rejects_message_from_another_round_or_session(
     assert np.array_equal(report.result.vector, ring_sum(inputs, params.graph.nodes, 16))
 
 
-@pytest.mark.parametrize("replay_round", [1, 2, 3])
+@pytest.mark.parametrize("replay_round", ROUNDS[1:])
 def test_server_rejects_replay_of_an_earlier_round_message(
     make_params, make_inputs, ring_sum, replay_round
 ):
@@ -345,13 +349,15 @@ def test_server_rejects_key_advertisement_reusing_one_key(make_params, make_inpu
     assert np.array_equal(report.result.vector, ring_sum(inputs, others, 16))
 
 
-def test_server_rejects_shares_missing_a_roster_member(make_params, make_inputs, ring_sum):
+@pytest.mark.parametrize("field", ["bundles", "digests"])
+def test_server_rejects_shares_missing_a_roster_member(make_params, make_inputs, ring_sum, field):
     params = make_params(5, threshold=3)
     inputs = make_inputs(params)
 
     def rewrite(r: int, message: Message):
         if isinstance(message, EncryptedShares):
-            return dataclasses.replace(message, bundles=message.bundles[1:])
+            # One bundle per peer and one share digest per roster member: one of them missing.
+            return dataclasses.replace(message, **{field: getattr(message, field)[1:]})
         return message
 
     report = _run(params, inputs, rewrite)
@@ -374,11 +380,11 @@ def test_server_rejects_unmask_response_to_a_different_request(make_params, make
     _assert_only_remote_rejections(report, 1)
     # The input arrived, so the client stays in the sum although its answer was refused.
     assert report.result.survivors == params.graph.nodes
-    assert report.dropped_at == {TARGET: 3}
+    assert report.dropped_at == {TARGET: UNMASKING}
     assert np.array_equal(report.result.vector, ring_sum(inputs, params.graph.nodes, 16))
 
 
-@pytest.mark.parametrize("round_index", range(4))
+@pytest.mark.parametrize("round_index", ROUNDS)
 def test_server_drops_client_that_sends_abort(make_params, make_inputs, ring_sum, round_index):
     params = make_params(5, threshold=3)
     inputs = make_inputs(params)
@@ -397,31 +403,34 @@ def test_server_drops_client_that_sends_abort(make_params, make_inputs, ring_sum
     report = _run(params, inputs, rewrite)
     assert report.server_rejections == []
     assert report.dropped_at == {TARGET: round_index}
-    in_sum = params.graph.nodes if round_index == 3 else (0, 2, 3, 4)
+    in_sum = params.graph.nodes if round_index == UNMASKING else (0, 2, 3, 4)
     assert report.result.survivors == in_sum
     assert np.array_equal(report.result.vector, ring_sum(inputs, in_sum, 16))
 
 
+# A semi-honest round has no round 3: a client silent from round 3 on is silent at unmasking.
+@pytest.mark.parametrize("silent_from", [3, UNMASKING])
 def test_server_keeps_clients_dropping_in_unmasking_round_in_the_sum(
-    make_params, make_inputs, ring_sum
+    make_params, make_inputs, ring_sum, silent_from
 ):
     params = make_params(6, threshold=4, vector_length=32)
     inputs = make_inputs(params)
-    report = Simulator(params, inputs, dropouts={0: 3, 1: 3}).run()
+    report = Simulator(params, inputs, dropouts={0: silent_from, 1: silent_from}).run()
     assert report.result is not None
     assert report.result.survivors == params.graph.nodes
     assert report.result.dropped == ()
-    assert report.dropped_at == {0: 3, 1: 3}
+    assert report.dropped_at == {0: UNMASKING, 1: UNMASKING}
     assert np.array_equal(report.result.vector, ring_sum(inputs, params.graph.nodes, 16))
 
 
 def test_server_result_names_survivors_and_dropped(make_params, make_inputs, ring_sum):
     params = make_params(8, threshold=4, vector_length=32)
     inputs = make_inputs(params)
-    report = Simulator(params, inputs, dropouts={0: 0, 1: 1, 2: 2, 3: 3}).run()
+    report = Simulator(params, inputs, dropouts={0: 0, 1: 1, 2: 2, 3: UNMASKING}).run()
     result = report.result
     assert result.survivors == (3, 4, 5, 6, 7)
     assert result.dropped == (0, 1, 2)
-    assert result.dropped_at == report.dropped_at == {0: 0, 1: 1, 2: 2, 3: 3}
+    assert result.dropped_at == report.dropped_at == {0: 0, 1: 1, 2: 2, 3: UNMASKING}
+    assert result.misbehaved == report.misbehaved == {}
     assert result.vector.dtype == np.uint32
     assert np.array_equal(result.vector, ring_sum(inputs, (3, 4, 5, 6, 7), 16))
