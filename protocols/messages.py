@@ -294,9 +294,9 @@ class MaskedInput(_Header):
     """Client -> server, round 2: the masked, quantized input in Z_{2^modulus_bits}, and the
     peers whose share bundles failed to open (``rejected``, usually empty).
 
-    The client leaves a rejected peer out of its masks; the server then leaves that peer's
-    input out of the sum and removes its masks as for a dropped client, so one client's
-    garbage bundle costs only its own contribution.
+    The pair mask needs no bundle, so the client still masks with a rejected peer; it only
+    holds none of that peer's shares, and the server asks it for none. A garbage bundle thus
+    costs its dealer one share holder, and the round goes on.
     """
 
     modulus_bits: int

@@ -8,8 +8,9 @@ answers the unmask request with the b-share of each survivor or the s-share of e
 peer, never both (round 4). Against an active server (``threat_model="active"``) it also signs
 its advertisement, checks every peer's signature, its neighbourhood and the threshold itself
 (:mod:`protocols.masking.trust`), and signs the survivor set in the consistency round (round 3)
-before it releases any share. A peer whose share bundle does not open is left out of the masks
-and named to the server, instead of aborting the round. Every client-side defence lives here
+before it releases any share. A peer whose share bundle does not open is named to the server:
+the client still masks with it (the pair mask needs no bundle) but holds none of its shares,
+instead of aborting the round. Every client-side defence lives here
 and in :mod:`protocols.masking.trust`, not in the transport.
 """
 
@@ -482,19 +483,20 @@ class MaskingClient(ClientMachine[ClientPhase]):
         unknown = set(senders) - set(self._roster) | ({self.client_id} & set(senders))
         if unknown:
             raise RemoteProtocolError(f"shares forwarded from non-roster ids {sorted(unknown)}")
+        if len(senders) + 1 < self._threshold:
+            raise InsufficientSurvivorsError(
+                f"only {len(senders) + 1} share holders remain, below the threshold "
+                f"{self._threshold}"
+            )
         rejected = []
         for bundle in forwarded.bundles:
             try:
                 self._held_shares[bundle.peer] = self._open(bundle)
             except InvalidCiphertextError:
-                rejected.append(bundle.peer)  # Named to the server; never masked with.
-        opened = sorted(set(senders) - set(rejected))
-        if len(opened) + 1 < self._threshold:
-            raise InsufficientSurvivorsError(
-                f"only {len(opened) + 1} share holders remain, below the threshold "
-                f"{self._threshold}"
-            )
-        self._mask_peers = tuple(opened)
+                # Named to the server. The pair mask needs no bundle, so the client still
+                # masks with the peer; it just holds none of the peer's shares.
+                rejected.append(bundle.peer)
+        self._mask_peers = tuple(sorted(senders))
         self._rejected = tuple(sorted(rejected))
         self._share_keys_by_peer = {}
         return []
@@ -591,19 +593,16 @@ class MaskingClient(ClientMachine[ClientPhase]):
         survivors, dropped = request.survivors, request.dropped
         self._check_unmask_request(survivors, dropped)
         if self._active is not None:
-            alive = set(self._survivors) & set(self._mask_peers)
-            expected = (
-                tuple(sorted(alive | {self.client_id})),
-                tuple(sorted(set(self._mask_peers) - alive)),
-            )
-            if (tuple(sorted(survivors)), tuple(sorted(dropped))) != expected:
+            owners = self._share_owners()
+            alive = set(self._survivors) & owners
+            if (set(survivors), set(dropped)) != (alive | {self.client_id}, owners - alive):
                 raise ServerMisbehaviourError(
                     "the unmask request disagrees with the survivor set this client signed"
                 )
             self._active.check_consistency(
                 request.signatures,
                 self._survivors,
-                (*self._mask_peers, self.client_id),
+                (*sorted(owners), self.client_id),
                 self._threshold,
                 self.session_id,
                 self.round_id,
@@ -635,7 +634,7 @@ class MaskingClient(ClientMachine[ClientPhase]):
             )
         if len(set(survivors)) != len(survivors) or len(set(dropped)) != len(dropped):
             raise RemoteProtocolError("the unmask request names a client twice")
-        known = set(self._mask_peers) | {self.client_id}
+        known = self._share_owners() | {self.client_id}
         unknown = (set(survivors) | set(dropped)) - known
         if unknown:
             raise RemoteProtocolError(
@@ -643,7 +642,12 @@ class MaskingClient(ClientMachine[ClientPhase]):
             )
         if self.client_id not in survivors:
             raise RemoteProtocolError("the unmask request leaves out this client, which uploaded")
-        if len(survivors) < self._threshold:
+        # A peer whose bundle did not open is in neither list: this client holds nothing of it.
+        if len(survivors) + len(self._rejected) < self._threshold:
             raise InsufficientSurvivorsError(
                 f"{len(survivors)} survivors named, below the threshold {self._threshold}"
             )
+
+    def _share_owners(self) -> set[int]:
+        """The peers whose shares this client holds (their bundles opened)."""
+        return set(self._mask_peers) - set(self._rejected)

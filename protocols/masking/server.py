@@ -9,8 +9,9 @@ signatures over it, which honest clients check before they release a share.
 
 One misbehaving client cannot break the round. Its bad message is discarded and the client is
 named in :attr:`AggregateResult.misbehaved`: a copied, low-order or unsigned key leaves it out
-in round 0; a share bundle its peer cannot open leaves its input out of the sum (its masks are
-removed as for a dropped client); a share that does not match the digest its dealer sent is
+in round 0; a share bundle its peer cannot open only costs it that holder (the peer still masks
+with it, and is asked for none of its shares); a share that does not match the digest its dealer
+sent is
 not used, and the other holders' shares are (the holder is named together with the dealer:
 either may have lied). Every reconstruction is checked against the
 dealer's commitment, so a dealer whose shares are inconsistent aborts the round with
@@ -127,8 +128,8 @@ class MaskingServer(ServerMachine[ServerPhase]):
         self._sealed: dict[int, dict[int, bytes]] = {}
         self._digests: dict[int, dict[int, ShareDigest]] = {}  # owner -> holder -> digest
         self._mask_peers: dict[int, frozenset[int]] = {}  # whom each client masks with
-        self._uploads: dict[int, RingArray] = {}
-        self._rejected: dict[int, tuple[int, ...]] = {}
+        self._holds: dict[int, frozenset[int]] = {}  # whose shares each uploader holds
+        self._uploaded: set[int] = set()
         self._survivors: frozenset[int] = frozenset()
         self._signatures: dict[int, bytes] = {}
         self._sum = np.zeros(0, dtype=self._dtype)
@@ -163,9 +164,8 @@ class MaskingServer(ServerMachine[ServerPhase]):
         return header(self.params.session_id, self.params.round_id, SERVER_ID, recipient)
 
     def forget_secrets(self) -> None:
-        """Drop the uploads, the sum, the sealed bundles and every share received."""
+        """Drop the running sum, the sealed bundles and every share received."""
         self._sum = np.zeros(0, dtype=self._dtype)
-        self._uploads.clear()
         self._sealed.clear()
         self._seed_shares.clear()
         self._key_shares.clear()
@@ -366,6 +366,7 @@ class MaskingServer(ServerMachine[ServerPhase]):
             )
             messages.append(ForwardedShares(**self._header(v), bundles=bundles))
         self._sealed.clear()
+        self._sum = np.zeros(self.params.vector_length, dtype=self._dtype)
         return messages
 
     # -- round 2 ------------------------------------------------------------------------------
@@ -374,7 +375,7 @@ class MaskingServer(ServerMachine[ServerPhase]):
         assert isinstance(message, MaskedInput)
         p = self.params
         sender = message.sender
-        if sender in self._uploads:
+        if sender in self._uploaded:
             raise RemoteProtocolError(f"client {sender} uploaded twice")
         vector = message.vector
         if message.modulus_bits != p.modulus_bits or vector.dtype != self._dtype:
@@ -391,29 +392,21 @@ class MaskingServer(ServerMachine[ServerPhase]):
             raise RemoteProtocolError(
                 f"client {sender} rejected bundles it was never sent: {list(message.rejected)}"
             )
-        self._uploads[sender] = vector
-        self._rejected[sender] = message.rejected
-        # Its masks leave out the peers whose bundles it rejected.
-        self._mask_peers[sender] = self._mask_peers[sender] - set(message.rejected)
+        np.add(self._sum, vector, out=self._sum)
+        self._uploaded.add(sender)
+        # It masked with every peer it was sent, but holds no share of those it rejected.
+        self._holds[sender] = self._mask_peers[sender] - set(message.rejected)
+        for accused in message.rejected:
+            self._culprits.setdefault(
+                accused,
+                f"sent client {sender} a share bundle that did not open (reported by client "
+                f"{sender}; either may have lied): client {sender} holds none of its shares",
+            )
 
     def _close_inputs(self) -> list[Message]:
-        self._keep_responders(self._uploads)
-        for accuser in sorted(self._uploads):
-            for accused in self._rejected[accuser]:
-                if accused in self._uploads and accused not in self._culprits:
-                    # Either end may be lying; leaving the accused out costs only its input.
-                    self._culprits[accused] = (
-                        f"sent client {accuser} a share bundle that did not open (reported by "
-                        f"client {accuser}); its input is left out"
-                    )
-        survivors = set(self._uploads) - set(self._culprits)
-        for accused in sorted(set(self._uploads) - survivors):
-            self._drop(accused)  # Left out of the sum: it counts as dropped in round 2.
+        self._keep_responders(self._uploaded)
+        survivors = set(self._uploaded)
         self._check_recoverable(survivors)
-        self._sum = np.zeros(self.params.vector_length, dtype=self._dtype)
-        for v in sorted(survivors):
-            np.add(self._sum, self._uploads[v], out=self._sum)
-        self._uploads.clear()
         self._survivors = frozenset(survivors)
         if self.roster is None:
             return self._unmask_requests(survivors, ())
@@ -426,27 +419,26 @@ class MaskingServer(ServerMachine[ServerPhase]):
         """Abort now, before any share is asked for, if some mask could not be removed.
 
         Every survivor's self-mask seed, and the mask key of every other client a survivor
-        masked with, needs t holders among the survivors (a client holds the shares of the
-        peers whose bundles it opened, and its own).
+        masked with, needs t holders among the survivors (a client holds its own shares and
+        those of the peers whose bundles it opened).
         """
         t = self.params.threshold
         if len(survivors) < t:
             raise self._abort(f"{len(survivors)} masked inputs arrived, below the threshold {t}")
         holders: dict[int, set[int]] = {}
+        needed = set(survivors)  # every survivor's seed, and the mask key of its dropped peers
         for w in survivors:
-            for owner in self._mask_peers[w]:
+            needed.update(self._mask_peers[w])
+            for owner in self._holds[w]:
                 holders.setdefault(owner, set()).add(w)
-        for owner in sorted(holders):
-            count = len(holders[owner]) + (owner in survivors)
+        for owner in sorted(needed):
+            count = len(holders.get(owner, ())) + (owner in survivors)
             if count < t:
                 what = "self-mask seed" if owner in survivors else "mask key"
                 raise self._abort(
                     f"only {count} surviving clients hold shares of client {owner}'s {what}, "
                     f"below the threshold {t}"
                 )
-        for v in sorted(survivors - set(holders)):
-            if t > 1:
-                raise self._abort(f"client {v} kept 1 live share holder, below the threshold {t}")
 
     # -- round 3 (active model) ---------------------------------------------------------------
 
@@ -483,7 +475,7 @@ class MaskingServer(ServerMachine[ServerPhase]):
         messages: list[Message] = []
         complete = self.params.graph.is_complete()
         for v in sorted(recipients):
-            peers = self._mask_peers[v]
+            peers = self._holds[v]
             relayed = signatures
             if not complete:
                 wanted = set().union(*(self._neighbours[o] | {o} for o in peers | {v}))

@@ -9,11 +9,11 @@ client, replay one (within the round or from an earlier round), deliver a messag
 recipient's phase does not accept, deliver a message of another session or round, call
 ``submit_input`` at the wrong phase or with a malformed vector, close a finished round, start a
 started one, or tamper with a field the recipient can check. A share bundle tampered so that it
-no longer opens is handled, not refused: the client keeps going, leaves the sender out of its
-masks and names it in its upload (run on a copy of the client). Tampering the recipient cannot
-detect (a masked value or a share value changed in transit, a client id spoofed) is left out on
-purpose: semi-honest SecAgg authenticates nothing, so such a change silently alters the sum, and
-no machine could be asked to refuse it.
+no longer opens is handled, not refused: the client keeps going, still masks with the sender,
+holds none of its shares and names it in its upload (run on a copy of the client). Tampering
+the recipient cannot detect (a masked value or a share value changed in transit, a client id
+spoofed) is left out on purpose: semi-honest SecAgg authenticates nothing, so such a change
+silently alters the sum, and no machine could be asked to refuse it.
 
 An illegal event hits the client itself while the round can lose it and still keep its threshold,
 and otherwise an exact copy of it (``export_state`` / ``from_state``), so that illegal events reach
@@ -702,16 +702,13 @@ class MaskingRounds(RuleBasedStateMachine):
                 self._refused_by_client(mutated.recipient, mutated, outcome)
 
     def _client_names_senders(self, message: ForwardedShares, rejected: tuple[int, ...]) -> None:
-        """Bundles that do not open cost their senders, not the round: a copy of the client
-        keeps going and names the senders in its upload, or refuses if fewer than a threshold
-        of share holders remain (the copy, so the honest round goes on)."""
+        """Bundles that do not open cost their senders a holder, not the round: a copy of the
+        client (so the honest round goes on) keeps going, still masks with every sender and
+        names the ones whose bundles did not open in its upload."""
         copy = MaskingClient.from_state(self.clients[message.recipient].export_state())
         outcome = self._on(copy, lambda: copy.receive(message))
-        if len(message.bundles) - len(rejected) + 1 < self.params.threshold:
-            assert isinstance(outcome, InsufficientSurvivorsError), repr(outcome)
-            self.check_aborted(copy)
-            return
         assert outcome == [], repr(outcome)
+        assert copy._mask_peers == tuple(sorted(b.peer for b in message.bundles))
         assert copy.phase is ClientPhase.AWAIT_INPUT
         upload = self._on(copy, lambda: copy.submit_input(self.inputs[copy.client_id]))
         assert not isinstance(upload, SecAggError), repr(upload)

@@ -164,23 +164,59 @@ def test_advertisement_signed_by_another_identity_leaves_its_sender_out(active_r
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("threat_model", MODES)
-@pytest.mark.parametrize(("protocol", "n"), GRAPHS, ids=GRAPH_IDS)
-def test_garbage_share_bundles_leave_the_dealer_out(active_round, protocol, n, threat_model):
-    game = active_round(protocol, n, threat_model)
+def _garbage_from_culprit(victims: int | None):
+    """An interceptor: the culprit seals garbage for its first ``victims`` peers (all: None)."""
 
     def interceptor(round_index: int, message: Message) -> Message:
         if isinstance(message, EncryptedShares) and message.sender == CULPRIT:
+            hit = {b.peer for b in message.bundles[:victims]}
             garbage = tuple(
                 SealedShares(peer=b.peer, ciphertext=secrets.token_bytes(len(b.ciphertext)))
+                if b.peer in hit
+                else b
                 for b in message.bundles
             )
             return dataclasses.replace(message, bundles=garbage)
         return message
 
-    outcome = game.run(interceptor=interceptor)
-    _assert_completed_without_wrong_sum(outcome, CULPRIT, in_sum=False)
+    return interceptor
+
+
+@pytest.mark.parametrize("threat_model", MODES)
+@pytest.mark.parametrize(("protocol", "n"), GRAPHS, ids=GRAPH_IDS)
+def test_garbage_share_bundles_to_a_few_peers_cost_the_dealer_only_those_holders(
+    active_round, protocol, n, threat_model
+):
+    """Its recipients name it and still mask with it (the pair mask needs no bundle); they hold
+    none of its shares, the others do: its input stays in the exact sum."""
+    game = active_round(protocol, n, threat_model)
+    outcome = game.run(interceptor=_garbage_from_culprit(2))
+    _assert_completed_without_wrong_sum(outcome, CULPRIT, in_sum=True)
     assert "did not open" in outcome.report.misbehaved[CULPRIT]
+
+
+@pytest.mark.parametrize("threat_model", MODES)
+@pytest.mark.parametrize(("protocol", "n"), GRAPHS, ids=GRAPH_IDS)
+def test_garbage_share_bundles_to_every_peer_abort_before_any_share_is_asked_for(
+    active_round, protocol, n, threat_model
+):
+    """With fewer than t holders of its seed its mask cannot be removed. The server cannot tell
+    whether the dealer or its accusers lie, so it aborts, naming the dealer, before unmasking."""
+    game = active_round(protocol, n, threat_model)
+    garbage = _garbage_from_culprit(None)
+    responses: list[Message] = []
+
+    def interceptor(round_index: int, message: Message) -> Message:
+        if isinstance(message, UnmaskResponse):
+            responses.append(message)
+        return garbage(round_index, message)
+
+    report = game.run(interceptor=interceptor).report
+    assert isinstance(report.error, InsufficientSurvivorsError)
+    assert f"client {CULPRIT}'s self-mask seed" in str(report.error)
+    assert "did not open" in report.misbehaved[CULPRIT]
+    assert report.result is None
+    assert responses == []
 
 
 class InconsistentDealer:
@@ -354,14 +390,12 @@ def test_too_many_garbage_dealers_abort_instead_of_a_wrong_sum(active_round, thr
 
 
 @pytest.mark.parametrize("threat_model", MODES)
-def test_false_accusation_costs_only_the_accused_input_never_the_sum(active_round, threat_model):
+def test_false_accusation_costs_the_accused_one_holder_never_the_sum(active_round, threat_model):
     """The culprit throws away an honest peer's good bundle and accuses it (MaskedInput.rejected).
 
-    The culprit masks consistently with its claim (it leaves the peer out of its masks, as a
-    client whose bundle did not open does). The server cannot tell which end lies; it leaves
-    the accused's input out, names it with the accuser in the reason, and returns the exact sum
-    of everyone else. (A culprit whose upload contradicts its own claim adds noise to its own
-    contribution, which no protocol without input validation can tell from a chosen input.)
+    The server cannot tell which end lies: it names the accused (with the accuser in the
+    reason) and asks the accuser for none of the accused's shares. Both still mask with each
+    other, so both inputs stay in the exact sum.
     """
     game = active_round("secagg", 7, threat_model)
 
@@ -379,5 +413,5 @@ def test_false_accusation_costs_only_the_accused_input_never_the_sum(active_roun
     outcome = game.run(interceptor=interceptor)
     outcome.assert_exact()
     report = outcome.report
-    assert OTHER not in report.result.survivors and CULPRIT in report.result.survivors
+    assert OTHER in report.result.survivors and CULPRIT in report.result.survivors
     assert f"client {CULPRIT}" in report.misbehaved[OTHER]

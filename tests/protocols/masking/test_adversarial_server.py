@@ -389,14 +389,18 @@ def test_client_rejects_bundle_relabelled_with_another_sender(at_shares):
     _feed_unopenable_bundles(at_shares, bundles, rejected=(2, 3))
 
 
-def test_client_aborts_when_unopenable_bundles_leave_too_few_holders(at_shares, check_aborted):
-    # t = 3: with three of four bundles garbage, the victim and one peer are too few holders.
+def test_client_keeps_masking_with_peers_whose_bundles_do_not_open(at_shares):
+    # Three of four bundles are garbage: the victim holds only its own and client 4's shares,
+    # but the pair masks need no bundle, so it masks with all four and the round goes on.
     bundles = [_flip(b, 0) if b.peer != 4 else b for b in at_shares.pending[VICTIM].bundles]
-    _feed_bundles(at_shares, bundles, check_aborted, InsufficientSurvivorsError)
+    upload = _feed_unopenable_bundles(at_shares, bundles, rejected=(1, 2, 3))
+    assert at_shares.clients[VICTIM]._mask_peers == (1, 2, 3, 4)
+    assert upload.rejected == (1, 2, 3)
 
 
-def test_unopenable_bundle_costs_its_sender_only(at_shares, ring_sum):
-    """The server leaves the accused sender out and names it; the sum over the rest is exact."""
+def test_unopenable_bundle_costs_its_sender_one_holder_only(at_shares, ring_sum):
+    """The server names the accused sender and asks the victim for none of its shares; both
+    still mask with each other, so every input stays in the exact sum."""
     bundles = list(at_shares.pending[VICTIM].bundles)
     bundles[1] = _flip(bundles[1], 0)
     at_shares.pending[VICTIM] = dataclasses.replace(
@@ -404,13 +408,15 @@ def test_unopenable_bundle_costs_its_sender_only(at_shares, ring_sum):
     )
     at_shares.advance()
     accused = 2
-    assert accused not in at_shares.pending  # it is not asked for shares
+    request = at_shares.pending[VICTIM]
+    assert isinstance(request, UnmaskRequest)
+    assert accused not in request.survivors and accused not in request.dropped
+    assert accused in at_shares.pending  # it is asked for the shares it holds
     assert set(at_shares.server.misbehaved) == {accused}
     assert f"client {VICTIM}" in at_shares.server.misbehaved[accused]
     at_shares.advance()
     result = at_shares.server.result
-    assert result.survivors == (0, 1, 3, 4)
-    assert result.dropped == (accused,)
+    assert result.survivors == (0, 1, 2, 3, 4)
     assert set(result.misbehaved) == {accused}
     expected = ring_sum(at_shares.inputs, result.survivors, at_shares.params.modulus_bits)
     assert np.array_equal(result.vector, expected)
@@ -502,11 +508,8 @@ def test_client_rejects_earlier_round_ciphertexts_under_a_new_header(
     second.advance_to(ClientPhase.AWAIT_SHARES)
     old = {b.peer: b for b in first.pending[VICTIM].bundles}
     bundles = [old[b.peer] if b.peer in replaced else b for b in second.pending[VICTIM].bundles]
-    if len(replaced) == 1:
-        _feed_unopenable_bundles(second, bundles, rejected=replaced)
-    else:
-        # No bundle opens: far fewer than a threshold of holders remain.
-        _feed_bundles(second, bundles, check_aborted, InsufficientSurvivorsError)
+    # None of them opens; the victim holds none of those senders' shares.
+    _feed_unopenable_bundles(second, bundles, rejected=replaced)
 
 
 @pytest.mark.parametrize(

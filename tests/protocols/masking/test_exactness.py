@@ -57,8 +57,9 @@ def expected_outcome(
 
     A client dropping at round r answers nothing from round r on. After rounds 0 and 1 the
     server keeps only clients whose live neighbourhood (with themselves) still holds
-    ``threshold`` members; round 2 needs ``threshold`` uploads and every uploader ``threshold``
-    live share holders. Active only, round 3 needs ``threshold`` signers; a signer refuses to
+    ``threshold`` members; round 2 needs ``threshold`` uploads, every uploader ``threshold``
+    live share holders, and every mask the server must remove ``threshold`` holders among the
+    uploaders. Active only, round 3 needs ``threshold`` signers; a signer refuses to
     unmask (and aborts) if an owner whose share it would release has fewer than ``threshold``
     signers in its closed neighbourhood. The unmasking (round 4) needs ``threshold`` shares of
     each survivor's self-mask seed and of each dropped client's mask key that a survivor used.
@@ -87,6 +88,11 @@ def expected_outcome(
         return Outcome(None)
     uploaded = shared & answering(2)
     if len(uploaded) < t or any(len(nbrs[v] & uploaded) + 1 < t for v in uploaded):
+        return Outcome(None)
+    # Before asking for any share, the server checks that every mask it must remove has t
+    # holders among the uploaders: each survivor's seed, each used dropped client's mask key.
+    needed = uploaded.union(*(nbrs[v] & shared for v in uploaded))
+    if any(len(nbrs[o] & uploaded) + (o in uploaded) < t for o in needed):
         return Outcome(None)
     asked, aborts = uploaded, frozenset[int]()
     if threat_model == "active":
