@@ -13,6 +13,8 @@ The file format is line-based ASCII::
 
     # secagg trusted roster v1
     seed <64 hex digits>
+    degree <k>            (optional: the pinned SecAgg+ degree; absent = complete graph)
+    threshold <t>         (optional: the pinned least threshold)
     <client id> <64 hex digits: the client's Ed25519 public key>
     ...
 """
@@ -51,10 +53,17 @@ class TrustedRoster:
     Attributes:
         keys: client id -> 32-byte raw Ed25519 public key; no two clients share a key.
         seed: 32 public random bytes drawn at setup (the SecAgg+ ring order derives from it).
+        degree: the neighbour count k every round over these clients uses, pinned by the setup
+            so that the server cannot give different clients different neighbourhood sizes
+            (and so different thresholds). ``None``: the complete graph, k = n - 1.
+        threshold: the least Shamir threshold the setup pins (``None``: the clients' own
+            minimum for k alone).
     """
 
     keys: Mapping[int, bytes]
     seed: bytes
+    degree: int | None = None
+    threshold: int | None = None
     _ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,8 +82,28 @@ class TrustedRoster:
                 )
         if len(set(self.keys.values())) != len(self.keys):
             raise ParameterError("two clients of the roster share one identity key")
+        for name in ("degree", "threshold"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 2 <= value
+            ):
+                raise ParameterError(f"the roster's {name} must be an int >= 2, got {value!r}")
+        if self.degree is not None and self.degree >= len(self.keys):
+            raise ParameterError(
+                f"the roster's degree {self.degree} must be below its {len(self.keys)} clients"
+            )
         object.__setattr__(self, "keys", dict(sorted(self.keys.items())))
         object.__setattr__(self, "_ids", tuple(sorted(self.keys)))
+
+    @property
+    def round_degree(self) -> int:
+        """The degree every round over this roster must use (n - 1 unless pinned lower)."""
+        return len(self.keys) - 1 if self.degree is None else self.degree
+
+    def pinned(self, degree: int, threshold: int) -> TrustedRoster:
+        """This roster with the round shape (degree, least threshold) pinned by the setup."""
+        shape = None if degree >= len(self.keys) - 1 else degree
+        return TrustedRoster(self.keys, self.seed, shape, threshold)
 
     @property
     def ids(self) -> tuple[int, ...]:
@@ -104,8 +133,12 @@ class TrustedRoster:
     def dumps(self) -> str:
         """The roster as the text of a roster file."""
         lines = [ROSTER_HEADER, f"seed {self.seed.hex()}"]
+        lines += [f"{name} {value}" for name, value in self._shape() if value is not None]
         lines += [f"{client} {key.hex()}" for client, key in self.keys.items()]
         return "\n".join(lines) + "\n"
+
+    def _shape(self) -> tuple[tuple[str, int | None], ...]:
+        return (("degree", self.degree), ("threshold", self.threshold))
 
     def save(self, path: str | Path) -> None:
         """Write the roster file (public data: give the same file to every client)."""
@@ -130,7 +163,14 @@ class TrustedRoster:
         seed = _hex_field(content[0][1][5:], ORDER_SEED_BYTES, source, content[0][0])
         keys: dict[int, bytes] = {}
         owners: dict[bytes, int] = {}
+        shape: dict[str, int] = {}
         for number, line in content[1:]:
+            name, _, value = line.partition(" ")
+            if name in ("degree", "threshold") and not keys:
+                if name in shape or not (value.isascii() and value.isdigit()):
+                    raise ParameterError(f"{source}:{number}: expected '{name} <int>' once")
+                shape[name] = int(value)
+                continue
             client, key = _roster_line(line, source, number)
             if client in keys:
                 raise ParameterError(f"{source}:{number}: client {client} is listed twice")
@@ -141,7 +181,7 @@ class TrustedRoster:
                 )
             keys[client], owners[key] = key, client
         try:
-            return cls(keys, seed)
+            return cls(keys, seed, shape.get("degree"), shape.get("threshold"))
         except ParameterError as error:
             raise ParameterError(f"{source}: {error}") from None
 
@@ -191,14 +231,19 @@ def _hex_field(text: str, size: int, source: str, number: int) -> bytes:
     return value
 
 
-def trusted_setup(ids: Iterable[int]) -> tuple[TrustedRoster, dict[int, IdentityKey]]:
+def trusted_setup(
+    ids: Iterable[int], *, degree: int | None = None, threshold: int | None = None
+) -> tuple[TrustedRoster, dict[int, IdentityKey]]:
     """Play the trusted setup: a fresh identity key per client, and the roster of them all.
 
     The private keys go to their clients only; the roster goes to everyone, server included.
+    ``degree`` and ``threshold`` pin the round shape (see :class:`TrustedRoster`).
     """
     identities = {client: generate_identity() for client in sorted(set(ids))}
     roster = TrustedRoster(
         {client: key.public_bytes for client, key in identities.items()},
         secrets.token_bytes(ORDER_SEED_BYTES),
+        degree,
+        threshold,
     )
     return roster, identities

@@ -141,7 +141,13 @@ def load_node_identity(key_path: str | Path, roster_path: str | Path) -> NodeIde
     return NodeIdentity(owners[0], identity, roster)
 
 
-def write_deployment_keys(directory: str | Path, client_ids: Iterable[int]) -> DeploymentKeys:
+def write_deployment_keys(
+    directory: str | Path,
+    client_ids: Iterable[int],
+    *,
+    degree: int | None = None,
+    threshold: int | None = None,
+) -> DeploymentKeys:
     """Play the trusted setup of a deployment: one key file per client and the roster file.
 
     Writes ``client-<id>.key`` (mode 0600) for each client and :data:`ROSTER_FILE` into
@@ -150,6 +156,9 @@ def write_deployment_keys(directory: str | Path, client_ids: Iterable[int]) -> D
     Args:
         directory: where the files go.
         client_ids: the roster's client ids (at least 2, distinct, in [0, 2^32 - 2]).
+        degree: the SecAgg+ degree every round must use (``None``: the complete graph); the
+            roster pins it, so the server cannot give clients different neighbourhood sizes.
+        threshold: the least threshold the roster pins (``None``: the clients' own minimum).
 
     Returns:
         The paths written.
@@ -160,7 +169,7 @@ def write_deployment_keys(directory: str | Path, client_ids: Iterable[int]) -> D
     ids = list(client_ids)
     if len(set(ids)) != len(ids):
         raise ParameterError("the client ids of a deployment must be distinct")
-    roster, identities = trusted_setup(ids)
+    roster, identities = trusted_setup(ids, degree=degree, threshold=threshold)
     folder = Path(directory)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     targets = [folder / ROSTER_FILE, *(folder / key_file_name(c) for c in roster.ids)]

@@ -165,7 +165,7 @@ def plan_masking_round(
         roster = TrustedRoster(
             {u: keys[u].public_bytes for u in ids},
             order_seed if order_seed is not None else secrets.token_bytes(ORDER_SEED_BYTES),
-        )
+        ).pinned(policy.degree_for(len(ids)), policy.threshold_for(len(ids)))
     seed = None if roster is None else roster.order_seed(session_id, round_id)
     plan = policy.plan(ids, order_seed=seed)
     if plan.graph is None:
@@ -339,6 +339,9 @@ class Simulator(Driver):
             raise ParameterError("give both the roster and the identities, or neither")
         if active and roster is None:
             roster, identities = trusted_setup(params.graph.nodes)
+        if active and roster is not None and roster.degree is None and roster.threshold is None:
+            # The simulator is the trusted setup: it pins the round's shape in the roster.
+            roster = roster.pinned(params.graph.max_degree, params.threshold)
         self.roster = roster if active else None
         self.server = MaskingServer(params, self.roster)
         extra: dict[str, Any] = {"threat_model": params.threat_model}

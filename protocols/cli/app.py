@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -86,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SecAggError as error:
         print(f"secagg: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output left (``| head``): not a failure of the command.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _dispatch(arguments: list[str]) -> int:

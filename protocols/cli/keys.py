@@ -31,6 +31,15 @@ def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ids", type=int, nargs="+", default=None, help="the clients' ids, instead of --clients"
     )
+    parser.add_argument(
+        "--degree",
+        type=positive_int,
+        default=None,
+        help="the SecAgg+ degree every round must use (default: the complete graph, SecAgg)",
+    )
+    parser.add_argument(
+        "--threshold", type=positive_int, default=None, help="the least threshold clients accept"
+    )
 
 
 def run_keys(args: argparse.Namespace) -> int:
@@ -46,7 +55,9 @@ def run_keys(args: argparse.Namespace) -> int:
     if (args.clients is None) == (args.ids is None):
         raise ParameterError("give exactly one of --clients N and --ids ID [ID ...]")
     ids = list(range(args.clients)) if args.clients is not None else list(args.ids)
-    written = write_deployment_keys(args.directory, ids)
+    written = write_deployment_keys(
+        args.directory, ids, degree=args.degree, threshold=args.threshold
+    )
     print(f"roster (give it to every client and to the server): {written.roster_path}")
     for client, path in written.key_paths.items():
         print(f"client {client} (give it to this client only): {path}")

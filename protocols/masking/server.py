@@ -633,6 +633,12 @@ def _check_active_setup(params: MaskingParams, roster: TrustedRoster | None) -> 
         )
     if roster.ids != params.graph.nodes:
         raise ParameterError("the round's clients must be exactly the trusted roster's clients")
+    if params.graph.max_degree != roster.round_degree or params.threshold < (roster.threshold or 0):
+        raise ParameterError(
+            f"the trusted roster pins degree {roster.round_degree} and threshold >= "
+            f"{roster.threshold or 2}; this round has degree {params.graph.max_degree} and "
+            f"threshold {params.threshold} (its clients would refuse it)"
+        )
     seed = roster.order_seed(params.session_id, params.round_id)
     public = harary_graph(roster.ids, params.graph.max_degree, seed=seed)
     if dict(public.neighbours) != dict(params.graph.neighbours):

@@ -5,10 +5,11 @@ Against a server that may deviate from the protocol, a client trusts only what i
 compute from that. :class:`ActiveChecks` holds those and makes every active-model decision of
 a masking client, in one place:
 
-- the neighbourhood the server names must be the public graph's (the Harary ring order
-  derives from the roster's seed, the session and the round, so the server cannot pick
-  anyone's neighbours), and the threshold must reach the client's own minimum,
-  :func:`protocols.rounds.minimum_threshold` for that neighbourhood;
+- the neighbourhood the server names must be the public graph's, of the degree the roster pins
+  (the Harary ring order derives from the roster's seed, the session and the round, so the
+  server cannot pick anyone's neighbours, nor give clients different neighbourhood sizes), and
+  the threshold must reach the client's own minimum, :func:`protocols.rounds.minimum_threshold`
+  for that neighbourhood, and the roster's pinned threshold;
 - every peer's roster entry must carry that peer's identity signature over its keys and seed
   commitment, and its keys must be valid points;
 - the survivor set of the consistency round is signed with the identity key, and shares are
@@ -80,19 +81,21 @@ class ActiveChecks:
         """
         ids = self.roster.ids
         degree = len(setup.neighbours)
-        try:
-            graph = self.public_graph(degree, session_id, round_id)
-        except ParameterError:
+        if degree != self.roster.round_degree:
+            # Every client must get the same k (and so the same least t): else clients with
+            # different thresholds could accept different survivor sets.
             raise ServerMisbehaviourError(
-                f"the setup names {degree} neighbours, not a degree of any public graph over "
-                f"the {len(ids)} clients of the roster"
-            ) from None
+                f"the setup names {degree} neighbours; the trusted roster pins "
+                f"{self.roster.round_degree}"
+            )
+        graph = self.public_graph(degree, session_id, round_id)
         if graph.neighbours[self.client_id] != frozenset(setup.neighbours):
             raise ServerMisbehaviourError(
                 "the setup's neighbours are not this client's neighbours in the public graph"
             )
         holders = degree + 1
         minimum = minimum_threshold("active", holders, len(ids), self.corrupt_fraction)
+        minimum = max(minimum, self.roster.threshold or 0)
         if setup.threshold < minimum:
             raise ServerMisbehaviourError(
                 f"threshold {setup.threshold} is below {minimum}, the least this client accepts "

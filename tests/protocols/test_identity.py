@@ -218,3 +218,21 @@ def test_signature_over_the_advertisement_is_deterministic_and_bound():
     moved = advertisement_message(SESSION, 8, 5, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32)
     with pytest.raises(InvalidSignatureError):
         roster.check_signature(5, moved, signature)
+
+
+def test_roster_pins_the_round_shape_through_its_file(tmp_path):
+    # The server must not give clients different degrees: the setup pins k (and a least t).
+    roster, _ = trusted_setup(range(8), degree=4, threshold=3)
+    assert (roster.degree, roster.threshold, roster.round_degree) == (4, 3, 4)
+    path = tmp_path / "roster.txt"
+    roster.save(path)
+    assert "degree 4" in path.read_text() and "threshold 3" in path.read_text()
+    assert TrustedRoster.load(path) == roster
+    unpinned, _ = trusted_setup(range(8))
+    assert unpinned.round_degree == 7  # nothing pinned: the complete graph
+    assert unpinned.pinned(7, 5).degree is None and unpinned.pinned(4, 3).degree == 4
+    with pytest.raises(ParameterError, match="degree"):
+        trusted_setup(range(4), degree=4)
+    text = roster.dumps().replace("degree 4", "degree four")
+    with pytest.raises(ParameterError, match=r"roster\.txt:3"):
+        TrustedRoster.loads(text, source="roster.txt")

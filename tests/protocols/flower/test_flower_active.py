@@ -56,8 +56,8 @@ pytestmark = pytest.mark.usefixtures("serverapp_identity")
 IDENTIFY, SETUP, SHARES, UPLOAD, CONSISTENCY, UNMASK = range(6)
 
 
-def _keys(tmp_path: Path, num_clients: int) -> DeploymentKeys:
-    return write_deployment_keys(tmp_path / "keys", range(num_clients))
+def _keys(tmp_path: Path, num_clients: int, degree: int | None = None) -> DeploymentKeys:
+    return write_deployment_keys(tmp_path / "keys", range(num_clients), degree=degree)
 
 
 def _replace_wire(message: Message, replacement: ProtocolMessage) -> Message:
@@ -105,7 +105,8 @@ def test_active_round_equals_plain_fedavg_with_nodes_mapped_by_their_claims(
 def test_active_round_recovers_from_a_dropout_in_every_protocol_round(
     protocol: str, drop_round: int, tmp_path: Path
 ) -> None:
-    keys = _keys(tmp_path, 7)
+    # SecAgg+ with k = 4: the roster pins the degree, so every node checks it gets k = 4.
+    keys = _keys(tmp_path, 7, degree=4 if protocol == "secagg+" else None)
     lost = NODE_BASE + 3
     grid = LoopbackGrid(make_client_app(), 7, silent_from={lost: drop_round + 1}, keys=keys)
     degree: dict[str, object] = {"degree": 4} if protocol == "secagg+" else {}

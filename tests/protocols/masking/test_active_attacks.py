@@ -500,3 +500,63 @@ def test_neighbour_list_must_be_the_public_graphs(active_round, protocol, n, tam
     assert type(error) is ServerMisbehaviourError
     assert "neighbours" in str(error)
     assert sent == []
+
+
+# --------------------------------------------------------------------------------------------
+# The server must not give clients different neighbourhood sizes (independent review finding)
+# --------------------------------------------------------------------------------------------
+
+
+def _setup_for(client, roster, degree: int, threshold: int):
+    from protocols.graph import harary_graph
+    from protocols.messages import SERVER_ID, RoundSetup
+
+    graph = harary_graph(
+        roster.ids, degree, seed=roster.order_seed(client.session_id, client.round_id)
+    )
+    return RoundSetup(
+        session_id=client.session_id,
+        round_id=client.round_id,
+        sender=SERVER_ID,
+        recipient=client.client_id,
+        threshold=threshold,
+        vector_length=4,
+        modulus_bits=16,
+        neighbours=tuple(sorted(graph.neighbours[client.client_id])),
+    )
+
+
+@pytest.mark.parametrize("pinned", [None, 4])
+def test_active_client_refuses_a_degree_other_than_the_rosters(pinned):
+    """With per-client degrees a server could give one group of holders k = 2, t = 2 and another
+    k = 8, t = 5 and have them accept different survivor sets for one owner; the roster pins the
+    degree (complete graph when it pins none), so every honest client gets the same k."""
+    from protocols.identity import trusted_setup
+    from protocols.masking import MaskingClient
+    from secagg.errors import ServerMisbehaviourError
+
+    roster, identities = trusted_setup(range(10), degree=pinned)
+    expected = 9 if pinned is None else pinned
+    for degree in sorted({2, 4, 6, 8, 9} - {expected}):
+        client = MaskingClient(
+            0, session_id=bytes(16), round_id=3, identity=identities[0], roster=roster
+        )
+        with pytest.raises(ServerMisbehaviourError, match="pins"):
+            client.receive(_setup_for(client, roster, degree, threshold=degree // 2 + 1))
+    client = MaskingClient(
+        0, session_id=bytes(16), round_id=3, identity=identities[0], roster=roster
+    )
+    assert client.receive(_setup_for(client, roster, expected, threshold=expected))
+
+
+def test_active_client_refuses_a_threshold_below_the_rosters_pin():
+    from protocols.identity import trusted_setup
+    from protocols.masking import MaskingClient
+    from secagg.errors import ServerMisbehaviourError
+
+    roster, identities = trusted_setup(range(10), degree=6, threshold=6)
+    client = MaskingClient(
+        0, session_id=bytes(16), round_id=3, identity=identities[0], roster=roster
+    )
+    with pytest.raises(ServerMisbehaviourError, match="below"):
+        client.receive(_setup_for(client, roster, 6, threshold=5))
