@@ -17,7 +17,7 @@ and in :mod:`protocols.masking.trust`, not in the transport.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -422,24 +422,18 @@ class MaskingClient(ClientMachine[ClientPhase]):
     def _derive_pair_keys(self, by_id: Mapping[int, RosterEntry]) -> dict[int, bytes]:
         """s_uv with every roster peer (X25519 refuses a low-order key: the roster is bad)."""
         assert self._mask_keys is not None
-        keys = {}
-        for peer in sorted(by_id):
-            if peer == self.client_id:
-                continue
-            try:
-                keys[peer] = pairwise_mask_key(
-                    self._mask_keys,
-                    by_id[peer].mask_public_key,
-                    self.session_id,
-                    self.round_id,
-                    self.client_id,
-                    peer,
-                )
-            except InvalidCiphertextError:
-                raise ServerMisbehaviourError(
-                    f"the roster relays a low-order mask key of client {peer}"
-                ) from None
-        return keys
+        mask_keys = self._mask_keys
+        return {
+            peer: _agreed_with(
+                pairwise_mask_key, mask_keys, entry.mask_public_key, "mask", self._context(peer)
+            )
+            for peer, entry in sorted(by_id.items())
+            if peer != self.client_id
+        }
+
+    def _context(self, peer: int) -> tuple[bytes, int, int, int]:
+        """(session, round, this client, peer): what every pairwise key is bound to."""
+        return self.session_id, self.round_id, self.client_id, peer
 
     def _digest(self, holder: int, pair: tuple[int, int]) -> ShareDigest:
         context = (self.session_id, self.round_id, self.client_id, holder)
@@ -456,19 +450,9 @@ class MaskingClient(ClientMachine[ClientPhase]):
             + shamir.share_to_bytes(pair[0])
             + shamir.share_to_bytes(pair[1])
         )
-        try:
-            key = share_key(
-                self._share_keys,
-                peer_share_key,
-                self.session_id,
-                self.round_id,
-                self.client_id,
-                peer,
-            )
-        except InvalidCiphertextError:
-            raise ServerMisbehaviourError(
-                f"the roster relays a low-order share key of client {peer}"
-            ) from None
+        key = _agreed_with(
+            share_key, self._share_keys, peer_share_key, "share", self._context(peer)
+        )
         # The same key opens the peer's bundle to us in the next round.
         self._share_keys_by_peer[peer] = key
         ad = aead.associated_data(self.session_id, self.round_id, self.client_id, peer)
@@ -651,3 +635,19 @@ class MaskingClient(ClientMachine[ClientPhase]):
     def _share_owners(self) -> set[int]:
         """The peers whose shares this client holds (their bundles opened)."""
         return set(self._mask_peers) - set(self._rejected)
+
+
+def _agreed_with(
+    derive: Callable[[KeyPair, bytes, bytes, int, int, int], bytes],
+    private: KeyPair,
+    peer_public: bytes,
+    kind: str,
+    context: tuple[bytes, int, int, int],
+) -> bytes:
+    """A key agreed with a roster peer; X25519 refuses a low-order point: the roster is bad."""
+    try:
+        return derive(private, peer_public, *context)
+    except InvalidCiphertextError:
+        raise ServerMisbehaviourError(
+            f"the roster relays a low-order {kind} key of client {context[3]}"
+        ) from None

@@ -24,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives import hashes
 
+from protocols.identity import TrustedRoster
+from protocols.messages import KeyAdvertisement, RosterEntry
 from secagg.hazmat import shamir
 from secagg.hazmat.kex import (
     KeyPair,
@@ -41,6 +43,7 @@ __all__ = [
     "ShareKind",
     "advertisement_message",
     "agreed_key",
+    "check_advertisement",
     "consistency_message",
     "pairwise_mask_key",
     "reduce_ring",
@@ -97,6 +100,29 @@ def advertisement_message(
     """What a client's identity signature over its key advertisement covers."""
     body = mask_public_key + share_public_key + commitment
     return bound_message(SignaturePurpose.KEY_ADVERTISEMENT, session_id, round_id, client_id, body)
+
+
+def check_advertisement(
+    roster: TrustedRoster,
+    session_id: bytes,
+    round_id: int,
+    client_id: int,
+    advert: KeyAdvertisement | RosterEntry,
+) -> None:
+    """Check that ``client_id``'s identity key signed these advertised keys and commitment.
+
+    Raises:
+        InvalidSignatureError: the signature does not verify, or the client is not on the roster.
+    """
+    message = advertisement_message(
+        session_id,
+        round_id,
+        client_id,
+        advert.mask_public_key,
+        advert.share_public_key,
+        advert.seed_commitment,
+    )
+    roster.check_signature(client_id, message, advert.signature)
 
 
 def consistency_message(

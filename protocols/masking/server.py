@@ -43,7 +43,7 @@ from protocols.identity import TrustedRoster
 from protocols.masking.keys import (
     RingArray,
     ShareKind,
-    advertisement_message,
+    check_advertisement,
     consistency_message,
     pairwise_mask_key,
     reduce_ring,
@@ -307,16 +307,8 @@ class MaskingServer(ServerMachine[ServerPhase]):
     def _check_advert_signature(self, message: KeyAdvertisement) -> None:
         assert self.roster is not None
         p = self.params
-        signed = advertisement_message(
-            p.session_id,
-            p.round_id,
-            message.sender,
-            message.mask_public_key,
-            message.share_public_key,
-            message.seed_commitment,
-        )
         try:
-            self.roster.check_signature(message.sender, signed, message.signature)
+            check_advertisement(self.roster, p.session_id, p.round_id, message.sender, message)
         except InvalidSignatureError:
             raise self._refuse(
                 message.sender,

@@ -25,7 +25,11 @@ from typing import Final
 
 from protocols.graph import NeighbourGraph, harary_graph
 from protocols.identity import TrustedRoster
-from protocols.masking.keys import advertisement_message, consistency_message
+from protocols.masking.keys import (
+    advertisement_message,
+    check_advertisement,
+    consistency_message,
+)
 from protocols.messages import RosterEntry, RoundSetup, SignatureEntry
 from protocols.rounds import DEFAULT_CORRUPT_FRACTION, minimum_threshold
 from secagg.errors import (
@@ -133,16 +137,8 @@ class ActiveChecks:
         for entry in entries:
             if entry.client_id == self.client_id:
                 continue
-            message = advertisement_message(
-                session_id,
-                round_id,
-                entry.client_id,
-                entry.mask_public_key,
-                entry.share_public_key,
-                entry.seed_commitment,
-            )
             try:
-                self.roster.check_signature(entry.client_id, message, entry.signature)
+                check_advertisement(self.roster, session_id, round_id, entry.client_id, entry)
             except InvalidSignatureError:
                 raise ServerMisbehaviourError(
                     f"the roster entry of client {entry.client_id} is not signed by its "
