@@ -12,8 +12,10 @@ from __future__ import annotations
 
 __all__ = [
     "ClientMisbehaviourError",
+    "DecryptorMisbehaviourError",
     "InsufficientSurvivorsError",
     "InvalidCiphertextError",
+    "InvalidPartialDecryptionError",
     "InvalidSignatureError",
     "KeyReuseError",
     "LocalProtocolError",
@@ -72,12 +74,43 @@ class ClientMisbehaviourError(RemoteProtocolError):
         return (type(self), (str(self), self.culprit))
 
 
+class DecryptorMisbehaviourError(RemoteProtocolError):
+    """A member of a Paillier decryption committee sent a partial decryption that does not
+    verify (or none that parses): it is excluded from the round, and named.
+
+    Attributes:
+        culprit: the decryptor's index (1-based, as in its key share).
+    """
+
+    def __init__(self, message: str, culprit: int) -> None:
+        super().__init__(message)
+        self.culprit = culprit
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        return (type(self), (str(self), self.culprit))
+
+
 class InsufficientSurvivorsError(SecAggError):
     """Fewer than ``threshold`` parties are left: the round aborts cleanly and reveals nothing."""
 
 
 class InvalidCiphertextError(SecAggError):
     """A ciphertext failed authentication or decoding; deliberately says nothing more."""
+
+
+class InvalidPartialDecryptionError(SecAggError):
+    """A threshold-Paillier partial decryption failed its proof of correct exponent.
+
+    Attributes:
+        decryptor: the index of the decryptor whose partial decryption failed.
+    """
+
+    def __init__(self, message: str, decryptor: int) -> None:
+        super().__init__(message)
+        self.decryptor = decryptor
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        return (type(self), (str(self), self.decryptor))
 
 
 class InvalidSignatureError(SecAggError):

@@ -10,8 +10,10 @@ import secagg
 from secagg import errors
 from secagg.errors import (
     ClientMisbehaviourError,
+    DecryptorMisbehaviourError,
     InsufficientSurvivorsError,
     InvalidCiphertextError,
+    InvalidPartialDecryptionError,
     InvalidSignatureError,
     KeyReuseError,
     LocalProtocolError,
@@ -34,6 +36,8 @@ _PARENTS: dict[type[Exception], tuple[type[Exception], ...]] = {
     WireFormatError: (RemoteProtocolError,),
     ServerMisbehaviourError: (RemoteProtocolError,),
     ClientMisbehaviourError: (RemoteProtocolError,),
+    DecryptorMisbehaviourError: (RemoteProtocolError,),
+    InvalidPartialDecryptionError: (SecAggError,),
     InsufficientSurvivorsError: (SecAggError,),
     InvalidCiphertextError: (SecAggError,),
     InvalidSignatureError: (SecAggError,),
@@ -63,6 +67,22 @@ def test_errors_client_misbehaviour_names_its_culprit_and_survives_pickling() ->
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is ClientMisbehaviourError
     assert (str(copy), copy.culprit) == (str(error), 3)
+
+
+@pytest.mark.parametrize(
+    ("error", "attribute"),
+    [
+        (DecryptorMisbehaviourError("decryptor 2 sent a bad partial", culprit=2), "culprit"),
+        (InvalidPartialDecryptionError("proof failed", decryptor=2), "decryptor"),
+    ],
+)
+def test_errors_decryptor_errors_name_the_decryptor_and_survive_pickling(
+    error: SecAggError, attribute: str
+) -> None:
+    assert getattr(error, attribute) == 2
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert (str(copy), getattr(copy, attribute)) == (str(error), 2)
 
 
 def test_errors_wire_format_error_is_a_remote_protocol_error() -> None:
