@@ -3,8 +3,10 @@
 from secagg import errors
 from secagg.errors import (
     ClientMisbehaviourError,
+    DecryptorMisbehaviourError,
     InsufficientSurvivorsError,
     InvalidCiphertextError,
+    InvalidPartialDecryptionError,
     InvalidSignatureError,
     KeyReuseError,
     LocalProtocolError,
@@ -20,8 +22,10 @@ from secagg.errors import (
 
 __all__ = [
     "ClientMisbehaviourError",
+    "DecryptorMisbehaviourError",
     "InsufficientSurvivorsError",
     "InvalidCiphertextError",
+    "InvalidPartialDecryptionError",
     "InvalidSignatureError",
     "KeyReuseError",
     "LocalProtocolError",
