@@ -18,8 +18,8 @@ from protocols.aggregators.pipeline import (
     declared_max_weight,
     ring_inputs,
 )
-from protocols.paillier import KeyHolder, PaillierParams
-from protocols.simulate import PaillierSimulator, SimulationReport
+from protocols.paillier import KeyHolder, PaillierParams, PaillierSimulator
+from protocols.simulate import SimulationReport
 from secagg.encoding import QuantizationScheme, UpdateEncoding
 from secagg.errors import ParameterError
 from secagg.paillier_keys import PaillierKeypair, RandomnessMode, generate_paillier_keypair

@@ -23,12 +23,11 @@ from typing import Any, Final, TypeVar
 
 from protocols import wire
 from protocols.messages import Message
-from protocols.paillier import KeyHolder
+from protocols.paillier import KeyHolder, PaillierSimulator
 from protocols.simulate import (
     ROUND_NAMES,
     UNMASKING_ROUND,
     Driver,
-    PaillierSimulator,
     Simulator,
 )
 

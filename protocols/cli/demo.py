@@ -29,13 +29,12 @@ import numpy.typing as npt
 from protocols.cli.arguments import positive_int, unit_fraction
 from protocols.cli.transcript import print_transcript
 from protocols.messages import EncryptedInput, MaskedInput, Message
-from protocols.paillier import KeyHolder, PaillierParams
+from protocols.paillier import KeyHolder, PaillierParams, PaillierSimulator
 from protocols.rounds import THREAT_MODELS, RoundPlan, RoundPolicy, tolerated_dropout
 from protocols.simulate import (
     ROUND_NAMES,
     Interceptor,
     MaskingRound,
-    PaillierSimulator,
     SimulationReport,
     plan_masking_round,
 )

@@ -25,8 +25,9 @@ from protocols.paillier import (
     PaillierParams,
     PaillierResult,
     PaillierServer,
+    PaillierSimulator,
 )
-from protocols.simulate import PaillierSimulator, SimulationReport
+from protocols.simulate import SimulationReport
 from secagg.hazmat import paillier as hazmat
 from secagg.hazmat.paillier import PaillierKeypair
 from secagg.packing import PackingScheme

@@ -26,8 +26,7 @@ from protocols.messages import (
     EncryptedInput,
     Message,
 )
-from protocols.paillier import KeyHolder, PaillierParams, PaillierServer
-from protocols.simulate import PaillierSimulator
+from protocols.paillier import KeyHolder, PaillierParams, PaillierServer, PaillierSimulator
 from secagg.errors import (
     InsufficientSurvivorsError,
     InvalidCiphertextError,
