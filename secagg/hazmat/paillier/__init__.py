@@ -18,7 +18,9 @@ interchangeable with phe, and adds what makes Paillier usable for vectors:
 
 Modules: :mod:`~secagg.hazmat.paillier.keys` (key pairs, DJN parameters, key-size policy),
 :mod:`~secagg.hazmat.paillier.randomness` (r^n factors), :mod:`~secagg.hazmat.paillier.cipher`
-(encrypt, sum, decrypt, byte codec) and the private process-pool helpers.
+(encrypt, sum, decrypt, byte codec), :mod:`~secagg.hazmat.paillier.threshold` (threshold
+decryption by t of m decryptors with verifiable partial decryptions, over the same ciphertexts)
+and the private process-pool helpers.
 
 Rules kept throughout: g = n + 1 (phe's choice); randomness comes only from :mod:`secrets`; a
 ciphertext is a plain ``int`` in Z*_{n^2}; everything received from outside is checked before
@@ -51,22 +53,47 @@ from secagg.hazmat.paillier.keys import (
     _generate_keypair_unchecked_size as _generate_keypair_unchecked_size,
 )
 from secagg.hazmat.paillier.randomness import RandomnessMode, RandomnessPool
+from secagg.hazmat.paillier.threshold import (
+    SUPPORTED_COMMITTEE_SIZES,
+    DecryptionKeyShare,
+    PartialDecryption,
+    ThresholdKeyset,
+    ThresholdPublicKey,
+    combine_partial_decryptions,
+    generate_threshold_keypair,
+    partial_decrypt,
+    verify_partial_decryption,
+)
+
+# Private seam, like the one above, for protocol tests that deal small threshold keys fast.
+from secagg.hazmat.paillier.threshold import (
+    _generate_threshold_keypair_unchecked_size as _generate_threshold_keypair_unchecked_size,
+)
 
 __all__ = [
+    "SUPPORTED_COMMITTEE_SIZES",
     "SUPPORTED_KEY_BITS",
     "DJNParameters",
+    "DecryptionKeyShare",
     "PaillierKeypair",
+    "PartialDecryption",
     "RandomnessMode",
     "RandomnessPool",
+    "ThresholdKeyset",
+    "ThresholdPublicKey",
     "add_ciphertext_vectors",
     "check_ciphertext",
     "ciphertext_byte_length",
     "ciphertexts_from_bytes",
     "ciphertexts_to_bytes",
+    "combine_partial_decryptions",
     "decrypt_vector",
     "encrypt_vector",
     "generate_keypair",
+    "generate_threshold_keypair",
+    "partial_decrypt",
     "sum_ciphertext_vectors",
+    "verify_partial_decryption",
 ]
 
 #: Names that moved to :mod:`secagg.packing` (the slot layout is not hazardous material); the old
