@@ -22,6 +22,7 @@ from protocols.messages import (
     ConsistencyRequest,
     ConsistencySignature,
     DecryptedAggregate,
+    DecryptionShare,
     EncryptedInput,
     EncryptedShares,
     ForwardedShares,
@@ -166,7 +167,13 @@ PAILLIER_SERVER_TRANSITIONS: Final[dict[ServerPhase, dict[type, ServerPhase]]] =
         EncryptedInput: ServerPhase.COLLECT_INPUTS,
         ClosePhase: ServerPhase.COLLECT_UNMASK,
     },
-    ServerPhase.COLLECT_UNMASK: {DecryptedAggregate: ServerPhase.DONE},
+    # The single key holder's sums end the round; a committee's partial decryptions are
+    # collected until close_phase(), which combines any threshold valid ones.
+    ServerPhase.COLLECT_UNMASK: {
+        DecryptedAggregate: ServerPhase.DONE,
+        DecryptionShare: ServerPhase.COLLECT_UNMASK,
+        ClosePhase: ServerPhase.DONE,
+    },
     ServerPhase.DONE: {},
     ServerPhase.ABORTED: {},
 }

@@ -14,7 +14,7 @@ from typing import Final, TypeAlias, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from secagg.errors import WireFormatError
+from secagg.errors import ParameterError, WireFormatError
 from secagg.hazmat.kex import PUBLIC_KEY_BYTES, SESSION_ID_BYTES
 from secagg.hazmat.shamir import FIELD_PRIME
 from secagg.hazmat.sign import SIGNATURE_BYTES
@@ -22,13 +22,15 @@ from secagg.hazmat.sign import SIGNATURE_BYTES
 __all__ = [
     "COMMITMENT_BYTES",
     "KEY_HOLDER_ID",
+    "MAX_DECRYPTORS",
     "MAX_PARTY_ID",
     "SERVER_ID",
     "Abort",
-    "AggregateCiphertext",
     "ConsistencyRequest",
     "ConsistencySignature",
     "DecryptedAggregate",
+    "DecryptionRequest",
+    "DecryptionShare",
     "EncryptedInput",
     "EncryptedShares",
     "ForwardedShares",
@@ -46,6 +48,8 @@ __all__ = [
     "SignatureEntry",
     "UnmaskRequest",
     "UnmaskResponse",
+    "decryptor_id",
+    "decryptor_index",
     "header",
 ]
 
@@ -53,11 +57,33 @@ __all__ = [
 SERVER_ID: Final = 2**32 - 1
 #: The Paillier key holder's id (a party apart from the server).
 KEY_HOLDER_ID: Final = 2**32 - 2
-MAX_PARTY_ID: Final = 2**32 - 3
+#: The most members a Paillier decryption committee may have; member i is
+#: :func:`decryptor_id` (i), just below the key holder's id.
+MAX_DECRYPTORS: Final = 64
+MAX_PARTY_ID: Final = KEY_HOLDER_ID - MAX_DECRYPTORS - 1
 #: Largest Paillier ciphertext accepted on the wire (a 4096-bit modulus squared).
 MAX_CIPHERTEXT_BYTES: Final = 1024
 MAX_ROUND_ID: Final = 2**64 - 1
 MAX_REASON_CHARS: Final = 1024
+
+
+def decryptor_id(index: int) -> int:
+    """The party id of member ``index`` (1 .. :data:`MAX_DECRYPTORS`) of a decryption committee.
+
+    Raises:
+        ParameterError: ``index`` is outside 1 .. MAX_DECRYPTORS.
+    """
+    if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= MAX_DECRYPTORS:
+        raise ParameterError(f"a decryptor index lies in 1 .. {MAX_DECRYPTORS}, not {index!r}")
+    return KEY_HOLDER_ID - index
+
+
+def decryptor_index(party: int) -> int | None:
+    """The committee index of party id ``party``, or None if it is not a committee member."""
+    index = KEY_HOLDER_ID - party
+    return index if 1 <= index <= MAX_DECRYPTORS else None
+
+
 #: Bytes of a SHA-256 commitment or share digest.
 COMMITMENT_BYTES: Final = 32
 
@@ -459,30 +485,60 @@ def _check_ciphertexts(ciphertexts: object, width: object) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EncryptedInput(_Header):
-    """Client -> server: the packed input encrypted under the key holder's public key."""
+    """Client -> server: the packed input encrypted under the decryptors' public key.
+
+    ``signature`` is the client's identity signature over the session, the round, its id, the
+    public key's fingerprint and the digest of ``ciphertexts``
+    (:func:`protocols.paillier.trust.upload_message`): a decryptor accepts an aggregate only as
+    the product of such signed uploads, so a server cannot pass one client's ciphertext off as
+    a sum, nor replay it in another round.
+    """
 
     ciphertext_bytes: int
     ciphertexts: bytes
+    signature: bytes
 
     def __post_init__(self) -> None:
         _Header.__post_init__(self)
         _check_ciphertexts(self.ciphertexts, self.ciphertext_bytes)
+        _check_bytes("signature", self.signature, SIGNATURE_BYTES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AggregateCiphertext(_Header):
-    """Server -> key holder: the product of ``contributors`` clients' ciphertext vectors."""
+class DecryptionRequest(_Header):
+    """Server -> each decryptor: the signed uploads whose product is to be decrypted.
 
-    contributors: int
+    The decryptor checks every upload and recomputes the product itself; it never takes an
+    aggregate, or a count of contributors, on the server's word.
+    """
+
     vector_length: int
-    ciphertext_bytes: int
-    ciphertexts: bytes
+    uploads: tuple[EncryptedInput, ...]
 
     def __post_init__(self) -> None:
         _Header.__post_init__(self)
-        _check_int("contributors", self.contributors, 1, 2**32 - 1)
         _check_int("vector_length", self.vector_length, 1, 2**31)
-        _check_ciphertexts(self.ciphertexts, self.ciphertext_bytes)
+        _check_tuple_of("uploads", self.uploads, EncryptedInput)
+        if not self.uploads:
+            raise _fail("a decryption request carries at least one upload")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecryptionShare(_Header):
+    """Decryptor -> server: its partial decryption of the aggregate, with its proof.
+
+    ``partial`` is :meth:`secagg.hazmat.paillier.PartialDecryption.to_bytes`; the server checks
+    the proof before it uses the values, and names a decryptor whose proof fails.
+    """
+
+    index: int
+    partial: bytes
+
+    def __post_init__(self) -> None:
+        _Header.__post_init__(self)
+        _check_int("index", self.index, 1, MAX_DECRYPTORS)
+        if not isinstance(self.partial, bytes) or not self.partial:
+            raise _fail("partial must be non-empty bytes")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -520,6 +576,7 @@ Message: TypeAlias = (
     | Abort
     | PaillierSetup
     | EncryptedInput
-    | AggregateCiphertext
+    | DecryptionRequest
+    | DecryptionShare
     | DecryptedAggregate
 )

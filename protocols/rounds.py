@@ -24,6 +24,10 @@ Against an active server (``threat_model="active"``) the Harary ring order is pu
 graph is refused (no client could check it), and :func:`minimum_threshold` is the rule each
 client applies to its own neighbourhood: it refuses any smaller t, whoever chose it.
 
+A policy may carry a survivor floor (``min_survivors``): a masking round planned with it aborts
+before any unmask request if fewer clients uploaded, and its clients refuse a survivor set
+below it (distributed DP sets it to the number of noise shares each released sum needs).
+
 An explicit ``threshold`` overrides every default. The ring holds ``value_bits`` plus
 ceil(log2 n) bits of headroom so that the sum of n inputs never wraps, unless
 ``modulus_bits`` is given (distributed DP sizes its own ring).
@@ -58,6 +62,7 @@ __all__ = [
     "RoundPlan",
     "RoundPolicy",
     "ThreatModel",
+    "check_min_survivors",
     "check_threat_model",
     "minimum_threshold",
     "plan_round",
@@ -82,6 +87,15 @@ def check_threat_model(threat_model: object) -> ThreatModel:
     if threat_model == "active":
         return "active"
     raise ParameterError(f"threat_model must be 'semi-honest' or 'active', not {threat_model!r}")
+
+
+def check_min_survivors(min_survivors: object) -> int:
+    """Return ``min_survivors`` after checking it is a non-negative int (0: no floor)."""
+    if isinstance(min_survivors, bool) or not isinstance(min_survivors, int) or min_survivors < 0:
+        raise ParameterError(
+            f"min_survivors must be a non-negative int (0: no floor), got {min_survivors!r}"
+        )
+    return min_survivors
 
 
 def minimum_threshold(
@@ -137,6 +151,9 @@ class RoundPolicy:
         modulus_bits: ring override (default: value_bits + ceil(log2 n)).
         graph_builder: a custom neighbour graph for a masking round (replaces the protocol's).
         threat_model: ``"semi-honest"`` or ``"active"`` (see :mod:`protocols.rounds`).
+        min_survivors: the fewest uploads a masking round may unmask, enforced by the server
+            before any unmask request and by each client before it releases a share (0: no
+            floor beyond the threshold).
     """
 
     protocol: ProtocolName = "secagg+"
@@ -148,9 +165,11 @@ class RoundPolicy:
     modulus_bits: int | None = None
     graph_builder: GraphBuilder | None = None
     threat_model: ThreatModel = "semi-honest"
+    min_survivors: int = 0
 
     def __post_init__(self) -> None:
         check_threat_model(self.threat_model)
+        check_min_survivors(self.min_survivors)
         if self.graph_builder is not None and self.threat_model == "active":
             raise ParameterError(
                 "a custom graph cannot be checked by the clients, so it is refused against an "

@@ -149,6 +149,9 @@ def plan_masking_round(
         vector_length, modulus_bits: what each client uploads.
         identities: long-term identity keys to reuse (e.g. across the rounds of a session).
         order_seed: the roster's 32-byte public seed to reuse (drawn when ``None``).
+
+    The policy's survivor floor (``policy.min_survivors``) goes into the server's parameters;
+    :meth:`MaskingRound.simulator` hands it to every client too.
     """
     roster = None
     keys: dict[int, IdentityKey] | None = None
@@ -172,8 +175,18 @@ def plan_masking_round(
         vector_length=vector_length,
         modulus_bits=modulus_bits,
         threat_model=policy.threat_model,
+        min_survivors=policy.min_survivors,
     )
     return MaskingRound(params, roster, keys)
+
+
+def _client_floor(params: MaskingParams, min_survivors: int | None) -> int:
+    """The survivor floor the simulated clients apply (see :class:`Simulator`)."""
+    if min_survivors is not None:
+        return min_survivors
+    if params.threat_model == "semi-honest" and not params.graph.is_complete():
+        return 0  # a semi-honest client's unmask request names its neighbourhood only
+    return params.min_survivors
 
 
 class Driver:
@@ -311,6 +324,10 @@ class Simulator(Driver):
         roster, identities: the trusted setup (active model): the roster, and each client's
             identity key.
         corrupt_fraction: the bound on colluding clients the clients declare (active model).
+        min_survivors: the survivor floor every client applies (its own setting): by default
+            the server's ``params.min_survivors``, except for semi-honest clients on a sparse
+            graph, who see only their neighbourhood and cannot check it (0 there); a test of a
+            lying server gives the server a lower floor than its clients.
     """
 
     def __init__(
@@ -325,6 +342,7 @@ class Simulator(Driver):
         roster: TrustedRoster | None = None,
         identities: Mapping[int, IdentityKey] | None = None,
         corrupt_fraction: float | None = None,
+        min_survivors: int | None = None,
     ) -> None:
         super().__init__(params.graph.nodes, inputs, dropouts, interceptor, through_wire, on_step)
         self.params = params
@@ -338,7 +356,10 @@ class Simulator(Driver):
             roster = roster.pinned(params.graph.max_degree, params.threshold)
         self.roster = roster if active else None
         self.server = MaskingServer(params, self.roster)
-        extra: dict[str, Any] = {"threat_model": params.threat_model}
+        extra: dict[str, Any] = {
+            "threat_model": params.threat_model,
+            "min_survivors": _client_floor(params, min_survivors),
+        }
         if corrupt_fraction is not None:
             extra["corrupt_fraction"] = corrupt_fraction
         self.clients = {

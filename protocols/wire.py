@@ -20,10 +20,11 @@ import numpy.typing as npt
 from protocols.messages import (
     COMMITMENT_BYTES,
     Abort,
-    AggregateCiphertext,
     ConsistencyRequest,
     ConsistencySignature,
     DecryptedAggregate,
+    DecryptionRequest,
+    DecryptionShare,
     EncryptedInput,
     EncryptedShares,
     ForwardedShares,
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 MAGIC: Final = b"SAGG"
-VERSION: Final = 2
+VERSION: Final = 3
 #: Bounds on counts read from the wire; a decoder never allocates more than the bytes present.
 MAX_ENTRIES: Final = 1 << 20
 MAX_VECTOR_LENGTH: Final = 1 << 31
@@ -78,10 +79,11 @@ _TYPE_CODES: Final[dict[type, int]] = {
     Abort: 9,
     PaillierSetup: 10,
     EncryptedInput: 11,
-    AggregateCiphertext: 12,
+    DecryptionRequest: 12,
     DecryptedAggregate: 13,
     ConsistencyRequest: 14,
     ConsistencySignature: 15,
+    DecryptionShare: 16,
 }
 
 
@@ -229,7 +231,16 @@ def _encode_body(message: Message, w: _Writer) -> None:
         reason = message.reason.encode("utf-8")
         w.fmt("H", len(reason))
         w.raw(reason)
-    elif isinstance(message, PaillierSetup):
+    elif isinstance(
+        message,
+        PaillierSetup | EncryptedInput | DecryptionRequest | DecryptionShare | DecryptedAggregate,
+    ):
+        _encode_paillier(message, w)
+
+
+def _encode_paillier(message: Message, w: _Writer) -> None:
+    """The bodies of the Paillier messages (type codes 10 to 13 and 16)."""
+    if isinstance(message, PaillierSetup):
         modulus = message.public_key_n.to_bytes((message.public_key_n.bit_length() + 7) // 8, "big")
         w.fmt("H", len(modulus))
         w.raw(modulus)
@@ -237,10 +248,16 @@ def _encode_body(message: Message, w: _Writer) -> None:
     elif isinstance(message, EncryptedInput):
         w.fmt("HI", message.ciphertext_bytes, len(message.ciphertexts))
         w.raw(message.ciphertexts)
-    elif isinstance(message, AggregateCiphertext):
-        w.fmt("II", message.contributors, message.vector_length)
-        w.fmt("HI", message.ciphertext_bytes, len(message.ciphertexts))
-        w.raw(message.ciphertexts)
+        w.raw(message.signature)
+    elif isinstance(message, DecryptionRequest):
+        w.fmt("II", message.vector_length, len(message.uploads))
+        for upload in message.uploads:
+            nested = encode(upload)
+            w.fmt("I", len(nested))
+            w.raw(nested)
+    elif isinstance(message, DecryptionShare):
+        w.fmt("HI", message.index, len(message.partial))
+        w.raw(message.partial)
     elif isinstance(message, DecryptedAggregate):
         w.fmt("II", message.contributors, message.vector.shape[0])
         w.raw(message.vector.astype("<u8", copy=False).tobytes())
@@ -420,19 +437,28 @@ def _ciphertext_block(r: _Reader) -> tuple[int, bytes]:
 
 def _decode_encrypted_input(r: _Reader, header: Header) -> Message:
     width, data = _ciphertext_block(r)
-    return EncryptedInput(**header, ciphertext_bytes=width, ciphertexts=data)
+    signature = r.take(SIGNATURE_BYTES)
+    return EncryptedInput(**header, ciphertext_bytes=width, ciphertexts=data, signature=signature)
 
 
-def _decode_aggregate_ciphertext(r: _Reader, header: Header) -> Message:
-    contributors, vector_length = r.fmt("II")
-    width, data = _ciphertext_block(r)
-    return AggregateCiphertext(
-        **header,
-        contributors=contributors,
-        vector_length=vector_length,
-        ciphertext_bytes=width,
-        ciphertexts=data,
-    )
+def _decode_decryption_request(r: _Reader, header: Header) -> Message:
+    (vector_length,) = r.fmt("I")
+    count = r.count(4)
+    uploads = []
+    for _ in range(count):
+        data = r.take(r.u32())
+        # The type code is checked before decoding, so requests can never nest requests.
+        if len(data) < _HEADER.size or data[5] != _TYPE_CODES[EncryptedInput]:
+            raise WireFormatError("a decryption request carries only encrypted inputs")
+        nested = decode(data)
+        assert isinstance(nested, EncryptedInput)  # by its type code
+        uploads.append(nested)
+    return DecryptionRequest(**header, vector_length=vector_length, uploads=tuple(uploads))
+
+
+def _decode_decryption_share(r: _Reader, header: Header) -> Message:
+    index, size = r.fmt("HI")
+    return DecryptionShare(**header, index=index, partial=r.take(size))
 
 
 def _decode_decrypted_aggregate(r: _Reader, header: Header) -> Message:
@@ -455,10 +481,11 @@ _DECODERS: Final[dict[int, Callable[[_Reader, Header], Message]]] = {
     9: _decode_abort,
     10: _decode_paillier_setup,
     11: _decode_encrypted_input,
-    12: _decode_aggregate_ciphertext,
+    12: _decode_decryption_request,
     13: _decode_decrypted_aggregate,
     14: _decode_consistency_request,
     15: _decode_consistency_signature,
+    16: _decode_decryption_share,
 }
 
 

@@ -6,7 +6,8 @@ dependency installation), one ``flower-supernode --insecure`` per node (each on 
 port, with its ``--node-config``), and ``flwr run APP loopback --stream`` with a ``config.toml``
 pointing the CLI at the SuperLink. Every process gets its own ``FLWR_HOME``; telemetry and update
 checks are off. :func:`deployment_node_configs` writes the deployment's identity keys and roster
-for the active threat model and names them in each node's config. Used by
+for the active threat model (and the Paillier keys, on request) and names them in each node's
+config. Used by
 ``measure_round_time.py`` and by the deployment test.
 
 Cleanup is the point of :meth:`LocalDeployment.close`: the SuperLink runs the ServerApp in a
@@ -401,25 +402,41 @@ def deployment_node_configs(
     *,
     key_dir: Path | None = None,
     extra: Mapping[int, str] | None = None,
+    decryptors: int | None = None,
+    decryption_threshold: int | None = None,
 ) -> tuple[list[str], Path | None]:
     """One ``--node-config`` per node: its partition, and its trust in the active threat model.
 
     With ``key_dir``, the deployment's keys are written there first
     (:func:`protocols.flower.write_deployment_keys`, clients 0 .. n-1) and node ``i`` gets
     client ``i``'s private key file and the roster file; without it, every node runs
-    semi-honest. ``extra`` appends settings to some nodes' configs.
+    semi-honest. With ``decryptors`` (and ``key_dir``), the Paillier keys are dealt there too
+    (``paillier-keys`` of the run config is then ``key_dir``) and every node pins the public key
+    file. ``extra`` appends settings to some nodes' configs.
 
     Returns:
         The node configs, and the roster file for the ServerApp (``None`` when semi-honest).
     """
     from protocols.flower import (
         NODE_IDENTITY_KEY,
+        NODE_PAILLIER_KEY,
         NODE_ROSTER,
         NODE_THREAT_MODEL,
         write_deployment_keys,
     )
 
-    keys = None if key_dir is None else write_deployment_keys(key_dir, range(num_nodes))
+    if decryptors is not None and key_dir is None:
+        raise ValueError("Paillier keys need key_dir: its nodes sign their uploads")
+    keys = (
+        None
+        if key_dir is None
+        else write_deployment_keys(
+            key_dir,
+            range(num_nodes),
+            decryptors=decryptors,
+            decryption_threshold=decryption_threshold,
+        )
+    )
     configs = []
     for i in range(num_nodes):
         config = f"partition-id={i} num-partitions={num_nodes}"
@@ -430,6 +447,8 @@ def deployment_node_configs(
             config += (
                 f" {NODE_IDENTITY_KEY}='{keys.key_paths[i]}' {NODE_ROSTER}='{keys.roster_path}'"
             )
+        if keys is not None and keys.paillier is not None:
+            config += f" {NODE_PAILLIER_KEY}='{keys.paillier.public_path}'"
         if extra and i in extra:
             config += f" {extra[i]}"
         configs.append(config)

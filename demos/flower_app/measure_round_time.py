@@ -13,7 +13,10 @@ Run from the repository root::
         --backends plain flower-secagg+ secagg+ [--threat-model semi-honest]
 
 SecAgg and SecAgg+ run in the active threat model by default: the script writes the identity
-keys and the roster into its temporary directory and names them in each node's config.
+keys and the roster into its temporary directory and names them in each node's config. With
+``paillier`` among the backends it also deals the Paillier keys there (``--decryptors M
+--decryption-threshold T``; the ServerApp runs the decryptors, the nodes pin the public key
+file), which needs the active model's keys.
 
 Flower's SuperLink and SuperNodes poll every 3 s and start a process per message, so rounds of
 four protocol stages cost tens of seconds whatever the cryptography does; compare backends within
@@ -50,8 +53,17 @@ def parse_args() -> argparse.Namespace:
         default="active",
         help="of secagg and secagg+ (active: the nodes get identity keys and a roster)",
     )
+    parser.add_argument(
+        "--decryptors", type=int, default=1, help="paillier: decryptors (1: a single key holder)"
+    )
+    parser.add_argument(
+        "--decryption-threshold", type=int, default=None, help="paillier: t of the decryptors"
+    )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if "paillier" in args.backends and args.threat_model != "active":
+        parser.error("paillier signs its uploads: it needs the active model's keys")
+    return args
 
 
 def main() -> None:
@@ -61,8 +73,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="secagg-flower-") as tmp:
         workdir = Path(tmp)
         key_dir = workdir / "keys" if args.threat_model == "active" else None
-        configs, roster = deployment_node_configs(args.nodes, key_dir=key_dir)
+        paillier = "paillier" in args.backends
+        configs, roster = deployment_node_configs(
+            args.nodes,
+            key_dir=key_dir,
+            decryptors=args.decryptors if paillier else None,
+            decryption_threshold=args.decryption_threshold,
+        )
         trust = {"threat-model": args.threat_model, "roster": str(roster or "")}
+        if paillier:
+            trust["paillier-keys"] = str(key_dir)
         with LocalDeployment(
             workdir / "deployment", args.nodes, node_configs=configs
         ) as deployment:

@@ -6,7 +6,9 @@ it summed, who dropped, the size of the step) next to the model's quality, and c
 lines, a PNG training curve (:mod:`models.commands.plotting`) and a checkpoint
 (:mod:`models.commands.checkpoint`). With ``--dp-epsilon`` the masking backend becomes
 :class:`~protocols.dp_aggregator.DistributedDPAggregator`: every client adds a share of discrete
-noise inside the secure sum, and each round reports the epsilon spent so far (``dp-accounting``).
+noise inside the secure sum, and each round reports how many noise shares its released sum holds
+(its survivors; ``-`` for a withheld round, which is never unmasked and costs nothing) and the
+epsilon spent so far, composed by ``dp-accounting`` over the released rounds at their own noise.
 
 The run goes: set up (data, split, baselines, model, backend, trainer), describe the setup,
 train with one table row (or JSON line) per evaluated round, summarise, then plot and save on
@@ -318,7 +320,7 @@ def _describe_training(args: argparse.Namespace, setup: _Setup, out: _Output) ->
             f"clients adds 1/{dp_config.expected_clients} of the noise; server step "
             f"{setup.server_lr:g}"
         )
-    epsilon_header = f" {'epsilon':>8}" if private is not None else ""
+    epsilon_header = f" {'survivors':>9} {'epsilon':>8}" if private is not None else ""
     out.say(
         f"{'round':>5} {'server summed':>13} {'dropped':>7} {'step norm':>9} {'loss':>7} "
         f"{'HR@10':>7} {'NDCG@10':>7} {'agg s':>7}{epsilon_header}"
@@ -355,25 +357,47 @@ class _RoundTable:
         self._aggregator = aggregator
         self._private = private
         self._progress = progress
+        self._charged = 0  # released rounds the accountant had charged at the last report
 
     def show(self, record: RoundRecord) -> None:
         """The trainer's ``on_round`` callback."""
         if self._progress is not None:
             self._progress.update(1)
-        epsilon = None if self._private is None else self._private.epsilon_spent
+        privacy = self._round_privacy()
         if self._out.as_json:
-            self._out.emit(_record_json(record, self._aggregator, epsilon), flush=True)
+            self._out.emit(_record_json(record, self._aggregator, privacy), flush=True)
             return
         if record.ranking is None and not record.aborted:
             return
-        line = _table_row(record, epsilon)
+        line = _table_row(record, privacy)
         if self._progress is not None:
             self._progress.write(line, file=self._out.stream)
         else:
             self._out.say(line)
 
+    def _round_privacy(self) -> _RoundPrivacy | None:
+        """What this round cost: its charged survivor count (if released) and the total."""
+        private = self._private
+        if private is None:
+            return None
+        charged = private.round_survivors
+        survivors = charged[-1] if len(charged) > self._charged else None
+        self._charged = len(charged)
+        noise = None if survivors is None else private.accountant.round_noise_multiplier(survivors)
+        return _RoundPrivacy(survivors, noise, private.epsilon_spent)
 
-def _table_row(record: RoundRecord, epsilon: float | None) -> str:
+
+@dataclass(frozen=True, slots=True)
+class _RoundPrivacy:
+    """One DP round's cost: the noise shares of its released sum (``None``: withheld, never
+    unmasked, free), that sum's noise multiplier z * sqrt(s / n), and the epsilon spent so far."""
+
+    survivors: int | None
+    noise_multiplier: float | None
+    epsilon: float
+
+
+def _table_row(record: RoundRecord, privacy: _RoundPrivacy | None) -> str:
     summed = "aborted" if record.aborted else f"{len(record.survivors)} clients"
     hr = "-" if record.ranking is None else f"{record.ranking.hit_ratio:.4f}"
     ndcg = "-" if record.ranking is None else f"{record.ranking.ndcg:.4f}"
@@ -381,12 +405,17 @@ def _table_row(record: RoundRecord, epsilon: float | None) -> str:
         f"{record.round:>5} {summed:>13} {len(record.dropped):>7} {record.update_norm:>9.3f} "
         f"{record.client_loss:>7.4f} {hr:>7} {ndcg:>7} {record.aggregation_seconds:>7.2f}"
     )
-    if epsilon is not None:
-        line += f" {epsilon:>8.4f}"
+    if privacy is not None:
+        charged = "-" if privacy.survivors is None else str(privacy.survivors)
+        line += f" {charged:>9} {privacy.epsilon:>8.4f}"
     return line
 
 
-def _record_json(record: RoundRecord, aggregator: str, epsilon: float | None) -> dict[str, Any]:
+def _record_json(
+    record: RoundRecord, aggregator: str, privacy: _RoundPrivacy | None
+) -> dict[str, Any]:
+    """One round's JSON line; with DP, ``released`` says whether its sum was unmasked (and
+    charged, with ``survivors`` noise shares at ``noise_multiplier``)."""
     return {
         "round": record.round,
         "aggregator": aggregator,
@@ -400,7 +429,9 @@ def _record_json(record: RoundRecord, aggregator: str, epsilon: float | None) ->
         "ndcg@10": None if record.ranking is None else record.ranking.ndcg,
         "client_seconds": record.client_seconds,
         "aggregation_seconds": record.aggregation_seconds,
-        "epsilon": epsilon,
+        "epsilon": None if privacy is None else privacy.epsilon,
+        "released": None if privacy is None else privacy.survivors is not None,
+        "noise_multiplier": None if privacy is None else privacy.noise_multiplier,
     }
 
 
@@ -453,8 +484,12 @@ def _report_summary(
         )
     if setup.private is not None:
         report = setup.private.privacy_report()
+        survivors = setup.private.round_survivors
+        spread = f"{min(survivors)}-{max(survivors)}" if survivors else "none"
         out.say(
             f"privacy spent: epsilon {report['epsilon']:.4f} at delta {report['delta']:g} after "
             f"{report['rounds']} released rounds (target {report['target_epsilon']:g} over "
-            f"{report['planned_rounds']}; {report['accountant']}, {report['library']})"
+            f"{report['planned_rounds']}; survivors per released round {spread}, each of at "
+            f"least {report['expected_clients']} noise shares; withheld rounds cost nothing; "
+            f"{report['accountant']}, {report['library']})"
         )

@@ -17,15 +17,24 @@ client-level (epsilon, delta) differential privacy without trusting the server w
 Rules of this module:
 
 * The noise is calibrated once, at construction, for the planned number of rounds
-  (:func:`secagg.dp.choose_parameters`); every released round is charged to the accountant,
-  an aborted round (nothing unmasked) is not. Running more rounds than planned is allowed and
+  (:func:`secagg.dp.choose_parameters`). Running more rounds than planned is allowed and
   reported (:class:`PrivacyBudgetWarning`); the epsilon then exceeds its target.
-* Every released sum holds at least ``expected_clients`` noise shares, which is what the
-  accountant assumes. A round with fewer survivors is withheld with
-  :class:`~secagg.errors.InsufficientSurvivorsError` (in a deployment the server checks the
-  survivor set it fixes after MaskedInputCollection, before asking anyone to unmask). A round with
-  more survivors, up to ``max_clients``, carries more noise than needed, which only helps privacy;
-  the granularity leaves room for ``max_clients`` inputs in the ring.
+* Every sum that is unmasked holds at least ``expected_clients`` noise shares: the masking
+  round's survivor floor (``min_survivors``) is ``expected_clients``, which the server enforces
+  after MaskedInputCollection (and after the consistency round), before any unmask request, and
+  each client enforces before it releases a share. A round with fewer survivors aborts with
+  :class:`~secagg.errors.InsufficientSurvivorsError` before anything is unmasked: nothing of it
+  is readable afterwards (``last_report.result`` is ``None``) and it costs nothing. A server that
+  names fewer survivors to shrink the noise is refused by the clients
+  (:class:`~secagg.errors.ServerMisbehaviourError`).
+* Every unmasked sum is charged the moment it is unmasked, at its own noise: s survivors of
+  n = ``expected_clients`` carry noise multiplier z * sqrt(s / n) >= z
+  (:meth:`secagg.dp.PrivacyAccountant.charge`), so the reported epsilon composes exactly the
+  released rounds. A round with more survivors, up to ``max_clients``, carries more noise than
+  needed; the granularity leaves room for ``max_clients`` inputs in the ring.
+* Noise shares count only from clients that follow the protocol: a client colluding with the
+  server can leave its share out (or reveal it), as in every distributed-DP design; calibrate
+  ``expected_clients`` for the honest clients a round is sure to hold.
 * The accountant assumes that each client takes part in a round independently with probability
   ``sampling_rate`` (Poisson sampling). A trainer that samples a fixed number of clients without
   replacement, as :class:`models.federated.FederatedTrainer` does, is accounted with the usual
@@ -56,6 +65,7 @@ from secagg.dp import (
     DistributedDPMechanism,
     Mechanism,
     PrivacyAccountant,
+    SpentReport,
     choose_parameters,
     new_rotation_seed,
     rounded_l2_bound,
@@ -71,8 +81,8 @@ __all__ = [
     "PrivacyReport",
 ]
 
-#: JSON-ready privacy report: string keys, numbers, names, or ``None``.
-PrivacyReport = dict[str, float | int | str | None]
+#: JSON-ready privacy report: string keys, numbers, names, per-round lists, or ``None``.
+PrivacyReport = SpentReport
 DPGraph = Literal["complete", "harary"]
 
 #: The default ring: 32 bits keeps the ring vectors uint32 and leaves room for fine grids.
@@ -136,7 +146,9 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         rounds: the number of rounds the noise is calibrated for, >= 1.
         sampling_rate: q, each client's probability of taking part in a round, in (0, 1].
         expected_clients: n, the fewest inputs a released sum may hold; each client adds 1 / n
-            of the noise variance, so every released sum carries at least the full noise.
+            of the noise variance, so every released sum carries at least the full noise. It
+            is the masking round's survivor floor: the server and every client refuse to
+            unmask fewer.
         dimension: d, the length of a float update.
         clip_norm: c, the L2 norm each client clips its update to.
         mechanism: ``"discrete_gaussian"`` (Kairouz et al. 2021) or ``"skellam"`` (Agarwal et
@@ -194,6 +206,7 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
             corrupt_fraction=corrupt_fraction,
             modulus_bits=modulus_bits,
             threat_model=threat_model,
+            min_survivors=expected_clients,
         )
         calibrated = choose_parameters(
             target_epsilon=target_epsilon,
@@ -218,7 +231,6 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         self.graph: Final[DPGraph] = graph
         self.name = "dp-secagg+" if graph == "harary" else "dp-secagg"
         self.secure_sum: MaskingSum = MaskingSum(policy, through_wire=through_wire)
-        self.rounds_done = 0
         self.last_rotation_seed: bytes | None = None
 
     # -- accounting ---------------------------------------------------------------------------
@@ -239,23 +251,34 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         return self.accountant.delta
 
     @property
+    def rounds_done(self) -> int:
+        """The rounds released (unmasked, and charged) so far."""
+        return len(self.accountant.released)
+
+    @property
+    def round_survivors(self) -> tuple[int, ...]:
+        """The survivor count (noise shares) of every released round, in order."""
+        return self.accountant.released
+
+    @property
     def epsilon_spent(self) -> float:
-        """Epsilon spent by the rounds released so far (0 before the first)."""
-        return self.accountant.epsilon_after(self.rounds_done)
+        """Epsilon spent by the rounds released so far, each at its own noise (0 before any)."""
+        return self.accountant.epsilon_spent()
 
     def privacy_report(self) -> PrivacyReport:
         """The privacy spent by the rounds released so far, as ``dp-accounting`` computes it.
 
-        The keys of :meth:`secagg.dp.PrivacyAccountant.privacy_report` for ``rounds_done``
-        rounds (``epsilon``, ``delta``, ``rounds``, ``noise_multiplier``, ``sampling_rate``,
-        ``accountant``, ``library``, ``rdp_order``, ``neighboring``), plus ``target_epsilon``,
-        ``planned_rounds``, ``mechanism``, ``clip_norm``, ``expected_clients``,
-        ``max_clients``, ``modulus_bits``, ``granularity`` and ``noise_inflation``.
+        The keys of :meth:`secagg.dp.PrivacyAccountant.spent_report` (``epsilon``, ``delta``,
+        ``rounds``, ``noise_multiplier``, ``sampling_rate``, ``accountant``, ``library``,
+        ``rdp_order``, ``neighboring``, ``survivors``: each released round's survivor count,
+        ``round_noise_multipliers``, ``expected_clients``), plus ``target_epsilon``,
+        ``planned_rounds``, ``mechanism``, ``clip_norm``, ``max_clients``, ``modulus_bits``,
+        ``granularity`` and ``noise_inflation``.
 
         Returns:
             A JSON-ready dictionary.
         """
-        report: PrivacyReport = dict(self.accountant.privacy_report(self.rounds_done))
+        report: PrivacyReport = self.accountant.spent_report()
         report.update(
             target_epsilon=self.target_epsilon,
             planned_rounds=self.planned_rounds,
@@ -305,19 +328,9 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         self.last_rotation_seed = new_rotation_seed()
         return DPCodec(self.mechanism, self.last_rotation_seed)
 
-    def check_release(self, outcome: SumOutcome) -> None:
-        """Withhold a sum with fewer noise shares than the accountant assumes."""
-        if len(outcome.survivors) < self.config.expected_clients:
-            raise InsufficientSurvivorsError(
-                f"only {len(outcome.survivors)} inputs survived, fewer than the "
-                f"{self.config.expected_clients} noise shares the accountant assumes; the sum "
-                "is withheld (lower expected_clients to tolerate more dropouts)"
-            )
-
-    def after_release(self, outcome: SumOutcome) -> None:
-        """Charge the released round to the accountant."""
-        del outcome
-        self._charge_round()
+    def on_release(self, outcome: SumOutcome) -> None:
+        """Charge the unmasked round to the accountant at its own noise, before decoding."""
+        self._charge_round(len(outcome.survivors))
 
     def seconds_table(
         self, report: SimulationReport | None, encode_seconds: float, decode_seconds: float
@@ -327,15 +340,15 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         table["dp"] = {"client_encode_mean": encode_seconds, "server_decode": decode_seconds}
         return table
 
-    def _charge_round(self) -> None:
-        self.rounds_done += 1
+    def _charge_round(self, survivors: int) -> None:
+        self.accountant.charge(survivors)
         if self.rounds_done == self.planned_rounds + 1:
             warnings.warn(
                 f"round {self.rounds_done} exceeds the {self.planned_rounds} rounds the noise was "
                 f"calibrated for; epsilon is now above its target {self.target_epsilon:g} "
                 "(privacy_report() gives the true value)",
                 PrivacyBudgetWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
 

@@ -1,9 +1,12 @@
 """Validation of one ``aggregate`` call: the same checks, and the same messages, for every backend.
 
 Every check names the client and says what to change. Updates must be 1-D arrays of finite real
-numbers of one length (strings, objects and complex numbers are refused rather than coerced or
-silently truncated); weights must be finite and non-negative; a dropout schedule names known
-clients and protocol rounds 0-3.
+numbers of one length (strings, bytes, objects, booleans, dates, complex numbers and ragged
+sequences are refused with :class:`~secagg.errors.ParameterError` rather than coerced, silently
+truncated or left to fail later with a bare ``ValueError``); weights must be finite and
+non-negative; a dropout schedule names known clients and protocol rounds 0-4. Every backend runs
+these checks through :meth:`protocols.aggregators.pipeline.Pipeline.aggregate`, before anything
+is encoded.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ __all__ = ["RoundInputs", "check_dropouts", "check_round_inputs", "check_updates
 UPLOAD_ROUND = 2
 #: The last protocol round (unmasking); see :data:`protocols.simulate.ROUND_NAMES`.
 LAST_ROUND = 4
-_REAL_KINDS = "biuf"
+#: numpy dtype kinds of real numbers: signed and unsigned integers, floats. Booleans ("b") are
+#: refused, as they are for weights: True is not a coordinate value.
+_REAL_KINDS = "iuf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,19 @@ def check_updates(updates: Mapping[int, npt.ArrayLike]) -> dict[int, FloatArray]
 
 
 def _real_array(client_id: int, update: npt.ArrayLike) -> FloatArray:
-    given = np.asarray(update)
+    try:
+        given = np.asarray(update)
+    except (TypeError, ValueError, RuntimeError) as error:
+        # Ragged nested lists (ValueError), a tensor that still requires grad (RuntimeError).
+        raise ParameterError(
+            f"update of client {client_id} is not an array of numbers ({error}); pass a 1-D "
+            "sequence or array of real numbers (detach tensors and call .numpy())"
+        ) from None
+    if given.dtype.kind == "b":
+        raise ParameterError(
+            f"update of client {client_id} has dtype bool; updates must be real numbers "
+            "(convert with .astype(float) if 0/1 values are intended)"
+        )
     if given.dtype.kind not in _REAL_KINDS:
         raise ParameterError(
             f"update of client {client_id} has dtype {given.dtype}; updates must be real numbers "

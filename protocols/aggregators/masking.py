@@ -30,7 +30,7 @@ from protocols.rounds import (
     GraphBuilder,
     RoundPolicy,
 )
-from protocols.simulate import SimulationReport, plan_masking_round
+from protocols.simulate import Interceptor, SimulationReport, plan_masking_round
 from secagg.encoding import QuantizationScheme, UpdateEncoding
 from secagg.errors import ParameterError
 from secagg.hazmat.sign import IdentityKey
@@ -56,8 +56,10 @@ def masking_policy(
     corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
     modulus_bits: int | None = None,
     threat_model: ThreatModel = "active",
+    min_survivors: int = 0,
 ) -> RoundPolicy:
-    """The round policy of a masking aggregator's ``graph`` argument."""
+    """The round policy of a masking aggregator's ``graph`` argument (``min_survivors``: the
+    survivor floor the server and every client enforce before any unmasking)."""
     if not callable(graph) and graph not in ("complete", "harary"):
         raise ParameterError(f"graph must be 'complete', 'harary' or a callable, not {graph!r}")
     if degree is not None and graph != "harary":
@@ -72,6 +74,7 @@ def masking_policy(
         modulus_bits=modulus_bits,
         graph_builder=graph if callable(graph) else None,
         threat_model=threat_model,
+        min_survivors=min_survivors,
     )
 
 
@@ -82,13 +85,24 @@ class MaskingSum:
     identity key for the whole session, and the roster of a round lists that round's clients.
 
     Args:
-        policy: the round planner's policy (graph, degree, threshold, threat model).
+        policy: the round planner's policy (graph, degree, threshold, threat model, survivor
+            floor).
         through_wire: round-trip every message through the binary codec.
+        interceptor: sees (and may alter) every message of every round, as the
+            :class:`~protocols.simulate.Simulator`'s interceptor does: a tap for inspection, or
+            the malicious server of an attack test.
     """
 
-    def __init__(self, policy: RoundPolicy, *, through_wire: bool = False) -> None:
+    def __init__(
+        self,
+        policy: RoundPolicy,
+        *,
+        through_wire: bool = False,
+        interceptor: Interceptor | None = None,
+    ) -> None:
         self.policy = policy
         self.through_wire = through_wire
+        self.interceptor = interceptor
         self.session_id = secrets.token_bytes(16)
         self.last_report: SimulationReport | None = None
         self._next_round = 0
@@ -117,7 +131,10 @@ class MaskingSum:
         if planned.identities is not None:
             self._identities.update(planned.identities)
         report = planned.simulator(
-            ring_inputs(request), dropouts=request.dropouts, through_wire=self.through_wire
+            ring_inputs(request),
+            dropouts=request.dropouts,
+            through_wire=self.through_wire,
+            interceptor=self.interceptor,
         ).run()
         self.last_report = report
         if report.error is not None:
@@ -161,6 +178,11 @@ class MaskingRoundSettings:
     def threat_model(self) -> ThreatModel:
         """``"active"`` (signed keys, public graph, consistency round) or ``"semi-honest"``."""
         return self.policy.threat_model
+
+    @property
+    def min_survivors(self) -> int:
+        """The fewest uploads a round unmasks (0: no floor beyond the threshold)."""
+        return self.policy.min_survivors
 
     @property
     def through_wire(self) -> bool:

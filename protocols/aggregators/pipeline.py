@@ -11,7 +11,10 @@ Every backend (plain, SecAgg / SecAgg+ masking, Paillier, distributed DP) runs t
   the sum (a real protocol round in-process, or a plain addition for the baseline).
 
 The pipeline itself owns the checks on the inputs, the clipping count and the round's stats, so
-they exist once.
+they exist once. It withholds nothing after the fact: a sum the secure sum returns has been
+unmasked, so :meth:`Pipeline.on_release` (where DP charges its accountant) runs at once, before
+anything that could fail; a sum that must not be released is refused inside the secure sum,
+before anyone unmasks it.
 """
 
 from __future__ import annotations
@@ -182,11 +185,12 @@ class Pipeline(ABC):
             dropouts=inputs.dropouts,
         )
         outcome = self.secure_sum.run(request)
-        self.check_release(outcome)
+        # The sum is unmasked now: whatever happens next (a decode failure included), it has
+        # been released, so it is accounted for first.
+        self.on_release(outcome)
         decode_started = time.perf_counter()
         total, total_weight = codec.decode_sum(outcome.vector, len(outcome.survivors))
         decode_seconds = time.perf_counter() - decode_started
-        self.after_release(outcome)
         stats = RoundStats(
             seconds=self.seconds_table(outcome.report, encode_seconds, decode_seconds),
             bytes_sent=_by_party(outcome.report, "sent"),
@@ -206,12 +210,13 @@ class Pipeline(ABC):
         """The last protocol run (what each party sent, timings), for inspection."""
         return self.secure_sum.last_report
 
-    def check_release(self, outcome: SumOutcome) -> None:
-        """A hook run before the sum is decoded; raising withholds it (DP uses it)."""
-        del outcome  # By default every sum is released.
+    def on_release(self, outcome: SumOutcome) -> None:
+        """A hook run the moment the secure sum returns an unmasked sum, before it is decoded.
 
-    def after_release(self, outcome: SumOutcome) -> None:
-        """A hook run after the sum is decoded (DP charges its accountant here)."""
+        The sum exists from then on, so raising here cannot withhold it: a backend that must
+        refuse a sum does so inside its secure sum, before unmasking (DP sets the masking
+        round's survivor floor). DP charges its accountant here.
+        """
         del outcome  # By default a release costs nothing.
 
     def seconds_table(

@@ -44,6 +44,7 @@ from protocols.bench.metering import (
     MeteredPaillierSimulator,
     MeteredSimulator,
 )
+from protocols.identity import trusted_setup
 from protocols.messages import SERVER_ID, MaskedInput
 from protocols.paillier import PaillierParams
 from protocols.rounds import RoundPolicy, ThreatModel
@@ -353,10 +354,13 @@ def _run_paillier(ctx: RunContext) -> Outcome:
     threshold = ctx.policy().threshold_for(ctx.n)
     session_id = secrets.token_bytes(16)
     inputs = ctx.quantized_inputs(scheme, measured_dim)
+    # The trusted setup (identity keys for signed uploads) is not part of a round's cost.
+    roster, identities = trusted_setup(range(ctx.n))
     key_holder = MeteredKeyHolder(
         ctx.meter,
         keys,
         session_id=session_id,
+        roster=roster,
         value_bits=config.value_bits,
         max_clients=ctx.n,
         min_contributors=threshold,
@@ -373,7 +377,15 @@ def _run_paillier(ctx: RunContext) -> Outcome:
     )
     mode = RandomnessMode.DJN if ctx.protocol == "paillier-djn" else RandomnessMode.FRESH
     simulator = MeteredPaillierSimulator(
-        ctx.meter, params, inputs, key_holder, mode=mode, processes=1, dropouts=ctx.schedule
+        ctx.meter,
+        params,
+        inputs,
+        key_holder,
+        identities=identities,
+        roster=roster,
+        mode=mode,
+        processes=1,
+        dropouts=ctx.schedule,
     )
     report = simulator.run()
     setup: dict[str, object] = {

@@ -2,9 +2,10 @@
 
 Two kinds live here, so that no command grows its own copy of a range check:
 
-- **argparse types** (:func:`positive_int`, :func:`unit_fraction`, :func:`positive_real`,
-  :func:`probability`) are passed as ``type=`` to ``add_argument``; a value out of range raises
-  :class:`argparse.ArgumentTypeError`, which argparse turns into a usage error (exit status 2).
+- **argparse types** (:func:`positive_int`, :func:`non_negative_int`, :func:`unit_fraction`,
+  :func:`positive_real`, :func:`probability`) are passed as ``type=`` to ``add_argument``; a
+  value out of range raises :class:`argparse.ArgumentTypeError`, which argparse turns into a
+  usage error (exit status 2).
   A text that is not a number at all raises :class:`ValueError`, which argparse reports as
   ``invalid <type name> value``.
 - **option converters** (:func:`split_values`, :func:`parse_int`, :func:`parse_float`,
@@ -27,6 +28,7 @@ from collections.abc import Iterable
 from secagg.errors import ParameterError
 
 __all__ = [
+    "non_negative_int",
     "optional_positive_int",
     "parse_float",
     "parse_int",
@@ -49,6 +51,19 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0.
+
+    Raises:
+        argparse.ArgumentTypeError: the integer is negative.
+        ValueError: ``text`` is not an integer.
+    """
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 

@@ -26,10 +26,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from protocols.cli.arguments import positive_int, unit_fraction
+from protocols.aggregators.paillier import check_committee
+from protocols.cli.arguments import non_negative_int, positive_int, unit_fraction
 from protocols.cli.transcript import print_transcript
+from protocols.identity import trusted_setup
 from protocols.messages import EncryptedInput, MaskedInput, Message
-from protocols.paillier import KeyHolder, PaillierParams, PaillierSimulator
+from protocols.paillier import (
+    DecryptionSide,
+    DecryptorSettings,
+    KeyHolder,
+    PaillierParams,
+    PaillierSimulator,
+)
 from protocols.rounds import THREAT_MODELS, RoundPlan, RoundPolicy, tolerated_dropout
 from protocols.simulate import (
     ROUND_NAMES,
@@ -40,8 +48,14 @@ from protocols.simulate import (
 )
 from protocols.wire import packed_size
 from secagg.encoding import QuantizationScheme, clip_update
-from secagg.hazmat.paillier import SUPPORTED_KEY_BITS, ciphertext_byte_length
-from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
+from secagg.errors import ParameterError
+from secagg.hazmat.paillier import (
+    SUPPORTED_KEY_BITS,
+    ThresholdKeyset,
+    ciphertext_byte_length,
+    generate_threshold_keypair,
+)
+from secagg.paillier_keys import PaillierKeypair, RandomnessMode, generate_paillier_keypair
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
@@ -91,6 +105,24 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("fresh", "djn"),
         default="fresh",
         help="Paillier r^n: fresh (standard assumption) or DJN short exponent (faster)",
+    )
+    parser.add_argument(
+        "--decryptors",
+        type=positive_int,
+        default=1,
+        help="Paillier: m parties holding shares of the secret key (1: a single key holder)",
+    )
+    parser.add_argument(
+        "--decryption-threshold",
+        type=positive_int,
+        default=None,
+        help="Paillier: t of the m decryptors decrypt together (default: a majority)",
+    )
+    parser.add_argument(
+        "--decryptor-dropouts",
+        type=non_negative_int,
+        default=0,
+        help="Paillier: how many committee members never answer, the first ones (at most m - t)",
     )
     parser.add_argument("--processes", type=int, default=1, help="Paillier worker processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the demo's DATA only")
@@ -230,70 +262,96 @@ def _run_paillier(
     watch: Interceptor,
     on_step: OnStep,
 ) -> tuple[SimulationReport, dict[str, Any]]:
-    """Generate a key, run a Paillier round; return its report and the summary's setup fields."""
-    djn = args.randomness == "djn"
+    """Generate the keys, run a Paillier round; return its report and the summary's setup."""
+    members, threshold = check_committee(args.decryptors, args.decryption_threshold)
+    if args.decryptor_dropouts > members - threshold:
+        raise ParameterError(
+            f"--decryptor-dropouts {args.decryptor_dropouts} leaves fewer than the "
+            f"--decryption-threshold {threshold} of {members} decryptors"
+        )
+    mode = RandomnessMode.DJN if args.randomness == "djn" else RandomnessMode.FRESH
     started = time.perf_counter()
-    mode = RandomnessMode.DJN if djn else RandomnessMode.FRESH
-    keypair = generate_paillier_keypair(args.key_bits, mode=mode)
+    keys = _deal_keys(args.key_bits, mode, members, threshold)
     keygen_seconds = time.perf_counter() - started
+    ids = tuple(range(args.clients))
+    roster, identities = trusted_setup(ids)
     session_id = secrets.token_bytes(16)
-    min_contributors = plan.threshold
-    key_holder = KeyHolder(
-        keypair,
+    decryption = DecryptorSettings(
         session_id=session_id,
+        roster=roster,
         value_bits=args.value_bits,
         max_clients=args.clients,
-        min_contributors=min_contributors,
+        min_contributors=plan.threshold,
         processes=args.processes,
-    )
+    ).build(keys)
     params = PaillierParams(
         session_id=session_id,
         round_id=0,
-        clients=tuple(range(args.clients)),
+        clients=ids,
         vector_length=args.dim,
         value_bits=args.value_bits,
         max_clients=args.clients,
-        min_contributors=min_contributors,
+        min_contributors=plan.threshold,
     )
     report = PaillierSimulator(
         params,
         inputs,
-        key_holder,
+        decryption,
+        identities=identities,
+        roster=roster,
         mode=mode,
         processes=args.processes,
         dropouts=schedule,
+        decryptor_dropouts=range(1, args.decryptor_dropouts + 1),
         interceptor=watch,
         through_wire=args.through_wire,
         on_step=on_step,
     ).run()
-    return report, _paillier_setup(args, key_holder, report, min_contributors, keygen_seconds)
+    setup = _paillier_setup(args, keys, decryption, report, plan.threshold)
+    setup["keygen_seconds"] = keygen_seconds
+    return report, setup
+
+
+def _deal_keys(
+    bits: int, mode: RandomnessMode, members: int, threshold: int
+) -> PaillierKeypair | ThresholdKeyset:
+    """The single key holder's key pair, or a committee's key set from the trusted dealer."""
+    if members == 1:
+        return generate_paillier_keypair(bits, mode=mode)
+    return generate_threshold_keypair(
+        bits, decryptors=members, threshold=threshold, djn=mode is RandomnessMode.DJN
+    )
 
 
 def _paillier_setup(
     args: argparse.Namespace,
-    key_holder: KeyHolder,
+    keys: PaillierKeypair | ThresholdKeyset,
+    decryption: DecryptionSide,
     report: SimulationReport,
     min_contributors: int,
-    keygen_seconds: float,
 ) -> dict[str, Any]:
-    """The summary's setup fields of a Paillier round: key, packing, ciphertext sizes."""
-    packing = key_holder.packing
-    width = ciphertext_byte_length(key_holder.public_key)
+    """The summary's setup fields of a Paillier round: keys, committee, packing, sizes."""
+    public_key = keys.public.public_key if isinstance(keys, ThresholdKeyset) else keys.public_key
+    members = [decryption] if isinstance(decryption, KeyHolder) else list(decryption)
+    packing = members[0].packing
+    width = ciphertext_byte_length(public_key)
     ciphertexts = packing.num_plaintexts(args.dim)
+    result = report.result
     return {
         "threshold": min_contributors,
         "degree": None,
         "key_bits": args.key_bits,
         "randomness": args.randomness,
-        "keygen_seconds": keygen_seconds,
-        "key_holder_seconds": report.key_holder_seconds,
+        "decryptors": len(members),
+        "decryption_threshold": 1 if isinstance(keys, PaillierKeypair) else keys.public.threshold,
+        "decryptors_used": [] if result is None else list(getattr(result, "decryptors", ())),
+        "decryptors_silent": list(range(1, args.decryptor_dropouts + 1)),
+        "decryption_seconds": report.key_holder_seconds,
         "values_per_ciphertext": packing.slots_per_plaintext,
         "slot_bits": packing.slot_bits,
         "ciphertext_bytes": width * ciphertexts,
         "ciphertext_bytes_per_value": width * ciphertexts / args.dim,
-        "key_holder_saw_only_aggregates": all(
-            m.contributors >= min_contributors for m in key_holder.seen
-        ),
+        "one_decryption_per_decryptor": all(member.last_round in (None, 0) for member in members),
     }
 
 

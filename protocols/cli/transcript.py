@@ -46,7 +46,7 @@ def _print_setup(s: Mapping[str, Any]) -> None:
             f"Paillier round: {s['clients']} clients, d = {s['dim']}, {s['key_bits']}-bit key "
             f"(generated in {s['keygen_seconds']:.1f} s), r^n {s['randomness']}, "
             f"{s['values_per_ciphertext']} values of {s['slot_bits']} bits per ciphertext, "
-            f"key holder needs >= {s['threshold']} inputs"
+            f"decryption needs >= {s['threshold']} signed inputs"
         )
     else:
         name = "SecAgg+" if s["protocol"] == "secagg+" else "SecAgg"
@@ -55,6 +55,13 @@ def _print_setup(s: Mapping[str, Any]) -> None:
             f"({s['value_bits']}-bit values + headroom), {s['degree']} neighbours each, "
             f"threshold t = {s['threshold']}, {s['threat_model']} server"
         )
+
+
+def _decryptors(s: Mapping[str, Any]) -> str:
+    """'the key holder', or 'any 3 of 5 decryptors'."""
+    if s["decryptors"] == 1:
+        return "the key holder"
+    return f"any {s['decryption_threshold']} of {s['decryptors']} decryptors"
 
 
 def _print_dropouts(s: Mapping[str, Any]) -> None:
@@ -76,7 +83,9 @@ def _print_dropouts(s: Mapping[str, Any]) -> None:
 
 def _print_server_view(s: Mapping[str, Any]) -> None:
     if s["protocol"] == "paillier":
-        print("What the server saw (ciphertexts under the key holder's key; it has no secret key):")
+        print(
+            f"What the server saw (ciphertexts under the key of {_decryptors(s)}; it holds no key):"
+        )
         for client, view in s["server_view"].items():
             print(
                 f"  client {client:>4}: {view['first_ciphertext_hex']}... "
@@ -93,10 +102,14 @@ def _print_server_view(s: Mapping[str, Any]) -> None:
 
 def _print_outcome(s: Mapping[str, Any], paillier: bool) -> None:
     if paillier:
+        if s["decryptors"] == 1:
+            who, recomputed = "the key holder decrypted", "which it recomputed itself"
+        else:
+            who = f"decryptors {s['decryptors_used']} sent verified partial decryptions of"
+            recomputed = "which each recomputed itself"
         print(
-            f"Decryption: the key holder decrypted one aggregate of {s['survivors']} inputs in "
-            f"{s['key_holder_seconds']:.2f} s and range-checked every slot; it never saw a "
-            "single client's ciphertext."
+            f"Decryption: {who} one aggregate of {s['survivors']} signed inputs, {recomputed} "
+            f"({s['decryption_seconds']:.2f} s in all); every slot was range-checked."
         )
     else:
         print(

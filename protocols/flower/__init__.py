@@ -28,7 +28,8 @@ Modules:
   ``@app.train()`` function for the upload and keeping the machine in ``context.state`` between
   messages.
 * :mod:`protocols.flower.keys`: the deployment's key files (:func:`write_deployment_keys`: one
-  private identity key per node and the trusted roster) and the node's signed identity claim.
+  private identity key per node, the trusted roster and the Paillier keys;
+  :func:`load_decryptors`) and the node's signed identity claim.
 
 Threat models (masking): ``"active"`` (the default on both sides) trusts no message of the
 server. Each node holds its own Ed25519 identity key file and the roster file (node config
@@ -47,21 +48,26 @@ the decoded total weight; the result equals Flower's plain FedAvg of the clipped
 quantization. The weight never travels in the clear; other train metrics do (as in Flower), and
 the strategy averages them without weights.
 
-Paillier: the key holder (:class:`~protocols.paillier.KeyHolder`) must be a party apart from the
-server in production; :class:`SecureAggregationWorkflow` accepts any object with its three members
-(:class:`KeyHolderEndpoint`), and the demo runs one inside the ServerApp for convenience only.
-A client pins the public key given to :class:`SecAggMod`, or else the first key it sees in the run
-(trust on first use), and refuses any other key afterwards.
+Paillier: the decryptors (the single :class:`~protocols.paillier.KeyHolder`, or a committee of
+:class:`~protocols.paillier.Decryptor` members of which any t decrypt together) are parties apart
+from the server; :class:`SecureAggregationWorkflow` reaches each through a
+:class:`DecryptorEndpoint` (an in-process decryptor or a proxy to a remote one), and the demo runs
+them inside the ServerApp for convenience only. ``secagg keys DIR --clients N --decryptors M``
+deals the keys (:mod:`protocols.keyfiles`). Every node pins the decryptors' public key itself
+(``SecAggMod(paillier_public_key=...)`` or node config :data:`NODE_PAILLIER_KEY`); there is no
+trust on first use, and a setup under any other key is refused. Paillier uploads are signed, so
+its nodes hold identity keys and the roster as in the active model.
 """
 
 from protocols.flower.client_mod import (
     NODE_IDENTITY_KEY,
+    NODE_PAILLIER_KEY,
     NODE_ROSTER,
     NODE_THREAT_MODEL,
     SecAggMod,
     secagg_mod,
 )
-from protocols.flower.keys import DeploymentKeys, write_deployment_keys
+from protocols.flower.keys import DeploymentKeys, load_decryptors, write_deployment_keys
 from protocols.flower.records import (
     IDENTIFY_RECORD,
     SETUP_RECORD,
@@ -71,7 +77,7 @@ from protocols.flower.records import (
 )
 from protocols.flower.strategy import SecAggFedAvg
 from protocols.flower.workflow import (
-    KeyHolderEndpoint,
+    DecryptorEndpoint,
     SecureAggregationWorkflow,
     SecureRound,
     SecureRoundResult,
@@ -80,19 +86,21 @@ from protocols.flower.workflow import (
 __all__ = [
     "IDENTIFY_RECORD",
     "NODE_IDENTITY_KEY",
+    "NODE_PAILLIER_KEY",
     "NODE_ROSTER",
     "NODE_THREAT_MODEL",
     "SETUP_RECORD",
     "STATE_RECORD",
     "WIRE_RECORD",
+    "DecryptorEndpoint",
     "DeploymentKeys",
-    "KeyHolderEndpoint",
     "SecAggFedAvg",
     "SecAggMod",
     "SecureAggregationWorkflow",
     "SecureRound",
     "SecureRoundResult",
     "flower_session_id",
+    "load_decryptors",
     "secagg_mod",
     "write_deployment_keys",
 ]

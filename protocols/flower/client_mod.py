@@ -24,8 +24,13 @@ every message. In ``"semi-honest"`` mode (chosen by the node, never by the serve
 ``SecAggMod(threat_model="semi-honest")`` or node config ``secagg-threat-model="semi-honest"``)
 it needs no key and trusts the server to follow the protocol.
 
-Paillier: a node pins the public key given to :class:`SecAggMod`, or else the first key it sees
-in the run (trust on first use), and refuses any other key afterwards.
+Paillier: a node encrypts only under the decryptors' public key that it pinned itself, given to
+:class:`SecAggMod` (``paillier_public_key=``, a key or the path of its file) or named by its node
+config (:data:`NODE_PAILLIER_KEY`, the ``paillier-public.key`` that ``secagg keys --decryptors M``
+writes); a setup under any other key is refused, and there is no trust on first use: without a
+pinned key the node answers every Paillier setup with an Abort that says what to configure.
+Paillier uploads are signed, so the node needs its identity key and roster as in the active
+model, and claims its roster client id the same way.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import numpy.typing as npt
 import phe
 from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 
-from protocols.flower.keys import NodeIdentity, load_node_identity, sign_claim
+from protocols.flower.keys import NodeIdentity, load_node_identity, load_paillier_public, sign_claim
 from protocols.flower.records import (
     IDENTIFY_RECORD,
     SETUP_RECORD,
@@ -68,11 +73,19 @@ from protocols.messages import (
     RoundSetup,
 )
 from protocols.messages import Message as ProtocolMessage
-from protocols.paillier import PaillierClient
+from protocols.paillier import PaillierClient, PaillierPublic
 from protocols.rounds import DEFAULT_CORRUPT_FRACTION, check_threat_model
 from secagg.errors import LocalProtocolError, ParameterError, RemoteProtocolError, SecAggError
+from secagg.hazmat.paillier import ThresholdPublicKey
 
-__all__ = ["NODE_IDENTITY_KEY", "NODE_ROSTER", "NODE_THREAT_MODEL", "SecAggMod", "secagg_mod"]
+__all__ = [
+    "NODE_IDENTITY_KEY",
+    "NODE_PAILLIER_KEY",
+    "NODE_ROSTER",
+    "NODE_THREAT_MODEL",
+    "SecAggMod",
+    "secagg_mod",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +95,14 @@ NODE_IDENTITY_KEY: Final = "secagg-identity-key"
 NODE_ROSTER: Final = "secagg-roster"
 #: Node config key of the node's threat model, ``"active"`` (default) or ``"semi-honest"``.
 NODE_THREAT_MODEL: Final = "secagg-threat-model"
+#: Node config key of the pinned Paillier public key file (``paillier-public.key``).
+NODE_PAILLIER_KEY: Final = "secagg-paillier-key"
 
 CallNext = Callable[[Message, Context], Message]
 PathArg = str | Path
+#: What a node may pin as the Paillier public key: the key itself, the path of its file, or
+#: nothing (then the node config names the file).
+_PINNABLE: Final = (phe.PaillierPublicKey, ThresholdPublicKey, str, Path, type(None))
 FloatArray = npt.NDArray[np.float64]
 RingArray = npt.NDArray[np.generic]
 
@@ -96,7 +114,6 @@ class _ClientMemory:
     last_round: int = -1
     machine: bytes = b""
     settings: EncodingSettings | None = None
-    paillier_n: int | None = None
 
     @classmethod
     def load(cls, state: RecordDict) -> _ClientMemory:
@@ -107,12 +124,10 @@ class _ClientMemory:
             settings = None
             if record["has-encoding"]:
                 settings = EncodingSettings.from_record(record)
-            paillier = config_value(record, "paillier-n", bytes)
             return cls(
                 last_round=int.from_bytes(config_value(record, "last-round", bytes), "big") - 1,
                 machine=config_value(record, "machine", bytes),
                 settings=settings,
-                paillier_n=int.from_bytes(paillier, "big") if paillier else None,
             )
         except (KeyError, TypeError, RemoteProtocolError):
             raise LocalProtocolError("the saved secagg client state is malformed") from None
@@ -123,8 +138,6 @@ class _ClientMemory:
         # Round ids may exceed int64, the widest integer a ConfigRecord holds: store bytes.
         record["last-round"] = (self.last_round + 1).to_bytes(9, "big")
         record["machine"] = self.machine
-        n = self.paillier_n
-        record["paillier-n"] = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
         state[STATE_RECORD] = record
 
 
@@ -144,8 +157,10 @@ class SecAggMod:
     Args:
         min_threshold: the smallest Shamir threshold this node accepts from the server (in the
             active model the node's own, larger minimum applies as well).
-        paillier_public_key: the key holder's public key, obtained out of band; when ``None``
-            the node pins the first key it is sent in the run (trust on first use).
+        paillier_public_key: the decryptors' public key (a phe key or a committee's
+            :class:`~secagg.hazmat.paillier.ThresholdPublicKey`), or the path of its file,
+            obtained out of band; ``None`` reads the file named by the node config
+            :data:`NODE_PAILLIER_KEY`. Without either, the node refuses every Paillier round.
         threat_model: ``"active"`` or ``"semi-honest"`` (masking); ``None`` reads the node
             config :data:`NODE_THREAT_MODEL`, and without it means ``"active"``.
         identity_key: the node's private identity key file (active model); ``None`` reads the
@@ -156,14 +171,15 @@ class SecAggMod:
             of the roster (active model; it sets the node's minimum threshold).
 
     Raises:
-        ParameterError: ``min_threshold`` below 2, or an unknown ``threat_model``.
+        ParameterError: ``min_threshold`` below 2, an unknown ``threat_model``, or a
+            ``paillier_public_key`` that is neither a key nor a path.
     """
 
     def __init__(
         self,
         *,
         min_threshold: int = 2,
-        paillier_public_key: phe.PaillierPublicKey | None = None,
+        paillier_public_key: PaillierPublic | PathArg | None = None,
         threat_model: ThreatModel | None = None,
         identity_key: PathArg | None = None,
         roster: PathArg | None = None,
@@ -173,6 +189,11 @@ class SecAggMod:
             raise ParameterError("min_threshold must be >= 2: one share must never reveal a key")
         if threat_model is not None:
             check_threat_model(threat_model)
+        if not isinstance(paillier_public_key, _PINNABLE):
+            raise ParameterError(
+                "paillier_public_key must be a phe key, a ThresholdPublicKey or a key file path, "
+                f"not {type(paillier_public_key).__name__}"
+            )
         self.min_threshold = min_threshold
         self.paillier_public_key = paillier_public_key
         self.threat_model = threat_model
@@ -284,12 +305,7 @@ class SecAggMod:
         if isinstance(incoming, RoundSetup | PaillierSetup):
             _begin_round(incoming, setup, memory, context.run_id)
         if isinstance(incoming, PaillierSetup):
-            client = PaillierClient(
-                incoming.recipient,
-                session_id=incoming.session_id,
-                round_id=incoming.round_id,
-                public_key=self._paillier_key(incoming, memory),
-            )
+            client = self._paillier_client(incoming, context)
             client.receive(incoming)
             vector, metrics = _train_and_encode(memory, message, context, call_next)
             return client.submit_input(vector), metrics
@@ -321,11 +337,8 @@ class SecAggMod:
         roster = None if node is None else node.roster
         if not isinstance(incoming, RoundSetup):
             return MaskingClient.from_state(memory.machine, identity=identity, roster=roster)
-        if node is not None and incoming.recipient != node.client_id:
-            raise RemoteProtocolError(
-                f"the setup addresses client {incoming.recipient}, but this node's identity key "
-                f"is client {node.client_id}'s"
-            )
+        if node is not None:
+            _check_recipient(incoming, node)
         return MaskingClient(
             incoming.recipient,
             session_id=incoming.session_id,
@@ -337,13 +350,54 @@ class SecAggMod:
             corrupt_fraction=self.corrupt_fraction,
         )
 
-    def _paillier_key(self, setup: PaillierSetup, memory: _ClientMemory) -> phe.PaillierPublicKey:
-        if self.paillier_public_key is not None:
-            return self.paillier_public_key
-        if memory.paillier_n is None:
-            logger.info("secagg: pinning the Paillier key of this run (trust on first use)")
-            memory.paillier_n = setup.public_key_n
-        return phe.PaillierPublicKey(memory.paillier_n)
+    def paillier_key(self, context: Context) -> PaillierPublic:
+        """The Paillier public key this node pinned: the Mod's argument, or its node config file.
+
+        Raises:
+            LocalProtocolError: no key is configured, or its file is unusable (named).
+        """
+        pinned = self.paillier_public_key
+        if pinned is None and context.node_config.get(NODE_PAILLIER_KEY):
+            pinned = str(context.node_config[NODE_PAILLIER_KEY])
+        if pinned is None:
+            raise LocalProtocolError(
+                "no pinned Paillier public key: set node config "
+                f"{NODE_PAILLIER_KEY}='.../paillier-public.key' (written by secagg keys "
+                "--decryptors M) or pass SecAggMod(paillier_public_key=...)"
+            )
+        if not isinstance(pinned, str | Path):
+            return pinned
+        try:
+            return load_paillier_public(pinned)
+        except ParameterError as error:
+            raise LocalProtocolError(str(error)) from None
+
+    def _paillier_client(self, setup: PaillierSetup, context: Context) -> PaillierClient:
+        """A Paillier client under the pinned key, signing with this node's identity key."""
+        public_key = self.paillier_key(context)
+        node = self.node_identity(context)
+        if node is None:
+            raise LocalProtocolError(
+                "Paillier uploads are signed: this node needs its identity key and roster "
+                f"(node config {NODE_IDENTITY_KEY} and {NODE_ROSTER}), not the semi-honest model"
+            )
+        _check_recipient(setup, node)
+        return PaillierClient(
+            setup.recipient,
+            session_id=setup.session_id,
+            round_id=setup.round_id,
+            public_key=public_key,
+            identity=node.identity,
+        )
+
+
+def _check_recipient(setup: RoundSetup | PaillierSetup, node: NodeIdentity) -> None:
+    """A setup must address the roster client whose identity key this node holds."""
+    if setup.recipient != node.client_id:
+        raise RemoteProtocolError(
+            f"the setup addresses client {setup.recipient}, but this node's identity key "
+            f"is client {node.client_id}'s"
+        )
 
 
 def _begin_round(
@@ -426,6 +480,6 @@ def _abort_reply(incoming: ProtocolMessage | None, reason: str) -> list[Protocol
 
 
 #: The client Mod with default settings: the threat model and key files from the node config
-#: (active unless it says ``secagg-threat-model="semi-honest"``), threshold >= 2, Paillier key
-#: pinned on first use.
+#: (active unless it says ``secagg-threat-model="semi-honest"``), threshold >= 2, and the
+#: Paillier key pinned from the file the node config names (:data:`NODE_PAILLIER_KEY`).
 secagg_mod: Final = SecAggMod()

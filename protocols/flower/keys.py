@@ -7,8 +7,9 @@ identity key over the run's session, its Flower node id and the client id
 node can claim no other client's id. The claim grants nothing the protocol would not check
 again: every key advertisement is still signed and checked by every peer.
 
-The key files themselves live in :mod:`protocols.keyfiles` (re-exported here);
-``python -m protocols.flower DIRECTORY --clients N`` and ``secagg keys`` write them.
+The key files themselves live in :mod:`protocols.keyfiles` (re-exported here), the Paillier
+decryptors' keys included; ``python -m protocols.flower DIRECTORY --clients N [--decryptors M]``
+and ``secagg keys`` (the same options) write them.
 """
 
 from __future__ import annotations
@@ -16,18 +17,23 @@ from __future__ import annotations
 import argparse
 import struct
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Final
 
+from protocols.cli.keys import add_keys_arguments, run_keys
 from protocols.identity import TrustedRoster
 from protocols.keyfiles import (
     IDENTITY_KEY_HEADER,
+    PAILLIER_PUBLIC_FILE,
     ROSTER_FILE,
     DeploymentKeys,
     NodeIdentity,
+    PaillierKeyFiles,
+    decryptor_file_name,
     key_file_name,
+    load_decryptors,
     load_identity,
     load_node_identity,
+    load_paillier_public,
     save_identity,
     write_deployment_keys,
 )
@@ -36,14 +42,19 @@ from secagg.hazmat.sign import SignaturePurpose, bound_message, sign
 
 __all__ = [
     "IDENTITY_KEY_HEADER",
+    "PAILLIER_PUBLIC_FILE",
     "ROSTER_FILE",
     "DeploymentKeys",
     "NodeIdentity",
+    "PaillierKeyFiles",
     "check_claim",
     "claim_message",
+    "decryptor_file_name",
     "key_file_name",
+    "load_decryptors",
     "load_identity",
     "load_node_identity",
+    "load_paillier_public",
     "main",
     "save_identity",
     "sign_claim",
@@ -91,21 +102,20 @@ def check_claim(
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m protocols.flower DIRECTORY --clients N``: write a deployment's keys.
 
+    It takes the options of ``secagg keys`` (:mod:`protocols.cli.keys`), ``--decryptors M``
+    for the Paillier keys included.
+
     Returns:
         The exit status (0, or 2 when the keys could not be written).
     """
     parser = argparse.ArgumentParser(
         prog="python -m protocols.flower",
-        description="Write a trusted roster and one identity key file per client.",
+        description="Write a trusted roster, one identity key file per client and, with "
+        "--decryptors, the Paillier keys (as secagg keys does).",
     )
-    parser.add_argument("directory", type=Path, help="where the files go (created if missing)")
-    parser.add_argument("--clients", type=int, required=True, help="clients 0 .. N-1")
+    add_keys_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        written = write_deployment_keys(args.directory, range(args.clients))
+        return run_keys(args)
     except ParameterError as error:
         parser.exit(2, f"error: {error}\n")
-    print(f"roster: {written.roster_path}")
-    for client, path in written.key_paths.items():
-        print(f"client {client}: {path}")
-    return 0

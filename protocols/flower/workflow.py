@@ -22,6 +22,17 @@ divides the decoded weighted sum by the
 decoded total weight; the result equals Flower's plain FedAvg of the clipped updates up to
 quantization. The weight itself never travels in the clear; other train metrics do (as in
 Flower).
+
+Paillier: the server never holds the secret key. The decryptors are parties apart from it (the
+single :class:`~protocols.paillier.KeyHolder`, or the members of a committee of which any t
+decrypt together, :class:`~protocols.paillier.Decryptor`), reached through
+:class:`DecryptorEndpoint`: an in-process decryptor, or a proxy to a remote one. Uploads are
+signed, so a Paillier round always runs over the trusted roster and identifies its nodes as the
+active model does. After the upload the round hands each decryptor its
+:class:`~protocols.messages.DecryptionRequest` in committee order and feeds the replies to the
+server machine until ``t`` of them verified (a decryptor that fails or whose partial decryption
+does not verify is named in :attr:`SecureRoundResult.misbehaved`, and the next one is asked),
+then the machine combines them.
 """
 
 from __future__ import annotations
@@ -33,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, Protocol, TypeVar
 
-import phe
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
@@ -53,8 +63,16 @@ from protocols.flower.records import (
 from protocols.graph import ThreatModel
 from protocols.identity import TrustedRoster
 from protocols.masking import MaskingParams, MaskingServer
+from protocols.messages import KEY_HOLDER_ID, DecryptionRequest, decryptor_id, decryptor_index
 from protocols.messages import Message as ProtocolMessage
-from protocols.paillier import KeyHolder, PaillierParams, PaillierServer
+from protocols.paillier import (
+    Decryptor,
+    KeyHolder,
+    PaillierParams,
+    PaillierPublic,
+    PaillierServer,
+    key_fingerprint,
+)
 from protocols.rounds import DEFAULT_CORRUPT_FRACTION, RoundPolicy, check_threat_model
 from protocols.simulate import ROUND_NAMES
 from secagg.encoding import QuantizationScheme, UpdateEncoding
@@ -66,9 +84,10 @@ from secagg.errors import (
     RemoteProtocolError,
     SecAggError,
 )
+from secagg.hazmat.paillier import ThresholdPublicKey
 
 __all__ = [
-    "KeyHolderEndpoint",
+    "DecryptorEndpoint",
     "SecureAggregationWorkflow",
     "SecureRound",
     "SecureRoundResult",
@@ -86,21 +105,31 @@ _UNMASK_ROUND: Final = ROUND_NAMES.index("unmasking")
 _TTL_MARGIN_SECONDS: Final = 30.0
 
 
-class KeyHolderEndpoint(Protocol):
-    """What the server needs from the Paillier key holder (a :class:`KeyHolder` or a proxy)."""
+class DecryptorEndpoint(Protocol):
+    """One decryptor as the server reaches it: a :class:`~protocols.paillier.Decryptor`, or a
+    proxy to a decryptor in another process or on another machine.
+
+    A :class:`~protocols.paillier.KeyHolder` is one as well (the committee of one, party
+    :data:`~protocols.messages.KEY_HOLDER_ID`).
+    """
+
+    @property
+    def party_id(self) -> int:
+        """Its party id: :func:`~protocols.messages.decryptor_id` of its committee index."""
+        ...
+
+    @property
+    def public(self) -> PaillierPublic:
+        """The decryptors' public key (the one the nodes pinned)."""
+        ...
 
     @property
     def session_id(self) -> bytes:
         """The session whose aggregates it decrypts; :func:`flower_session_id` of the run."""
         ...
 
-    @property
-    def public_key(self) -> phe.PaillierPublicKey:
-        """The public key clients encrypt under."""
-        ...
-
     def receive(self, message: ProtocolMessage) -> list[ProtocolMessage]:
-        """Decrypt one :class:`~protocols.messages.AggregateCiphertext`."""
+        """Answer one :class:`~protocols.messages.DecryptionRequest` (or raise)."""
         ...
 
 
@@ -123,7 +152,13 @@ class SecureRoundResult:
             the active model's identification of new nodes.
         unreachable: roster client ids (active model) that no sampled node spoke for; they
             were dropped in round 0.
-        misbehaved: Flower node id -> what the server machine caught it doing wrong.
+        misbehaved: party -> what it was caught doing wrong: a Flower node id for a node
+            (caught by the server machine), or the party id of a Paillier decryptor
+            (:func:`~protocols.messages.decryptor_id`, or
+            :data:`~protocols.messages.KEY_HOLDER_ID`) that failed or sent a partial
+            decryption that did not verify.
+        decryptors: Paillier: the committee indices whose verified partial decryptions gave
+            the sum (empty for masking and for the single key holder).
     """
 
     arrays: ArrayRecord
@@ -134,6 +169,7 @@ class SecureRoundResult:
     seconds: dict[str, float] = field(default_factory=dict)
     unreachable: tuple[int, ...] = ()
     misbehaved: dict[int, str] = field(default_factory=dict)
+    decryptors: tuple[int, ...] = ()
 
 
 class SecureAggregationWorkflow:
@@ -155,13 +191,16 @@ class SecureAggregationWorkflow:
         threshold, degree, dropout_fraction, corrupt_fraction: as for
             :class:`~protocols.rounds.RoundPolicy` (masking only).
         threat_model: ``"active"`` (default: no trust in the server, needs ``roster``) or
-            ``"semi-honest"`` (masking only; Paillier ignores it).
-        roster: the trusted roster, or the path of its file (active model; the same file the
-            nodes hold, see :func:`protocols.flower.keys.write_deployment_keys`).
-        key_holder: the Paillier key holder (required for ``"paillier"``); its ``session_id`` must
-            be :func:`flower_session_id` of the run and its packing must use ``value_bits`` and
-            ``max_clients``.
-        max_clients: Paillier slot headroom: the most nodes in one aggregate.
+            ``"semi-honest"`` (masking only; Paillier ignores it and always needs ``roster``).
+        roster: the trusted roster, or the path of its file (the active model and Paillier; the
+            same file the nodes hold, see :func:`protocols.flower.keys.write_deployment_keys`).
+        decryptors: Paillier (required): every decryptor, each a :class:`DecryptorEndpoint`
+            (or the single :class:`~protocols.paillier.KeyHolder`), e.g. from
+            :func:`protocols.keyfiles.load_decryptors`; all under one public key, with the
+            ``session_id`` :func:`flower_session_id` of the run, and packing for
+            ``value_bits`` and ``max_clients``.
+        max_clients: Paillier slot headroom: the most nodes in one aggregate (and the most
+            clients the roster may list).
         min_contributors: Paillier: the fewest uploads that are aggregated.
 
     Raises:
@@ -182,7 +221,7 @@ class SecureAggregationWorkflow:
         degree: int | None = None,
         dropout_fraction: float = 0.05,
         corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
-        key_holder: KeyHolderEndpoint | None = None,
+        decryptors: Sequence[DecryptorEndpoint | KeyHolder] | None = None,
         max_clients: int = 1024,
         min_contributors: int = 2,
         threat_model: ThreatModel = "active",
@@ -198,7 +237,6 @@ class SecureAggregationWorkflow:
         self.weighted_by_key = weighted_by_key
         self.max_clients = max_clients
         self.min_contributors = min_contributors
-        self.key_holder = key_holder
         # Fail on a bad clip, value_bits or max_weight now rather than at the first round.
         scheme_clients = max_clients if protocol == "paillier" else 2
         UpdateEncoding(
@@ -219,10 +257,10 @@ class SecureAggregationWorkflow:
                 threat_model=threat_model,
             )
         )
-        #: The trusted roster of an active-model masking round (else ``None``).
+        #: The trusted roster of an active-model masking round or of Paillier (else ``None``).
         self.roster: Final = _trusted_roster(protocol, check_threat_model(threat_model), roster)
-        if protocol == "paillier":
-            _check_key_holder(key_holder, value_bits, max_clients)
+        #: Paillier: party id -> its decryptor, in committee order (else empty).
+        self.decryptors: Final = _decryptor_endpoints(protocol, decryptors, value_bits, max_clients)
         self._next_round = 0
         #: Roster client id -> the Flower node that proved it speaks for it (active model).
         self.node_of_client: dict[int, int] = {}
@@ -278,14 +316,19 @@ def _trusted_roster(
     threat_model: ThreatModel,
     roster: TrustedRoster | str | Path | None,
 ) -> TrustedRoster | None:
-    """The roster an active masking workflow runs with (loaded from its file if a path)."""
-    if protocol == "paillier" or threat_model == "semi-honest":
+    """The roster the workflow runs with (loaded from its file if a path), or ``None``."""
+    if protocol != "paillier" and threat_model == "semi-honest":
         if roster is not None:
             raise ParameterError(
                 "a roster applies to the active threat model of secagg and secagg+ only"
             )
         return None
     if roster is None:
+        if protocol == "paillier":
+            raise ParameterError(
+                "protocol='paillier' needs the deployment's trusted roster (roster='roster.txt'): "
+                "every upload is signed by its node's identity key"
+            )
         raise ParameterError(
             "the active threat model needs the deployment's trusted roster (roster='roster.txt',"
             " written with the nodes' key files by protocols.flower.keys.write_deployment_keys);"
@@ -294,20 +337,58 @@ def _trusted_roster(
     return roster if isinstance(roster, TrustedRoster) else TrustedRoster.load(roster)
 
 
-def _check_key_holder(
-    key_holder: KeyHolderEndpoint | None, value_bits: int, max_clients: int
-) -> None:
-    """A Paillier workflow needs a key holder whose packing matches its quantization."""
-    if key_holder is None:
-        raise ParameterError("protocol='paillier' needs a key_holder")
-    if isinstance(key_holder, KeyHolder) and (
-        key_holder.packing.value_bits,
-        key_holder.packing.num_clients,
-    ) != (value_bits, max_clients):
+def _decryptor_endpoints(
+    protocol: ProtocolName,
+    decryptors: Sequence[DecryptorEndpoint | KeyHolder] | None,
+    value_bits: int,
+    max_clients: int,
+) -> dict[int, DecryptorEndpoint]:
+    """Party id -> endpoint, checked: one public key, the right party ids, matching packing."""
+    if protocol != "paillier":
+        if decryptors:
+            raise ParameterError("decryptors apply to protocol='paillier' only")
+        return {}
+    if not decryptors:
         raise ParameterError(
-            "the key holder packs for value_bits="
-            f"{key_holder.packing.value_bits}, max_clients={key_holder.packing.num_clients}"
-            f"; build it with value_bits={value_bits}, max_clients={max_clients}"
+            "protocol='paillier' needs its decryptors (decryptors=[...], e.g. from "
+            "protocols.keyfiles.load_decryptors)"
+        )
+    endpoints: dict[int, DecryptorEndpoint] = {}
+    for decryptor in decryptors:
+        _check_packing(decryptor, value_bits, max_clients)
+        endpoint: DecryptorEndpoint = decryptor
+        if endpoint.party_id in endpoints:
+            raise ParameterError(f"two decryptors are party {endpoint.party_id}")
+        endpoints[endpoint.party_id] = endpoint
+    public = next(iter(endpoints.values())).public
+    if any(key_fingerprint(e.public) != key_fingerprint(public) for e in endpoints.values()):
+        raise ParameterError("the decryptors hold different public keys")
+    expected = (
+        {decryptor_id(i) for i in range(1, public.decryptors + 1)}
+        if isinstance(public, ThresholdPublicKey)
+        else {KEY_HOLDER_ID}
+    )
+    strangers = sorted(set(endpoints) - expected)
+    if strangers:
+        raise ParameterError(f"parties {strangers} are no decryptors of this public key")
+    needed = public.threshold if isinstance(public, ThresholdPublicKey) else 1
+    if len(endpoints) < needed:
+        raise ParameterError(f"{len(endpoints)} decryptors can never decrypt: {needed} needed")
+    return dict(sorted(endpoints.items(), key=lambda item: decryptor_index(item[0]) or 0))
+
+
+def _check_packing(
+    decryptor: DecryptorEndpoint | KeyHolder, value_bits: int, max_clients: int
+) -> None:
+    """An in-process decryptor must unpack for the workflow's quantization."""
+    if not isinstance(decryptor, KeyHolder | Decryptor):
+        return
+    packing = decryptor.packing
+    if (packing.value_bits, packing.num_clients) != (value_bits, max_clients):
+        raise ParameterError(
+            f"a decryptor packs for value_bits={packing.value_bits}, "
+            f"max_clients={packing.num_clients}; build it with value_bits={value_bits}, "
+            f"max_clients={max_clients}"
         )
 
 
@@ -356,9 +437,11 @@ class SecureRound:
         )
         vector_length = self.settings.update_encoding().vector_length(self.layout.size)
         self.session_id: Final = flower_session_id(grid.run.run_id)
+        #: Paillier: decryptor party id -> why it was left out of this round's decryption.
+        self.decryptor_faults: dict[int, str] = {}
         self.server: MaskingServer | PaillierServer
         if workflow.policy is None:
-            self.server = self._paillier_server(self.session_id, round_id, vector_length)
+            self.server = self._paillier_server(ids, round_id, vector_length)
         else:
             self.server = self._masking_server(workflow.policy, ids, round_id, vector_length)
 
@@ -385,25 +468,26 @@ class SecureRound:
         return MaskingServer(params, roster)
 
     def _paillier_server(
-        self, session_id: bytes, round_id: int, vector_length: int
+        self, ids: Sequence[int], round_id: int, vector_length: int
     ) -> PaillierServer:
-        """The Paillier server of this round, under the key holder's public key."""
-        key_holder = self.workflow.key_holder
-        assert key_holder is not None  # checked when the workflow was built
-        if key_holder.session_id != session_id:
-            raise ParameterError("the key holder's session_id must be flower_session_id(run_id)")
-        ids = tuple(self.node_of)
+        """The Paillier server of this round over the roster, under the decryptors' key."""
+        workflow = self.workflow
+        assert workflow.roster is not None  # a Paillier workflow always has one
+        endpoints = list(workflow.decryptors.values())
+        if any(endpoint.session_id != self.session_id for endpoint in endpoints):
+            raise ParameterError("the decryptors' session_id must be flower_session_id(run_id)")
         return PaillierServer(
             PaillierParams(
-                session_id=session_id,
+                session_id=self.session_id,
                 round_id=round_id,
-                clients=ids,
+                clients=tuple(ids),
                 vector_length=vector_length,
-                value_bits=self.workflow.value_bits,
-                max_clients=self.workflow.max_clients,
-                min_contributors=min(self.workflow.min_contributors, len(ids)),
+                value_bits=workflow.value_bits,
+                max_clients=workflow.max_clients,
+                min_contributors=min(workflow.min_contributors, len(ids)),
             ),
-            key_holder.public_key,
+            endpoints[0].public,
+            workflow.roster,
         )
 
     # -- the driver: every decision below is the machine's -------------------------------------
@@ -435,11 +519,7 @@ class SecureRound:
         self._deliver(_UPLOAD_ROUND, self._upload, replies)
         outbox = self._close(_UPLOAD_ROUND)
         if isinstance(self.server, PaillierServer):
-            key_holder = self.workflow.key_holder
-            assert key_holder is not None
-            for message in outbox:
-                for reply in self._timed("decryption", key_holder.receive, message):
-                    self.server.receive(reply)
+            self._decrypt(self.server, outbox)
         else:
             rounds: tuple[int, ...] = (_UNMASK_ROUND,)
             if self.server.params.threat_model == "active":
@@ -448,6 +528,49 @@ class SecureRound:
                 self._exchange(round_index, outbox)
                 outbox = self._close(round_index)
         return self._result()
+
+    def _decrypt(self, server: PaillierServer, requests: Sequence[ProtocolMessage]) -> None:
+        """Ask the decryptors in committee order until enough replies verified; combine them.
+
+        Raises:
+            InsufficientSurvivorsError: fewer than the threshold of decryptors decrypted.
+        """
+        public = server.public
+        needed = public.threshold if isinstance(public, ThresholdPublicKey) else 1
+        valid = 0
+        for request in requests:
+            if valid == needed:
+                break  # the others need not spend a partial decryption on this round
+            assert isinstance(request, DecryptionRequest)  # all the server sends now
+            valid += self._ask_decryptor(server, request)
+        if isinstance(public, ThresholdPublicKey):
+            self._close(_UNMASK_ROUND)
+        elif valid == 0:
+            raise InsufficientSurvivorsError(
+                "the key holder did not decrypt the aggregate: "
+                + (self.decryptor_faults.get(KEY_HOLDER_ID) or "no reply")
+            )
+
+    def _ask_decryptor(self, server: PaillierServer, request: DecryptionRequest) -> int:
+        """Hand one request to its decryptor and its reply to the server; 1 if it verified."""
+        party = request.recipient
+        endpoint = self.workflow.decryptors.get(party)
+        if endpoint is None:  # a committee member this server cannot reach
+            return 0
+        try:
+            replies = self._timed("decryption", endpoint.receive, request)
+            if len(replies) != 1 or replies[0].sender != party:
+                raise RemoteProtocolError(f"decryptor {party} did not answer as itself, once")
+            self._timed(ROUND_NAMES[_UNMASK_ROUND], server.receive, replies[0])
+        except LocalProtocolError:
+            raise  # the server machine itself failed: the round is over
+        except Exception as error:
+            # Another party failed (a refusal, a lie, a broken proxy): it sits this round out.
+            reason = f"{type(error).__name__}: {error}"
+            self.decryptor_faults[party] = reason
+            logger.warning("decryptor %d left out of round %d: %s", party, request.round_id, reason)
+            return 0
+        return 1
 
     def _identify(self, roster: TrustedRoster) -> None:
         """Learn which roster client each sampled node is: ask the nodes not seen yet in the run.
@@ -601,7 +724,10 @@ class SecureRound:
             len(self.nodes),
             {node: ROUND_NAMES[r] for node, r in dropped.items()} or "none",
         )
-        misbehaved = self.server.misbehaved if isinstance(self.server, MaskingServer) else {}
+        misbehaved = {
+            self.node_of[u]: why for u, why in self.server.misbehaved.items() if u in self.node_of
+        }
+        misbehaved.update(self.decryptor_faults)
         return SecureRoundResult(
             arrays=self.layout.unflatten(total / total_weight),
             total_weight=total_weight,
@@ -612,5 +738,6 @@ class SecureRound:
             ),
             seconds=dict(self.seconds),
             unreachable=tuple(u for u in result.dropped_at if u not in self.node_of),
-            misbehaved={self.node_of[u]: why for u, why in misbehaved.items() if u in self.node_of},
+            misbehaved=misbehaved,
+            decryptors=getattr(result, "decryptors", ()),
         )

@@ -8,7 +8,10 @@ answers the unmask request with the b-share of each survivor or the s-share of e
 peer, never both (round 4). Against an active server (``threat_model="active"``) it also signs
 its advertisement, checks every peer's signature, its neighbourhood and the threshold itself
 (:mod:`protocols.masking.trust`), and signs the survivor set in the consistency round (round 3)
-before it releases any share. A peer whose share bundle does not open is named to the server:
+before it releases any share. A client given a survivor floor (``min_survivors``, its own
+setting, as ``min_threshold`` is) refuses a survivor set below it before any share leaves it, so
+a server cannot shrink the sum to fewer inputs (and fewer noise shares) than the client agreed
+to. A peer whose share bundle does not open is named to the server:
 the client still masks with it (the pair mask needs no bundle) but holds none of its shares,
 instead of aborting the round. Every client-side defence lives here
 and in :mod:`protocols.masking.trust`, not in the transport.
@@ -72,7 +75,7 @@ from protocols.messages import (
     UnmaskResponse,
     header,
 )
-from protocols.rounds import DEFAULT_CORRUPT_FRACTION, check_threat_model
+from protocols.rounds import DEFAULT_CORRUPT_FRACTION, check_min_survivors, check_threat_model
 from secagg.encoding import ring_dtype
 from secagg.errors import (
     InsufficientSurvivorsError,
@@ -111,6 +114,12 @@ class MaskingClient(ClientMachine[ClientPhase]):
         roster: the trusted roster of every client's identity key (active model).
         corrupt_fraction: the declared bound on clients colluding with the server, as a
             fraction of the roster (active model; it sets the client's minimum threshold).
+        min_survivors: the fewest survivors this client accepts before it releases a share (0:
+            no floor beyond the threshold). Against an active server it counts the consistency
+            round's survivor set (every survivor, each on the roster). A semi-honest client
+            counts the survivors its unmask request names, its neighbourhood's: the whole
+            round on the complete graph only, so set it there only (on a sparse graph the
+            semi-honest server enforces the floor alone).
     """
 
     ABORTED = ClientPhase.ABORTED
@@ -128,11 +137,13 @@ class MaskingClient(ClientMachine[ClientPhase]):
         identity: IdentityKey | None = None,
         roster: TrustedRoster | None = None,
         corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
+        min_survivors: int = 0,
     ) -> None:
         check_client_id(client_id)
         check_session(session_id, round_id)
         if min_threshold < 2:
             raise ParameterError("min_threshold must be >= 2: one share must never reveal a key")
+        self.min_survivors = check_min_survivors(min_survivors)
         self.threat_model: ThreatModel = check_threat_model(threat_model)
         self._active: ActiveChecks | None = None
         if self.threat_model == "active":
@@ -186,6 +197,7 @@ class MaskingClient(ClientMachine[ClientPhase]):
             session_id=self.session_id.hex(),
             round_id=self.round_id,
             min_threshold=self._min_threshold,
+            min_survivors=self.min_survivors,
             threat_model=self.threat_model,
             corrupt_fraction=self.corrupt_fraction,
             phase=self._phase.value,
@@ -240,6 +252,7 @@ class MaskingClient(ClientMachine[ClientPhase]):
             session_id=bytes.fromhex(state.session_id),
             round_id=state.round_id,
             min_threshold=state.min_threshold,
+            min_survivors=state.min_survivors,
             threat_model=check_threat_model(state.threat_model),
             identity=identity,
             roster=roster,
@@ -561,6 +574,8 @@ class MaskingClient(ClientMachine[ClientPhase]):
                 f"the survivor set names neighbours {sorted(strangers)} whose shares this client "
                 "never got"
             )
+        self._active.check_survivors_known(survivors)
+        self._check_floor(len(survivors), "the consistency round's survivor set")
         alive = len(survivors & set(self._mask_peers)) + 1
         if alive < self._threshold:
             raise InsufficientSurvivorsError(
@@ -576,7 +591,10 @@ class MaskingClient(ClientMachine[ClientPhase]):
     def _on_unmask_request(self, request: UnmaskRequest) -> list[Message]:
         survivors, dropped = request.survivors, request.dropped
         self._check_unmask_request(survivors, dropped)
-        if self._active is not None:
+        if self._active is None:
+            self._check_floor(len(survivors), "the unmask request")
+        else:
+            self._check_floor(len(self._survivors), "the survivor set this client signed")
             owners = self._share_owners()
             alive = set(self._survivors) & owners
             if (set(survivors), set(dropped)) != (alive | {self.client_id}, owners - alive):
@@ -630,6 +648,16 @@ class MaskingClient(ClientMachine[ClientPhase]):
         if len(survivors) + len(self._rejected) < self._threshold:
             raise InsufficientSurvivorsError(
                 f"{len(survivors)} survivors named, below the threshold {self._threshold}"
+            )
+
+    def _check_floor(self, survivors: int, where: str) -> None:
+        """Refuse, before any share leaves, a survivor set below this client's floor."""
+        floor = self.min_survivors
+        if survivors < floor:
+            raise ServerMisbehaviourError(
+                f"{where} names {survivors} survivors, below the {floor} this client requires "
+                "before it releases a share: the sum would hold fewer inputs (and noise "
+                "shares) than agreed, so no share is released"
             )
 
     def _share_owners(self) -> set[int]:

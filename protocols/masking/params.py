@@ -1,7 +1,8 @@
 """What a masking round is configured with, and what its server outputs.
 
 :class:`MaskingParams` is checked at construction (session, ids, threshold against the smallest
-neighbourhood, ring size), so a server can only be built for a round that can complete.
+neighbourhood, ring size, survivor floor), so a server can only be built for a round that can
+complete.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from protocols._machine import check_session
 from protocols.graph import NeighbourGraph, ThreatModel
 from protocols.masking.keys import RingArray
 from protocols.messages import MAX_PARTY_ID
-from protocols.rounds import check_threat_model
+from protocols.rounds import check_min_survivors, check_threat_model
 from secagg.encoding import ring_dtype
 from secagg.errors import ParameterError
 
@@ -33,6 +34,9 @@ class MaskingParams:
         threat_model: ``"active"`` (default: signed keys against a trusted roster, the public
             graph, the consistency round) or ``"semi-honest"`` (the server follows the
             protocol; no PKI). See docs/threat-model.md.
+        min_survivors: the fewest uploads the server unmasks: with fewer, it aborts before any
+            unmask request (0: no floor beyond the threshold). Distributed DP sets it to the
+            noise shares every released sum needs.
     """
 
     session_id: bytes
@@ -42,10 +46,12 @@ class MaskingParams:
     vector_length: int
     modulus_bits: int
     threat_model: ThreatModel = "active"
+    min_survivors: int = 0
 
     def __post_init__(self) -> None:
         check_session(self.session_id, self.round_id)
         check_threat_model(self.threat_model)
+        check_min_survivors(self.min_survivors)
         nodes = self.graph.nodes
         if len(nodes) < 2 or nodes[0] < 0 or nodes[-1] > MAX_PARTY_ID:
             raise ParameterError(f"client ids must be in [0, {MAX_PARTY_ID}], at least two")
@@ -54,6 +60,11 @@ class MaskingParams:
             raise ParameterError(
                 f"threshold {self.threshold} must be in [2, {smallest}] (the smallest "
                 "neighbourhood including its owner)"
+            )
+        if self.min_survivors > len(nodes):
+            raise ParameterError(
+                f"min_survivors {self.min_survivors} exceeds the {len(nodes)} clients of the "
+                "round: it could never be unmasked"
             )
         if self.vector_length < 1:
             raise ParameterError(f"vector_length must be >= 1, got {self.vector_length}")

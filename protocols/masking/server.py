@@ -16,7 +16,10 @@ not used, and the other holders' shares are (the holder is named together with t
 either may have lied). Every reconstruction is checked against the
 dealer's commitment, so a dealer whose shares are inconsistent aborts the round with
 :class:`~secagg.errors.ClientMisbehaviourError` naming it: the round never returns a wrong sum.
-Too few survivors at any close aborts it with :class:`~secagg.errors.InsufficientSurvivorsError`.
+Too few survivors at any close aborts it with :class:`~secagg.errors.InsufficientSurvivorsError`,
+and so do fewer uploads than the round's survivor floor (``MaskingParams.min_survivors``): that
+check runs after the masked-input collection and again before any :class:`UnmaskRequest` is
+built, so a sum below the floor is never unmasked, and nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -398,6 +401,7 @@ class MaskingServer(ServerMachine[ServerPhase]):
     def _close_inputs(self) -> list[Message]:
         self._keep_responders(self._uploaded)
         survivors = set(self._uploaded)
+        self._check_floor(survivors)
         self._check_recoverable(survivors)
         self._survivors = frozenset(survivors)
         if self.roster is None:
@@ -406,6 +410,17 @@ class MaskingServer(ServerMachine[ServerPhase]):
             ConsistencyRequest(**self._header(v), survivors=tuple(sorted(survivors)))
             for v in sorted(survivors)
         ]
+
+    def _check_floor(self, survivors: Iterable[int]) -> None:
+        """Abort, before any unmask request, when fewer uploads than the floor survived."""
+        count = len(set(survivors))
+        floor = self.params.min_survivors
+        if count < floor:
+            raise self._abort(
+                f"{count} masked inputs survived, below the round's minimum of {floor} "
+                "survivors: the round is aborted before any unmask request, so the sum is "
+                "never unmasked"
+            )
 
     def _check_recoverable(self, survivors: set[int]) -> None:
         """Abort now, before any share is asked for, if some mask could not be removed.
@@ -464,6 +479,8 @@ class MaskingServer(ServerMachine[ServerPhase]):
     def _unmask_requests(
         self, recipients: Iterable[int], signatures: tuple[SignatureEntry, ...]
     ) -> list[Message]:
+        # The last point before any share is asked for (the active model's signers included).
+        self._check_floor(self._survivors)
         messages: list[Message] = []
         complete = self.params.graph.is_complete()
         for v in sorted(recipients):

@@ -46,8 +46,8 @@ class MaskingClientState:
 
     Attributes:
         version: :data:`STATE_VERSION` of the writer.
-        client_id, session_id, round_id, min_threshold, threat_model, corrupt_fraction: the
-            constructor's arguments (``session_id`` in hex).
+        client_id, session_id, round_id, min_threshold, min_survivors, threat_model,
+            corrupt_fraction: the constructor's arguments (``session_id`` in hex).
         phase: the client's phase value.
         threshold, vector_length, modulus_bits, neighbours: from the round setup.
         mask_key, share_key: X25519 private keys in hex (``None`` once dropped).
@@ -67,6 +67,7 @@ class MaskingClientState:
     session_id: str
     round_id: int
     min_threshold: int
+    min_survivors: int
     threat_model: str
     corrupt_fraction: float
     phase: str
@@ -110,9 +111,10 @@ class MaskingClientState:
         return state
 
     def _check_types(self) -> None:
-        for name in ("version", "client_id", "round_id", "min_threshold", "threshold"):
+        for name in ("version", "client_id", "round_id", "min_threshold", "min_survivors"):
             _require(_is_int(getattr(self, name)))
-        _require(_is_int(self.vector_length) and _is_int(self.modulus_bits))
+        _require(_is_int(self.threshold) and _is_int(self.vector_length))
+        _require(_is_int(self.modulus_bits))
         _require(isinstance(self.session_id, str) and isinstance(self.phase, str))
         _require(isinstance(self.threat_model, str))
         _require(
@@ -139,7 +141,7 @@ class MaskingClientState:
         """Ranges and lengths: a state that no honest client could have written is refused."""
         _require(len(bytes.fromhex(self.session_id)) == SESSION_ID_BYTES)
         _require(0 <= self.client_id <= MAX_PARTY_ID and 0 <= self.round_id < 2**64)
-        _require(2 <= self.min_threshold and self.vector_length >= 0)
+        _require(2 <= self.min_threshold and self.min_survivors >= 0 and self.vector_length >= 0)
         _require(self.threshold == 0 or self.threshold >= self.min_threshold)
         _require(self.modulus_bits == 0 or 1 <= self.modulus_bits <= 64)
         _require(self.threat_model in ("semi-honest", "active"))

@@ -12,10 +12,11 @@ a masking client, in one place:
   for that neighbourhood, and the roster's pinned threshold;
 - every peer's roster entry must carry that peer's identity signature over its keys and seed
   commitment, and its keys must be valid points;
-- the survivor set of the consistency round is signed with the identity key, and shares are
-  released only when, for every owner whose share is released, at least t members of that
-  owner's neighbourhood signed the very same set (Bonawitz et al. 2017, round 3; with t >
-  (k + c) / 2 no two sets can both gather t signatures in one neighbourhood).
+- the survivor set of the consistency round may name only roster members (so that a server
+  cannot pad it up to a client's survivor floor with made-up ids); it is signed with the
+  identity key, and shares are released only when, for every owner whose share is released, at
+  least t members of that owner's neighbourhood signed the very same set (Bonawitz et al. 2017,
+  round 3; with t > (k + c) / 2 no two sets can both gather t signatures in one neighbourhood).
 """
 
 from __future__ import annotations
@@ -146,6 +147,18 @@ class ActiveChecks:
                 ) from None
 
     # -- round 3 --------------------------------------------------------------------------------
+
+    def check_survivors_known(self, survivors: Iterable[int]) -> None:
+        """The consistency round's survivor set names roster members only.
+
+        Raises:
+            ServerMisbehaviourError: naming the ids that are not on the roster.
+        """
+        unknown = set(survivors) - set(self.roster.ids)
+        if unknown:
+            raise ServerMisbehaviourError(
+                f"the survivor set names {sorted(unknown)}, who are not on the trusted roster"
+            )
 
     def sign_survivors(self, session_id: bytes, round_id: int, survivors: Iterable[int]) -> bytes:
         """The consistency signature over the survivor set this client was shown."""

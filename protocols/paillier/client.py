@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
-import phe
 
 from protocols._machine import (
     ClientMachine,
@@ -26,6 +25,7 @@ from protocols.messages import (
     PaillierSetup,
     header,
 )
+from protocols.paillier.trust import PaillierPublic, key_fingerprint, plain_key, sign_upload
 from secagg.errors import (
     LocalProtocolError,
     ParameterError,
@@ -34,6 +34,8 @@ from secagg.errors import (
     ServerMisbehaviourError,
 )
 from secagg.hazmat import paillier as hazmat
+from secagg.hazmat.paillier import ThresholdPublicKey
+from secagg.hazmat.sign import IdentityKey
 from secagg.packing import PackingScheme
 
 __all__ = ["PaillierClient"]
@@ -45,9 +47,12 @@ class PaillierClient(ClientMachine[ClientPhase]):
     Args:
         client_id: this client's id.
         session_id, round_id: the round it expects; anything else is a replay.
-        public_key: the key holder's public key, obtained from the key holder (pinned).
+        public_key: the decryptors' public key, obtained from them, never from the server
+            (pinned): the single key holder's phe key, or a committee's
+            :class:`~secagg.hazmat.paillier.ThresholdPublicKey`.
+        identity: this client's identity key; it signs the upload for this round and key.
         mode: ``RandomnessMode.FRESH`` (default) or ``DJN`` (needs ``djn``; extra assumption).
-        djn: the key holder's public DJN parameters.
+        djn: the key's public DJN parameters (a committee key carries its own).
         processes: worker processes for encryption (None: every core; 1: serial).
     """
 
@@ -62,13 +67,21 @@ class PaillierClient(ClientMachine[ClientPhase]):
         *,
         session_id: bytes,
         round_id: int,
-        public_key: phe.PaillierPublicKey,
+        public_key: PaillierPublic,
+        identity: IdentityKey,
         mode: hazmat.RandomnessMode = hazmat.RandomnessMode.FRESH,
         djn: hazmat.DJNParameters | None = None,
         processes: int | None = 1,
     ) -> None:
         check_client_id(client_id)
         _check_session(session_id, round_id)
+        if not isinstance(identity, IdentityKey):
+            raise ParameterError("a Paillier client signs its upload: pass its IdentityKey")
+        if isinstance(public_key, ThresholdPublicKey) and djn is None:
+            djn = public_key.djn
+        self._fingerprint = key_fingerprint(public_key)
+        self._identity = identity
+        public_key = plain_key(public_key)
         if mode is hazmat.RandomnessMode.DJN and (djn is None or not djn.matches(public_key)):
             raise ParameterError("DJN mode needs the DJN parameters of the pinned public key")
         self.client_id = client_id
@@ -87,7 +100,7 @@ class PaillierClient(ClientMachine[ClientPhase]):
         assert isinstance(message, PaillierSetup)  # the only move in the table
         if message.public_key_n != self._public_key.n:
             raise ServerMisbehaviourError(
-                "the setup carries a public key other than the key holder's pinned key"
+                "the setup carries a public key other than the decryptors' pinned key"
             )
         try:
             self._packing = PackingScheme.for_public_key(
@@ -119,10 +132,19 @@ class PaillierClient(ClientMachine[ClientPhase]):
             processes=self._processes,
         )
         self._phase = next_phase
+        data = hazmat.ciphertexts_to_bytes(self._public_key, ciphertexts)
         return [
             EncryptedInput(
                 **header(self.session_id, self.round_id, self.client_id, SERVER_ID),
                 ciphertext_bytes=hazmat.ciphertext_byte_length(self._public_key),
-                ciphertexts=hazmat.ciphertexts_to_bytes(self._public_key, ciphertexts),
+                ciphertexts=data,
+                signature=sign_upload(
+                    self._identity,
+                    self.session_id,
+                    self.round_id,
+                    self.client_id,
+                    self._fingerprint,
+                    data,
+                ),
             )
         ]

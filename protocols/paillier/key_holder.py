@@ -1,4 +1,11 @@
-"""The single Paillier key holder: decrypts one aggregate per round and nothing else."""
+"""The single Paillier key holder (a committee of one): decrypts one admitted aggregate per round.
+
+The key holder is a party apart from the server that holds the whole secret key. It decrypts
+only what :class:`~protocols.paillier.trust.DecryptionGuard` admits (signed uploads of a new
+round, from enough distinct clients, multiplied by itself), checks every slot's range and
+returns the sums. With no single party trusted with the key, use a committee of
+:class:`~protocols.paillier.decryptor.Decryptor` instead.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +13,9 @@ from typing import Final
 
 import phe
 
-from protocols._machine import (
-    check_addressed,
-)
-from protocols._machine import check_session as _check_session
-from protocols.messages import (
-    KEY_HOLDER_ID,
-    SERVER_ID,
-    AggregateCiphertext,
-    DecryptedAggregate,
-    Message,
-    header,
-)
-from secagg.errors import (
-    ParameterError,
-    RemoteProtocolError,
-    SecAggError,
-    ServerMisbehaviourError,
-)
+from protocols.identity import TrustedRoster
+from protocols.messages import KEY_HOLDER_ID, DecryptedAggregate, Message, header
+from protocols.paillier.trust import DecryptionGuard, answer
 from secagg.hazmat import paillier as hazmat
 from secagg.packing import PackingScheme
 
@@ -31,13 +23,14 @@ __all__ = ["KeyHolder"]
 
 
 class KeyHolder:
-    """Holds the secret key; decrypts one aggregate per round and nothing else.
+    """Holds the secret key; decrypts one admitted aggregate per round and nothing else.
 
     Args:
         keypair: from :func:`secagg.hazmat.paillier.generate_keypair`.
         session_id: the session whose aggregates it will decrypt.
+        roster: the clients' identity keys; every upload must be signed under one of them.
         value_bits, max_clients: the packing every client uses (same as the server's).
-        min_contributors: the fewest inputs an aggregate must claim before it is decrypted.
+        min_contributors: the fewest distinct signed uploads an aggregate must hold (>= 2).
         processes: worker processes for decryption (None: every core; 1: serial).
     """
 
@@ -46,24 +39,33 @@ class KeyHolder:
         keypair: hazmat.PaillierKeypair,
         *,
         session_id: bytes,
+        roster: TrustedRoster,
         value_bits: int,
         max_clients: int,
         min_contributors: int = 2,
         processes: int | None = 1,
     ) -> None:
-        _check_session(session_id, 0)
-        if min_contributors < 1:
-            raise ParameterError("min_contributors must be >= 1")
         self._keypair = keypair
         self.session_id: Final = session_id
         self.packing = PackingScheme.for_public_key(
             keypair.public_key, value_bits=value_bits, num_clients=max_clients
         )
-        self.min_contributors = min_contributors
+        self.guard = DecryptionGuard(
+            keypair.public_key,
+            session_id=session_id,
+            roster=roster,
+            packing=self.packing,
+            min_contributors=min_contributors,
+            recipient=KEY_HOLDER_ID,
+        )
         self.processes = processes
-        self._decrypted_rounds: set[int] = set()
-        #: Every aggregate this key holder was shown, for audits and tests.
-        self.seen: list[AggregateCiphertext] = []
+        #: Its party id on the wire (the server addresses its decryption request there).
+        self.party_id: Final = KEY_HOLDER_ID
+
+    @property
+    def public(self) -> phe.PaillierPublicKey:
+        """The key clients pin and encrypt under (as for a committee's :class:`Decryptor`)."""
+        return self._keypair.public_key
 
     @property
     def public_key(self) -> phe.PaillierPublicKey:
@@ -75,64 +77,42 @@ class KeyHolder:
         """Public DJN parameters, if the key supports short-exponent randomness."""
         return self._keypair.djn
 
-    def receive(self, message: Message) -> list[Message]:
-        """Decrypt an :class:`AggregateCiphertext` from the server; reject anything else.
+    @property
+    def min_contributors(self) -> int:
+        """The fewest distinct signed uploads it decrypts an aggregate of."""
+        return self.guard.min_contributors
 
-        A rejected message leaves the key holder as it was; an unexpected failure is re-raised
+    @property
+    def last_round(self) -> int | None:
+        """The newest round decrypted (None before the first); every older round is refused."""
+        return self.guard.last_round
+
+    def receive(self, message: Message) -> list[Message]:
+        """Decrypt an admitted :class:`~protocols.messages.DecryptionRequest`; refuse the rest.
+
+        A refused message leaves the key holder as it was; an unexpected failure is re-raised
         as a :class:`~secagg.errors.RemoteProtocolError` that names only its type.
+
+        Raises:
+            ServerMisbehaviourError: the request breaks a rule of the guard (it says which).
+            SlotOverflowError: a slot of the sum lies outside its range (a client encrypted an
+                out-of-range plaintext; nothing is returned, no sub-sum is tried).
         """
-        try:
-            return self._receive(message)
-        except SecAggError:
-            raise
-        except Exception as error:
-            raise RemoteProtocolError(
-                f"the key holder could not process the message ({type(error).__name__})"
-            ) from None
+        return answer("the key holder", self._receive, message)
 
     def _receive(self, message: Message) -> list[Message]:
-        if not isinstance(message, AggregateCiphertext):
-            raise RemoteProtocolError(
-                f"the key holder decrypts only aggregates, not {type(message).__name__}"
-            )
-        check_addressed(
-            message,
-            session_id=self.session_id,
-            round_id=None,
-            recipient=KEY_HOLDER_ID,
-            sender=SERVER_ID,
-        )
-        if message.round_id in self._decrypted_rounds:
-            raise ServerMisbehaviourError(
-                f"round {message.round_id} was already decrypted: a second aggregate of the "
-                "same round could isolate one client's input"
-            )
-        if message.contributors < self.min_contributors:
-            raise ServerMisbehaviourError(
-                f"the aggregate claims {message.contributors} inputs; at least "
-                f"{self.min_contributors} are needed before anything is decrypted"
-            )
-        if message.contributors > self.packing.num_clients:
-            raise RemoteProtocolError(
-                f"{message.contributors} inputs exceed the packing headroom of "
-                f"{self.packing.num_clients}"
-            )
-        public_key = self.public_key
-        if message.ciphertext_bytes != hazmat.ciphertext_byte_length(public_key):
-            raise RemoteProtocolError("the aggregate's ciphertext width does not match the key")
-        ciphertexts = hazmat.ciphertexts_from_bytes(public_key, message.ciphertexts)
-        if len(ciphertexts) != self.packing.num_plaintexts(message.vector_length):
-            raise RemoteProtocolError("the aggregate's length does not match its vector_length")
-        self.seen.append(message)
-        self._decrypted_rounds.add(message.round_id)
+        admitted = self.guard.admit(message)
+        # The round is consumed before decryption: a failure afterwards never re-opens it.
+        self.guard.consume(admitted)
         plaintexts = hazmat.decrypt_vector(
-            self._keypair.private_key, ciphertexts, processes=self.processes
+            self._keypair.private_key, admitted.ciphertexts, processes=self.processes
         )
-        sums = self.packing.unpack(plaintexts, message.vector_length, message.contributors)
+        count = len(admitted.contributors)
+        sums = self.packing.unpack(plaintexts, admitted.vector_length, count)
         return [
             DecryptedAggregate(
-                **header(message.session_id, message.round_id, KEY_HOLDER_ID, SERVER_ID),
-                contributors=message.contributors,
+                **header(self.session_id, admitted.round_id, KEY_HOLDER_ID, message.sender),
+                contributors=count,
                 vector=sums,
             )
         ]

@@ -14,10 +14,10 @@ from protocols._machine import check_session as _check_session
 from protocols.messages import MAX_PARTY_ID
 from secagg.errors import InvalidCiphertextError, ParameterError
 
-__all__ = ["PaillierParams", "PaillierResult"]
+__all__ = ["PaillierParams", "PaillierResult", "check_units"]
 
 
-def _check_units(public_key: phe.PaillierPublicKey, ciphertexts: Sequence[int]) -> None:
+def check_units(public_key: phe.PaillierPublicKey, ciphertexts: Sequence[int]) -> None:
     """All ciphertexts are units mod n iff their product mod n is: one gcd for the vector."""
     n = gmpy2.mpz(public_key.n)
     product = gmpy2.mpz(1)
@@ -73,6 +73,8 @@ class PaillierResult:
     contributors: tuple[int, ...]
     dropped: tuple[int, ...]
     dropped_at: dict[int, int] = field(default_factory=dict)
+    #: Committee members (by index) whose verified partial decryptions gave the sums.
+    decryptors: tuple[int, ...] = ()
 
     @property
     def survivors(self) -> tuple[int, ...]:

@@ -31,7 +31,7 @@ This module re-exports the public names of all five, so ``from secagg.dp import 
 import to use.
 """
 
-from secagg.dp.accounting import AccountantKind, PrivacyAccountant, choose_parameters
+from secagg.dp.accounting import AccountantKind, PrivacyAccountant, SpentReport, choose_parameters
 from secagg.dp.mechanisms import (
     DEFAULT_MAX_WRAP_PROBABILITY,
     DistributedDPConfig,
@@ -70,6 +70,7 @@ __all__ = [
     "DistributedDPMechanism",
     "Mechanism",
     "PrivacyAccountant",
+    "SpentReport",
     "choose_parameters",
     "clip_l2",
     "conditional_round",

@@ -9,6 +9,9 @@ Rules of this module:
 * :func:`choose_parameters` turns a privacy target into a :class:`DistributedDPConfig`: the
   noise multiplier comes from the library's calibration, the granularity is then the finest
   whose wrap-around bound stays under the limit.
+* What was spent is what was released: :meth:`PrivacyAccountant.charge` records each released
+  sum with its survivor count, and :meth:`PrivacyAccountant.epsilon_spent` composes exactly
+  those rounds, each at its own noise (s of n noise shares: multiplier z * sqrt(s / n)).
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from secagg.errors import ParameterError
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["AccountantKind", "PrivacyAccountant", "choose_parameters"]
+__all__ = ["AccountantKind", "PrivacyAccountant", "SpentReport", "choose_parameters"]
 
 AccountantKind = Literal["rdp", "pld"]
+#: JSON-ready report of the privacy spent: numbers, names, per-round lists, or ``None``.
+SpentReport = dict[str, float | int | str | list[int] | list[float] | None]
 _ACCOUNTANTS: Final = ("rdp", "pld")
 
 
@@ -102,11 +107,19 @@ class PrivacyAccountant:
     Theorem 3.5). The configuration warns with :class:`~secagg.dp.DPApproximationWarning` when
     the shares are too small for this to hold.
 
+    The per-round record: :meth:`charge` records one released sum and how many noise shares
+    it holds; each of the ``expected_clients`` = n shares the noise was split into has variance
+    (z Delta_2)^2 / n, so a sum of s shares has noise multiplier z * sqrt(s / n).
+    :meth:`epsilon_spent` composes the charged rounds at those multipliers (a round that was
+    never released is never charged and costs nothing).
+
     Args:
         noise_multiplier: z, the central noise standard deviation over the L2 sensitivity.
         sampling_rate: q, each client's probability of taking part in a round, in (0, 1].
         delta: the target delta, in (0, 1).
         accountant: ``"rdp"`` or ``"pld"``.
+        expected_clients: n, the noise shares that add up to the full noise (needed by
+            :meth:`charge`; :meth:`for_config` takes it from the configuration).
     """
 
     def __init__(
@@ -116,6 +129,7 @@ class PrivacyAccountant:
         sampling_rate: float,
         delta: float,
         accountant: AccountantKind = "rdp",
+        expected_clients: int | None = None,
     ) -> None:
         self.noise_multiplier = _check_real("noise_multiplier", noise_multiplier, low=0.0)
         self.sampling_rate = _check_real(
@@ -123,7 +137,17 @@ class PrivacyAccountant:
         )
         self.delta = _check_real("delta", delta, low=0.0, high=1.0, low_open=True, high_open=True)
         self.accountant = _check_accountant(accountant)
+        self.expected_clients = (
+            None
+            if expected_clients is None
+            else _check_int("expected_clients", expected_clients, 1)
+        )
         self._cache: dict[int, tuple[float, float | None]] = {}
+        self._released: list[int] = []
+        # The charged rounds, composed one by one as they are charged (each round's event is
+        # computed once), and the epsilon (and RDP order) they spend.
+        self._running: _LibraryAccountant | None = None
+        self._spent: tuple[float, float | None] = (0.0, None)
 
     @classmethod
     def for_config(
@@ -140,6 +164,7 @@ class PrivacyAccountant:
             sampling_rate=sampling_rate,
             delta=delta,
             accountant=accountant,
+            expected_clients=config.expected_clients,
         )
 
     def epsilon_after(self, rounds: int) -> float:
@@ -149,6 +174,74 @@ class PrivacyAccountant:
             ParameterError: ``rounds`` is negative.
         """
         return self._epsilon_and_order(rounds)[0]
+
+    # -- the released rounds ----------------------------------------------------------------
+
+    def round_noise_multiplier(self, survivors: int) -> float:
+        """z * sqrt(s / n): the noise multiplier of a sum of ``survivors`` noise shares.
+
+        Raises:
+            ParameterError: ``survivors`` is not a positive int, or this accountant was built
+                without ``expected_clients``.
+        """
+        if self.expected_clients is None:
+            raise ParameterError(
+                "this accountant was built without expected_clients, the number of noise "
+                "shares the noise was split into: pass expected_clients= (or use for_config)"
+            )
+        count = _check_int("survivors", survivors, 1)
+        return self.noise_multiplier * math.sqrt(count / self.expected_clients)
+
+    def charge(self, survivors: int) -> float:
+        """Record one released sum of ``survivors`` noise shares; return the epsilon spent.
+
+        Call it the moment a sum is unmasked, whatever happens to it afterwards: a released
+        sum has been seen.
+
+        Raises:
+            ParameterError: as :meth:`round_noise_multiplier`.
+        """
+        noise_multiplier = self.round_noise_multiplier(survivors)
+        self._released.append(int(survivors))
+        if noise_multiplier == 0.0 or self._spent[0] == math.inf:
+            self._spent = (math.inf, None)
+            return math.inf
+        if self._running is None:
+            self._running = _fresh_accountant(self.accountant)
+        self._running.compose(_training_event(noise_multiplier, self.sampling_rate, 1))
+        self._spent = self._epsilon_of(self._running)
+        return self._spent[0]
+
+    @property
+    def released(self) -> tuple[int, ...]:
+        """The survivor count of every charged round, in the order they were charged."""
+        return tuple(self._released)
+
+    def epsilon_spent(self) -> float:
+        """The epsilon of the charged rounds, each at its own noise (0 before the first)."""
+        return self._spent[0]
+
+    def spent_report(self) -> SpentReport:
+        """A JSON-ready report of the privacy the charged rounds spent.
+
+        The keys of :meth:`privacy_report` (``epsilon`` and ``rdp_order`` now of the charged
+        rounds, ``rounds`` their number, ``noise_multiplier`` the calibrated z), plus
+        ``survivors`` (each charged round's survivor count, in order), ``round_noise_multipliers``
+        (each round's z * sqrt(s / n)) and ``expected_clients`` (n).
+        """
+        epsilon, order = self._spent
+        report: SpentReport = dict(self.privacy_report(0))
+        report.update(
+            epsilon=epsilon,
+            rounds=len(self._released),
+            rdp_order=order,
+            survivors=list(self._released),
+            round_noise_multipliers=[self.round_noise_multiplier(s) for s in self._released],
+            expected_clients=self.expected_clients,
+        )
+        return report
+
+    # -- reports ------------------------------------------------------------------------------
 
     def privacy_report(self, rounds: int) -> dict[str, float | int | str | None]:
         """A JSON-ready report of the privacy spent after ``rounds`` rounds.
@@ -182,8 +275,11 @@ class PrivacyAccountant:
         if self.noise_multiplier == 0.0:
             return math.inf, None
         accountant = _fresh_accountant(self.accountant)
-        event = _training_event(self.noise_multiplier, self.sampling_rate, rounds)
-        accountant.compose(event)
+        accountant.compose(_training_event(self.noise_multiplier, self.sampling_rate, rounds))
+        return self._epsilon_of(accountant)
+
+    def _epsilon_of(self, accountant: _LibraryAccountant) -> tuple[float, float | None]:
+        """The composed accountant's epsilon at this delta (and the optimal RDP order)."""
         if self.accountant == "rdp":
             rdp = cast(_LibraryRdpAccountant, accountant)
             epsilon, order = rdp.get_epsilon_and_optimal_order(self.delta)

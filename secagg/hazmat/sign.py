@@ -51,6 +51,8 @@ class SignaturePurpose(enum.Enum):
     CONSISTENCY = "consistency"
     #: A Flower node's claim of the roster client it speaks for (protocols.flower.keys).
     NODE_CLAIM = "node-claim"
+    #: A Paillier client's upload: its ciphertexts, under one public key (protocols.paillier).
+    ENCRYPTED_INPUT = "encrypted-input"
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from models import (
     leave_one_out_split,
     synthetic_interactions,
 )
+from models.commands.train import _Output, _RoundTable
 from models.factory import make_dp_aggregator
 from protocols.cli import main
 from protocols.dp_aggregator import DistributedDPAggregator
@@ -29,18 +33,24 @@ SHARED = 1801
 logging.getLogger("absl").setLevel(logging.ERROR)
 
 
-def _library_epsilon(noise_multiplier: float, sampling_rate: float, rounds: int) -> float:
-    """Epsilon straight from dp-accounting's RDP accountant, independently of secagg.dp."""
+def _library_epsilons(
+    noise_multiplier: float, sampling_rate: float, survivors: list[int], expected: int
+) -> list[float]:
+    """Epsilon after each released round, straight from dp-accounting's RDP accountant and
+    independently of secagg.dp: a round of s of the n noise shares has z * sqrt(s / n)."""
     import dp_accounting
 
     accountant = dp_accounting.rdp.RdpAccountant(
         neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
     )
-    event = dp_accounting.PoissonSampledDpEvent(
-        sampling_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
-    )
-    accountant.compose(dp_accounting.SelfComposedDpEvent(event, rounds))
-    return float(accountant.get_epsilon(1e-5))
+    epsilons = []
+    for s in survivors:
+        gaussian = dp_accounting.GaussianDpEvent(noise_multiplier * math.sqrt(s / expected))
+        if sampling_rate < 1.0:
+            gaussian = dp_accounting.PoissonSampledDpEvent(sampling_rate, gaussian)
+        accountant.compose(gaussian)
+        epsilons.append(float(accountant.get_epsilon(1e-5)))
+    return epsilons
 
 
 def test_train_dp_json_reports_epsilon_every_round_as_the_accountant_does(
@@ -57,8 +67,11 @@ def test_train_dp_json_reports_epsilon_every_round_as_the_accountant_does(
     assert [r["aggregator"] for r in rounds] == ["dp-secagg"] * 3
     epsilons = [r["epsilon"] for r in rounds]
     assert 0.0 < epsilons[0] < epsilons[1] < epsilons[2] <= 8.0
-    # 12 sampled, round(0.2 * 12) = 2 dropping: at least 10 noise shares in every sum.
-    assert all(r["survivors"] >= 10 for r in rounds)
+    # 12 sampled, round(0.2 * 12) = 2 dropping: at least 10 noise shares in every sum (a
+    # dropout after its upload still adds its share).
+    survivors = [r["survivors"] for r in rounds]
+    assert all(10 <= s <= 12 for s in survivors)
+    assert all(r["released"] is True for r in rounds)
 
     privacy = summary["privacy"]
     assert summary["epsilon"] == privacy["epsilon"] == epsilons[-1]
@@ -82,11 +95,17 @@ def test_train_dp_json_reports_epsilon_every_round_as_the_accountant_does(
         clip_norm=0.5,
     )
     assert privacy["noise_multiplier"] == config.noise_multiplier
+    assert privacy["survivors"] == survivors
+    z = config.noise_multiplier
+    assert [r["noise_multiplier"] for r in rounds] == [
+        pytest.approx(z * math.sqrt(s / 10), rel=1e-15) for s in survivors
+    ]
+    # Each round at its own noise: never below what dp-accounting gives for the released sums,
+    # and at most the planned epsilon (every sum held at least the planned noise).
+    independent = _library_epsilons(z, 12 / 60, survivors, 10)
+    assert epsilons == pytest.approx(independent, rel=1e-12)
     accountant = PrivacyAccountant.for_config(config, sampling_rate=12 / 60, delta=1e-5)
-    assert epsilons == [accountant.epsilon_after(k) for k in (1, 2, 3)]
-    assert epsilons[-1] == pytest.approx(
-        _library_epsilon(config.noise_multiplier, 12 / 60, 3), rel=1e-9
-    )
+    assert all(e <= accountant.epsilon_after(k) * (1 + 1e-12) for k, e in enumerate(epsilons, 1))
 
 
 def test_train_dp_table_has_an_epsilon_column_and_a_privacy_line(
@@ -98,11 +117,20 @@ def test_train_dp_table_has_an_epsilon_column_and_a_privacy_line(
     )  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    header = next(line for line in out.splitlines() if line.lstrip().startswith("round"))
-    assert header.split()[-1] == "epsilon"
+    lines = out.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("round"))
+    assert header.split()[-2:] == ["survivors", "epsilon"]
+    rows = [line.split() for line in lines[lines.index(header) + 1 :] if line[:5].strip().isdigit()]
+    assert [int(row[0]) for row in rows] == [1, 2]
+    # 12 sampled, round(0.1 * 12) = 1 dropping: 11 or 12 noise shares, as the server summed.
+    for row in rows:
+        assert row[1] == row[-2] and int(row[-2]) in (11, 12)
+    assert 0.0 < float(rows[0][-1]) < float(rows[1][-1]) <= 4.0
     assert "distributed DP (skellam)" in out
     assert "over dp-secagg+" in out
     assert "privacy spent: epsilon" in out and "RdpAccountant" in out
+    assert re.search(r"survivors per released round 1[12]-1[12], each of at least 11", out)
+    assert "withheld rounds cost nothing" in out
 
 
 @pytest.mark.parametrize("backend", ["plain", "paillier"])
@@ -128,6 +156,7 @@ def test_train_without_dp_reports_no_epsilon(capsys: pytest.CaptureFixture[str])
     assert main(["train", "--aggregator", "plain", "--rounds", "1", "--json", *SMALL]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0]["epsilon"] is None
+    assert lines[0]["released"] is None and lines[0]["noise_multiplier"] is None
     assert lines[-1]["epsilon"] is None and lines[-1]["privacy"] is None
 
 
@@ -160,6 +189,53 @@ def test_federated_trainer_applies_the_private_sum() -> None:
     assert aggregator.rounds_done == 2
     assert aggregator.epsilon_spent <= 8.0
     assert not np.array_equal(before, trainer.server.broadcast())
+
+
+def test_withheld_rounds_are_reported_and_cost_nothing() -> None:
+    """Rounds whose dropouts leave fewer than expected_clients uploads are aborted before any
+    unmasking; the JSON lines say so (released false, no noise multiplier) and the epsilon
+    composes the released rounds only, each at its own survivor count."""
+    data = synthetic_interactions(40, 200, seed=2)
+    split = leave_one_out_split(data, seed=2)
+    model = MatrixFactorization(40, 200, 2, seed=2)
+    aggregator = DistributedDPAggregator(
+        target_epsilon=8.0,
+        target_delta=1e-5,
+        rounds=6,
+        sampling_rate=1.0,  # no amplification by sampling: fast, and an upper bound
+        expected_clients=8,
+        max_clients=10,
+        dimension=model.num_shared_parameters(),
+        clip_norm=0.5,
+    )
+    config = FederatedConfig(
+        rounds=6,
+        clients_per_round=10,
+        local=LocalTrainingConfig(objective="bpr", epochs=1),
+        dropout_fraction=0.3,  # 3 of 10 drop: released only if one of them had uploaded
+        eval_every=0,
+        seed=3,
+    )
+    trainer = FederatedTrainer(model, split.train, aggregator, config, evaluation=split)
+    stream = io.StringIO()
+    table = _RoundTable(_Output(as_json=True, stream=stream), aggregator.name, aggregator, None)
+    history = trainer.run(on_round=table.show)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    released = [line for line in lines if line["released"]]
+    withheld = [line for line in lines if not line["released"]]
+    assert released and withheld, "seed 3 must give both kinds of round"
+    assert [line["aborted"] for line in withheld] == [True] * len(withheld)
+    assert all(line["noise_multiplier"] is None for line in withheld)
+    survivors = [line["survivors"] for line in released]
+    assert all(s >= 8 for s in survivors)
+    assert aggregator.round_survivors == tuple(survivors)
+    assert len(history.records) == 6
+    # A withheld round leaves the epsilon where it was.
+    epsilons = [line["epsilon"] for line in lines]
+    for before, line in zip([0.0, *epsilons], lines, strict=False):
+        assert (line["epsilon"] == before) is (not line["released"])
+    z = aggregator.config.noise_multiplier
+    assert epsilons[-1] == pytest.approx(_library_epsilons(z, 1.0, survivors, 8)[-1], rel=1e-12)
 
 
 def test_make_dp_aggregator_needs_two_guaranteed_survivors() -> None:

@@ -61,10 +61,10 @@ from protocols.masking import MaskingClient, MaskingParams, MaskingServer
 from protocols.messages import (
     SERVER_ID,
     Abort,
-    AggregateCiphertext,
     ConsistencyRequest,
     ConsistencySignature,
     DecryptedAggregate,
+    DecryptionShare,
     EncryptedInput,
     EncryptedShares,
     ForwardedShares,
@@ -124,13 +124,8 @@ def _forged_bodies() -> dict[type, dict[str, Any]]:
         MaskedInput: {"modulus_bits": 8, "vector": np.zeros(1, dtype=np.uint32)},
         UnmaskResponse: {"self_mask_shares": (), "mask_key_shares": ()},
         PaillierSetup: {"public_key_n": 15, "vector_length": 1, "value_bits": 1, "max_clients": 1},
-        EncryptedInput: {"ciphertext_bytes": 1, "ciphertexts": b"\x01"},
-        AggregateCiphertext: {
-            "contributors": 1,
-            "vector_length": 1,
-            "ciphertext_bytes": 1,
-            "ciphertexts": b"\x01",
-        },
+        EncryptedInput: {"ciphertext_bytes": 1, "ciphertexts": b"\x01", "signature": bytes(64)},
+        DecryptionShare: {"index": 1, "partial": b"\x01"},
         DecryptedAggregate: {"contributors": 1, "vector": np.zeros(1, dtype=np.uint64)},
     }
 
@@ -492,6 +487,10 @@ class MaskingRounds(RuleBasedStateMachine):
 
     def _deliver_to_server(self, index: int) -> None:
         message = self.to_server.pop(index)
+        if self.server.phase is ServerPhase.ABORTED:
+            # A client that had not yet heard of the abort answered: refused, nothing counted.
+            self._refused_by_server(message)
+            return
         self._server(lambda: self.server.receive(message))
         self.accepted.append(message)
         self.accepted_now.append(message)

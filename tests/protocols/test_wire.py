@@ -64,7 +64,7 @@ MASKING_TYPES = (
     "ConsistencyRequest",
     "ConsistencySignature",
 )
-#: Their wire type codes (10 to 13 are the Paillier messages').
+#: Their wire type codes (10 to 13 and 16 are the Paillier messages').
 MASKING_TYPE_CODES = [*range(1, 10), 14, 15]
 _CLASSES: dict[str, type] = {
     cls.__name__: cls for cls in wire._TYPE_CODES if cls.__name__ in MASKING_TYPES
@@ -411,7 +411,7 @@ def _golden_ids() -> list[str]:
 
 def test_wire_golden_file_covers_all_eleven_types() -> None:
     golden = _golden()
-    assert golden["wire_version"] == wire.VERSION == 2
+    assert golden["wire_version"] == wire.VERSION == 3
     assert golden["header_bytes"] == HEADER_BYTES
     assert {v["type"] for v in golden["vectors"]} == set(_CLASSES)
     assert len(_CLASSES) == 11
@@ -491,7 +491,7 @@ def test_wire_decode_rejects_bad_magic(magic: bytes) -> None:
         wire.decode(magic + encoded[4:])
 
 
-@pytest.mark.parametrize("version", [0, 1, 3, 127, 255])
+@pytest.mark.parametrize("version", [0, 1, 2, 4, 127, 255])
 def test_wire_decode_rejects_unsupported_version(version: int) -> None:
     encoded = bytearray(_sample_encodings()["KeyAdvertisement"])
     encoded[4] = version
@@ -785,7 +785,7 @@ def test_wire_decode_random_bytes_raise_only_wire_format_error(data: bytes) -> N
 
 @settings(max_examples=300, deadline=None)
 @given(
-    body=st.binary(max_size=256), code=st.integers(0, 255), version=st.sampled_from([2, 2, 0, 1])
+    body=st.binary(max_size=256), code=st.integers(0, 255), version=st.sampled_from([3, 3, 0, 2])
 )
 def test_wire_decode_random_bodies_behind_valid_header(
     body: bytes, code: int, version: int

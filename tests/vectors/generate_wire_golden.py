@@ -1,7 +1,7 @@
 """Generate ``wire_golden.json``: fixed messages and their exact bytes on the wire.
 
 The bytes are packed here by hand with :mod:`struct`, following the layout documented in
-``protocols/wire.py`` (wire version 2), *without importing the project*, so the vectors are an
+``protocols/wire.py`` (wire version 3), *without importing the project*, so the vectors are an
 independent second implementation of the format rather than a snapshot of ``wire.encode``.
 ``tests/protocols/test_wire.py`` rebuilds each message from its ``fields`` and checks that
 ``wire.encode`` gives exactly ``hex`` and that ``wire.decode`` gives the message back.
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 MAGIC = b"SAGG"
-VERSION = 2
+VERSION = 3
 SERVER_ID = 2**32 - 1
 #: The Shamir field of ``secagg.hazmat.shamir``; share values are written in 33 bytes.
 FIELD_PRIME = 2**256 + 297
@@ -363,7 +363,7 @@ def build() -> dict[str, Any]:
         vectors.append({**spec, "hex": pack(spec["type"], spec["fields"]).hex()})
     return {
         "description": (
-            "Golden wire bytes of protocols.wire version 2; byte strings in fields are hex, "
+            "Golden wire bytes of protocols.wire version 3; byte strings in fields are hex, "
             "share values and ids are integers, vectors are lists of ring values."
         ),
         "generator": "tests/vectors/generate_wire_golden.py",

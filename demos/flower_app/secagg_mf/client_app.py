@@ -12,7 +12,9 @@ without training then cost a light process start, not a torch import.
 Node config (``flower-supernode --node-config``): ``partition-id``, ``num-partitions``; for the
 active threat model (the default) ``secagg-identity-key`` and ``secagg-roster``, the node's own
 private key file and copy of the roster (``secagg_mod`` reads them, and trusts nothing the
-server sends in their place), or ``secagg-threat-model="semi-honest"`` to run without keys; and,
+server sends in their place), or ``secagg-threat-model="semi-honest"`` to run without keys
+(SecAgg and SecAgg+ only); for Paillier also ``secagg-paillier-key``, the node's copy of the
+decryptors' public key file, which it pins (there is no trust on first use); and,
 to play a device that stalls (the deployment test kills it meanwhile), ``stall-from-round``.
 """
 

@@ -16,11 +16,14 @@ holds its own key file and copy of the roster in its node config (``secagg-ident
 With ``result-path`` set, the app writes a JSON report (per-round wall time, survivors, dropped
 nodes, evaluation) and the arrays after each round (``<result-path>.npz``).
 
-Paillier: the key holder runs inside this ServerApp only because this is a demo. The point of
-Paillier is that the server never holds the secret key: in production the key holder is a
-separate party and the ServerApp talks to it through a proxy with the same three members
-(:class:`~protocols.flower.KeyHolderEndpoint`), and nodes receive its public key out of band
-(``SecAggMod(paillier_public_key=...)``).
+Paillier (``paillier-keys``, the directory written by ``secagg keys DIR --clients N --decryptors
+M``, and ``roster``): the decryptors (the single key holder, or the committee members of which
+any t decrypt together) are loaded from their secret files and run inside this ServerApp only
+because this is a demo. The point of Paillier is that the server never holds the secret key: a
+deployment runs each decryptor as its own party, with only its own secret file, and the
+ServerApp reaches each through a proxy (:class:`~protocols.flower.DecryptorEndpoint`). The nodes
+never take the key from the server: each pins the public key from its own copy of
+``paillier-public.key`` (node config ``secagg-paillier-key``).
 """
 
 from __future__ import annotations
@@ -44,10 +47,10 @@ from protocols.flower import (
     SecureAggregationWorkflow,
     SecureRoundResult,
     flower_session_id,
+    load_decryptors,
 )
-from protocols.paillier import KeyHolder
 from protocols.rounds import check_threat_model
-from secagg.paillier_keys import RandomnessMode, generate_paillier_keypair
+from secagg.errors import ParameterError
 from secagg_mf import baseline, task
 
 app = ServerApp()
@@ -141,14 +144,22 @@ def make_workflow(settings: task.Settings, run_id: int) -> SecureAggregationWork
         return SecureAggregationWorkflow(
             backend, threat_model=threat_model, roster=roster, **common
         )
-    # Demo only: in production the key holder is a separate party (see the module docstring).
-    key_holder = KeyHolder(
-        generate_paillier_keypair(settings.paillier_key_bits, mode=RandomnessMode.FRESH),
+    if not settings.paillier_keys or not settings.roster:
+        raise ParameterError(
+            "backend='paillier' needs paillier-keys='DIR' and roster='DIR/roster.txt' in the run "
+            "config (write them with: secagg keys DIR --clients N --decryptors M)"
+        )
+    # Demo only: a deployment runs each decryptor as its own party (see the module docstring).
+    decryptors = load_decryptors(
+        settings.paillier_keys,
         session_id=flower_session_id(run_id),
+        roster=settings.roster,
         value_bits=settings.value_bits,
         max_clients=1024,
     )
-    return SecureAggregationWorkflow("paillier", key_holder=key_holder, **common)
+    return SecureAggregationWorkflow(
+        "paillier", decryptors=decryptors, roster=settings.roster, **common
+    )
 
 
 def make_strategy(settings: task.Settings, run_id: int) -> TimedFedAvg | TimedSecAggFedAvg:

@@ -76,7 +76,7 @@ class Settings:
     clip: float = 8.0
     value_bits: int = 22
     max_weight: float = 10000.0
-    paillier_key_bits: int = 2048
+    paillier_keys: str = ""
     stall_seconds: float = 120.0
     result_path: str = ""
     threat_model: str = "active"

@@ -201,7 +201,12 @@ def test_dp_aggregator_privacy_report_matches_the_accountant(
         aggregator.aggregate(_updates(rounds), dropouts={2: 1})
         report = aggregator.privacy_report()
         assert report["rounds"] == aggregator.rounds_done == rounds
-        assert report["epsilon"] == reference.epsilon_after(rounds) == aggregator.epsilon_spent
+        # Five survivors of five noise shares each round: the calibrated noise, composed round
+        # by round (equal to the planned composition up to the float sum's rounding).
+        assert report["survivors"] == [EXPECTED] * rounds
+        assert report["round_noise_multipliers"] == [config.noise_multiplier] * rounds
+        assert report["epsilon"] == aggregator.epsilon_spent
+        assert report["epsilon"] == pytest.approx(reference.epsilon_after(rounds), rel=1e-12)
         assert report["epsilon"] == pytest.approx(
             _library_epsilon(config.noise_multiplier, 0.5, rounds), rel=1e-9
         )
@@ -241,10 +246,13 @@ def test_dp_aggregator_withholds_a_sum_with_too_few_noise_shares(
     accounted: DistributedDPAggregator,
 ) -> None:
     aggregator = copy.deepcopy(accounted)
-    # Four survivors meet the masking threshold (4 of 6) but carry only 4/5 of the noise.
-    with pytest.raises(InsufficientSurvivorsError, match="noise shares"):
+    # Four survivors meet the masking threshold (4 of 6) but carry only 4/5 of the noise: the
+    # round's floor of 5 aborts it before anything is unmasked.
+    assert aggregator.min_survivors == EXPECTED
+    with pytest.raises(InsufficientSurvivorsError, match="minimum of 5 survivors"):
         aggregator.aggregate(_updates(8), dropouts={0: 0, 1: 2})
     assert aggregator.rounds_done == 0 and aggregator.epsilon_spent == 0.0
+    assert aggregator.last_report is not None and aggregator.last_report.result is None
 
 
 def test_dp_aggregator_refuses_a_round_with_fewer_clients_than_noise_shares(

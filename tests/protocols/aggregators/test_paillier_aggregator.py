@@ -2,8 +2,10 @@
 
 The secure sum must match :class:`PlainAggregator` within the quantization error (n * step for
 n summed clients), count and drop exactly the clients the dropout schedule says, carry the summed
-weight exactly for integer weights, and enforce the packing headroom. Keys are 1024-bit
-(``_generate_keypair_unchecked_size``) so the whole module runs in seconds.
+weight exactly for integer weights, and enforce the packing headroom, with the single key holder
+and with a 3-of-5 decryption committee (members dropping out down to the threshold). Keys are
+small (1024-bit ``_generate_keypair_unchecked_size``, 512-bit
+``_generate_threshold_keypair_unchecked_size``) so the whole module runs in seconds.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from protocols.aggregators import (
     PaillierAggregator,
     PlainAggregator,
 )
+from protocols.aggregators.paillier import check_committee
+from protocols.messages import MAX_DECRYPTORS
+from protocols.paillier import Decryptor, PaillierResult
 from protocols.simulate import ROUND_NAMES
 from secagg.errors import InsufficientSurvivorsError, ParameterError
 from secagg.hazmat import paillier as hazmat
-from secagg.hazmat.paillier import PaillierKeypair, RandomnessMode
+from secagg.hazmat.paillier import PaillierKeypair, RandomnessMode, ThresholdKeyset
 
 LENGTH = 40
 CLIP = 1.0
@@ -32,6 +37,11 @@ VALUE_BITS = 16
 @pytest.fixture(scope="module")
 def keys() -> PaillierKeypair:
     return hazmat._generate_keypair_unchecked_size(1024)
+
+
+@pytest.fixture(scope="module")
+def committee_keys() -> ThresholdKeyset:
+    return hazmat._generate_threshold_keypair_unchecked_size(512, decryptors=5, threshold=3)
 
 
 def _aggregator(keys: PaillierKeypair, **options: Any) -> PaillierAggregator:
@@ -144,8 +154,8 @@ def test_paillier_aggregator_runs_several_rounds(keys: PaillierKeypair) -> None:
         updates = _updates(3, seed=10 + seed)
         result = aggregator.aggregate(updates)
         _assert_close_to_plain(result, PlainAggregator().aggregate(updates))
-    assert len(aggregator.key_holder.seen) == 3
-    assert [m.round_id for m in aggregator.key_holder.seen] == [0, 1, 2]
+    # Rounds 0, 1 and 2 were decrypted, one each; only the last is remembered.
+    assert aggregator.key_holder.last_round == 2
 
 
 def test_paillier_aggregator_more_clients_than_max_clients_raises(keys: PaillierKeypair) -> None:
@@ -169,9 +179,162 @@ def test_paillier_aggregator_too_few_survivors_raises(keys: PaillierKeypair) -> 
     aggregator = _aggregator(keys)
     with pytest.raises(InsufficientSurvivorsError):
         aggregator.aggregate(_updates(3, seed=6), dropouts={0: 0, 1: 2})
-    assert aggregator.key_holder.seen == []
+    assert aggregator.key_holder.last_round is None
 
 
 def test_paillier_aggregator_headroom_beyond_64_bit_slots_raises(keys: PaillierKeypair) -> None:
     with pytest.raises(ParameterError):
         _aggregator(keys, value_bits=53, max_clients=2**12)
+
+
+def _committee_aggregator(committee_keys: ThresholdKeyset, **options: Any) -> PaillierAggregator:
+    settings: dict[str, Any] = {
+        "clip": CLIP,
+        "value_bits": VALUE_BITS,
+        "max_clients": 8,
+        "decryptors": 5,
+        "decryption_threshold": 3,
+        "threshold_keys": committee_keys,
+    }
+    settings.update(options)
+    return PaillierAggregator(**settings)
+
+
+def _members(aggregator: PaillierAggregator) -> list[Decryptor]:
+    decryption = aggregator.secure_sum.decryption
+    assert isinstance(decryption, list)
+    return decryption
+
+
+def _decryptors_used(aggregator: PaillierAggregator) -> tuple[int, ...]:
+    report = aggregator.last_report
+    assert report is not None and isinstance(report.result, PaillierResult)
+    return report.result.decryptors
+
+
+@pytest.mark.parametrize("mode", list(RandomnessMode))
+@pytest.mark.parametrize("through_wire", [False, True])
+def test_paillier_committee_aggregator_matches_plain_with_dropouts(
+    committee_keys: ThresholdKeyset, mode: RandomnessMode, through_wire: bool
+) -> None:
+    updates = _updates(7, seed=21)
+    dropouts = {0: 0, 2: 2, 4: 3, 5: 1}
+    aggregator = _committee_aggregator(committee_keys, mode=mode, through_wire=through_wire)
+    assert (aggregator.decryptors, aggregator.decryption_threshold) == (5, 3)
+    result = aggregator.aggregate(updates, dropouts=dropouts)
+    plain = PlainAggregator().aggregate(updates, dropouts=dropouts)
+    assert plain.survivors == (1, 3, 4, 6)
+    _assert_close_to_plain(result, plain)
+    np.testing.assert_allclose(result.mean, plain.mean, atol=_step())
+    assert _decryptors_used(aggregator) == (1, 2, 3)
+
+
+def test_paillier_committee_aggregator_agrees_with_the_single_key_holder(
+    keys: PaillierKeypair, committee_keys: ThresholdKeyset
+) -> None:
+    # Both backends land within n steps of Plain, hence within 2 n steps of each other.
+    updates = _updates(6, seed=22)
+    weights = {u: float(u + 1) for u in range(6)}
+    single = _aggregator(keys, max_weight=6).aggregate(updates, weights=weights)
+    committee = _committee_aggregator(committee_keys, max_weight=6).aggregate(
+        updates, weights=weights
+    )
+    plain = PlainAggregator(max_weight=6).aggregate(updates, weights=weights)
+    _assert_close_to_plain(committee, plain, max_weight=6)
+    assert committee.total_weight == single.total_weight == plain.total_weight == 21.0
+    assert np.max(np.abs(committee.total - single.total)) <= 2 * 6 * _step() * 6
+
+
+@pytest.mark.parametrize("silent", [(1, 2), (3, 5)], ids=str)
+def test_paillier_committee_aggregator_survives_members_down_to_threshold(
+    committee_keys: ThresholdKeyset, silent: tuple[int, ...]
+) -> None:
+    aggregator = _committee_aggregator(committee_keys)
+    aggregator.secure_sum.decryptor_dropouts = silent
+    updates = _updates(4, seed=23)
+    result = aggregator.aggregate(updates)
+    _assert_close_to_plain(result, PlainAggregator().aggregate(updates))
+    assert _decryptors_used(aggregator) == tuple(i for i in range(1, 6) if i not in silent)
+
+
+def test_paillier_committee_aggregator_below_threshold_members_raises(
+    committee_keys: ThresholdKeyset,
+) -> None:
+    aggregator = _committee_aggregator(committee_keys)
+    aggregator.secure_sum.decryptor_dropouts = (1, 2, 3)
+    with pytest.raises(InsufficientSurvivorsError, match="2 of 5 decryptors"):
+        aggregator.aggregate(_updates(4, seed=24))
+
+
+def test_paillier_committee_aggregator_runs_several_rounds(
+    committee_keys: ThresholdKeyset,
+) -> None:
+    aggregator = _committee_aggregator(committee_keys)
+    for seed in range(3):
+        updates = _updates(3 + seed, seed=30 + seed)
+        result = aggregator.aggregate(updates)
+        _assert_close_to_plain(result, PlainAggregator().aggregate(updates))
+    # The same members served every round (new clients joined the roster on the way).
+    assert [m.last_round for m in _members(aggregator)] == [2] * 5
+    with pytest.raises(ParameterError, match="no single key holder"):
+        _ = aggregator.key_holder
+
+
+def test_paillier_aggregator_refuses_threshold_keys_of_another_shape(
+    committee_keys: ThresholdKeyset,
+) -> None:
+    with pytest.raises(ParameterError, match="3-of-5, not 4-of-5"):
+        _committee_aggregator(committee_keys, decryption_threshold=4)
+    with pytest.raises(ParameterError, match="3-of-5, not 3-of-4"):
+        _committee_aggregator(committee_keys, decryptors=4)
+
+
+@pytest.mark.parametrize(
+    ("decryptors", "threshold", "expected"),
+    [
+        (1, None, (1, 1)),
+        (1, 1, (1, 1)),
+        (2, 2, (2, 2)),
+        (5, None, (5, 3)),
+        (5, 3, (5, 3)),
+        (5, 5, (5, 5)),
+        (MAX_DECRYPTORS, None, (MAX_DECRYPTORS, 33)),
+    ],
+)
+def test_check_committee_accepts_and_defaults_to_a_majority(
+    decryptors: int, threshold: int | None, expected: tuple[int, int]
+) -> None:
+    assert check_committee(decryptors, threshold) == expected
+
+
+@pytest.mark.parametrize(
+    ("decryptors", "threshold", "match"),
+    [
+        (0, None, "decryptors must lie in 1 .. 64, got 0"),
+        (MAX_DECRYPTORS + 1, None, "decryptors must lie in 1 .. 64, got 65"),
+        (-5, 3, "decryptors must lie in 1 .. 64"),
+        (True, None, "decryptors must be an int"),
+        (5.0, 3, "decryptors must be an int"),
+        ("5", 3, "decryptors must be an int"),
+        (5, "3", "decryption_threshold must be an int"),
+        (5, True, "decryption_threshold must be an int"),
+        (5, 3.0, "decryption_threshold must be an int"),
+        (1, 2, "a single key holder decrypts alone"),
+        (1, 0, "a single key holder decrypts alone"),
+        (5, 1, "decryption_threshold must lie in 3 .. 5"),
+        (5, 2, "decryption_threshold must lie in 3 .. 5"),
+        (5, 6, "decryption_threshold must lie in 3 .. 5"),
+        (5, 0, "decryption_threshold must lie in 3 .. 5"),
+    ],
+)
+def test_check_committee_argument_errors(decryptors: object, threshold: object, match: str) -> None:
+    with pytest.raises(ParameterError, match=match):
+        check_committee(decryptors, threshold)
+
+
+def test_paillier_aggregator_committee_argument_errors_come_before_key_generation() -> None:
+    # No key is generated (2048-bit dealing takes seconds) for a committee that cannot exist.
+    with pytest.raises(ParameterError, match=r"decryption_threshold must lie in 3 \.\. 5"):
+        PaillierAggregator(decryptors=5, decryption_threshold=1)
+    with pytest.raises(ParameterError, match=r"decryptors must lie in 1 \.\. 64"):
+        PaillierAggregator(decryptors=0)

@@ -1,4 +1,4 @@
-"""``secagg keys``: the trusted setup of an active-model deployment, from the command line."""
+"""``secagg keys``: the trusted setup of a deployment, Paillier keys included, from the CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import pytest
 
 from protocols.cli import main
 from protocols.identity import TrustedRoster
-from protocols.keyfiles import ROSTER_FILE, key_file_name, load_node_identity
+from protocols.keyfiles import (
+    KEY_HOLDER_FILE,
+    PAILLIER_PUBLIC_FILE,
+    ROSTER_FILE,
+    decryptor_file_name,
+    key_file_name,
+    load_key_holder,
+    load_key_share,
+    load_node_identity,
+    load_paillier_public,
+)
+from secagg.hazmat.paillier import ThresholdPublicKey
 
 
 def test_cli_keys_writes_a_roster_and_one_private_key_per_client(
@@ -53,3 +64,53 @@ def test_cli_keys_bad_arguments_say_which_flag(
 ) -> None:
     assert main(["keys", str(tmp_path / "d"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_keys_deals_a_paillier_committee_with_one_secret_file_per_decryptor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "deployment"
+    args = ["keys", str(folder), "--clients", "3", "--decryptors", "5"]
+    assert main([*args, "--decryption-threshold", "3"]) == 0
+    out = capsys.readouterr().out
+    assert str(folder / PAILLIER_PUBLIC_FILE) in out
+    public = load_paillier_public(folder / PAILLIER_PUBLIC_FILE)
+    assert isinstance(public, ThresholdPublicKey)
+    assert (public.decryptors, public.threshold, public.n.bit_length()) == (5, 3, 2048)
+    assert stat.S_IMODE((folder / PAILLIER_PUBLIC_FILE).stat().st_mode) & 0o044  # readable
+    for index in range(1, 6):
+        path = folder / decryptor_file_name(index)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        share = load_key_share(path)
+        assert share.index == index and share.public == public
+    # A second deal into the same place is refused as a whole: nothing is overwritten.
+    before = (folder / PAILLIER_PUBLIC_FILE).read_bytes()
+    assert main(args) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (folder / PAILLIER_PUBLIC_FILE).read_bytes() == before
+
+
+def test_cli_keys_deals_a_single_key_holder(tmp_path: Path) -> None:
+    assert main(["keys", str(tmp_path), "--clients", "2", "--decryptors", "1"]) == 0
+    public = load_paillier_public(tmp_path / PAILLIER_PUBLIC_FILE)
+    keypair = load_key_holder(tmp_path / KEY_HOLDER_FILE)
+    assert stat.S_IMODE((tmp_path / KEY_HOLDER_FILE).stat().st_mode) == 0o600
+    assert public == keypair.public_key and public.n.bit_length() == 2048
+    assert keypair.private_key.decrypt(public.encrypt(42)) == 42
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--decryptors", "5", "--decryption-threshold", "1"], "two disjoint groups"),
+        (["--decryptors", "3", "--decryption-threshold", "4"], "decryption_threshold"),
+        (["--decryptors", "65"], "decryptors must lie in 1 .. 64"),
+        (["--decryption-threshold", "2"], "needs --decryptors"),
+    ],
+)
+def test_cli_keys_bad_committees_are_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["keys", str(tmp_path / "d"), "--clients", "3", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

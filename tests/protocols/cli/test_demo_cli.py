@@ -1,16 +1,47 @@
-"""The ``secagg demo`` command: transcript, JSON fields, exit codes and argument errors."""
+"""The ``secagg demo`` command: transcript, JSON fields, exit codes and argument errors.
+
+The Paillier committee runs deal one real 2048-bit 3-of-5 key for the whole module: the demo's
+own key dealer is wrapped so that the same arguments return the key it dealt first.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from protocols.cli import main
+from protocols.cli import demo, main
 from protocols.cli.app import build_parser
 from protocols.cli.demo import _round_policy
 from protocols.graph import corruption_bound
+from secagg.hazmat.paillier import ThresholdKeyset, generate_threshold_keypair
+
+COMMITTEE = ["--protocol", "paillier", "--decryptors", "5", "--decryption-threshold", "3"]
+COMMITTEE_ROUND = [*COMMITTEE, "--key-bits", "2048", "--clients", "6", "--dim", "50"]
+
+
+@pytest.fixture(scope="module")
+def dealt_once() -> Callable[..., ThresholdKeyset]:
+    """The demo's real threshold key dealer, dealing each committee shape only once."""
+    return functools.cache(generate_threshold_keypair)
+
+
+@pytest.fixture
+def one_committee_key(
+    monkeypatch: pytest.MonkeyPatch, dealt_once: Callable[..., ThresholdKeyset]
+) -> Iterator[list[ThresholdKeyset]]:
+    dealt: list[ThresholdKeyset] = []
+
+    def deal(*args: Any, **kwargs: Any) -> ThresholdKeyset:
+        keys = dealt_once(*args, **kwargs)
+        dealt.append(keys)
+        return keys
+
+    monkeypatch.setattr(demo, "generate_threshold_keypair", deal)
+    yield dealt
 
 
 def _run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -175,3 +206,90 @@ def test_cli_demo_threshold_above_neighbourhood_is_a_parameter_error(
 ) -> None:
     assert main(["demo", "--protocol", "secagg+", "--clients", "10", "--threshold", "20"]) == 2
     assert "threshold 20" in capsys.readouterr().err
+
+
+def test_cli_demo_paillier_committee_prints_a_verified_transcript(
+    capsys: pytest.CaptureFixture[str], one_committee_key: list[ThresholdKeyset]
+) -> None:
+    assert main(["demo", *COMMITTEE_ROUND]) == 0
+    out = capsys.readouterr().out
+    (keys,) = one_committee_key
+    assert (keys.public.decryptors, keys.public.threshold, keys.public.n.bit_length()) == (
+        5,
+        3,
+        2048,
+    )
+    assert "Paillier round: 6 clients, d = 50, 2048-bit key" in out
+    assert "ciphertexts under the key of any 3 of 5 decryptors" in out
+    assert "decryptors [1, 2, 3] sent verified partial decryptions" in out
+    assert "bit for bit: YES" in out
+
+
+def test_cli_demo_paillier_committee_json_with_decryptor_dropouts(
+    capsys: pytest.CaptureFixture[str], one_committee_key: list[ThresholdKeyset]
+) -> None:
+    everyone = _run_json(capsys, *COMMITTEE_ROUND, "--through-wire")
+    s = _run_json(capsys, *COMMITTEE_ROUND, "--decryptor-dropouts", "2", "--through-wire")
+    assert len(set(map(id, one_committee_key))) == 1  # one key dealt, used by both runs
+    for summary in (everyone, s):
+        assert summary["_code"] == 0
+        assert summary["exact"] is True
+        assert (summary["decryptors"], summary["decryption_threshold"]) == (5, 3)
+        assert summary["one_decryption_per_decryptor"] is True
+        assert summary["misbehaved"] == {}
+    # Everyone answers: the first three valid partials are combined; the first two silent:
+    # the next three.
+    assert (everyone["decryptors_used"], everyone["decryptors_silent"]) == ([1, 2, 3], [])
+    assert (s["decryptors_used"], s["decryptors_silent"]) == ([3, 4, 5], [1, 2])
+    # Same clients, same uploads: the server received two partial decryptions fewer.
+    assert everyone["dropped"] == s["dropped"]
+    missing = everyone["bytes"]["server_received"] - s["bytes"]["server_received"]
+    assert missing > 0 and missing % 2 == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            [*COMMITTEE, "--decryptor-dropouts", "3"],
+            "--decryptor-dropouts 3 leaves fewer than the --decryption-threshold 3 of 5 decryptors",
+        ),
+        (
+            [*COMMITTEE, "--decryptor-dropouts", "5"],
+            "--decryptor-dropouts 5 leaves fewer than the --decryption-threshold 3 of 5 decryptors",
+        ),
+        (
+            ["--protocol", "paillier", "--decryptors", "5", "--decryption-threshold", "6"],
+            "decryption_threshold must lie in 3 .. 5",
+        ),
+        (
+            ["--protocol", "paillier", "--decryptors", "1", "--decryption-threshold", "2"],
+            "a single key holder decrypts alone",
+        ),
+        (
+            ["--protocol", "paillier", "--decryptors", "65"],
+            "decryptors must lie in 1 .. 64",
+        ),
+    ],
+)
+def test_cli_demo_paillier_committee_errors_are_one_clean_line(
+    capsys: pytest.CaptureFixture[str],
+    one_committee_key: list[ThresholdKeyset],
+    args: list[str],
+    expected: str,
+) -> None:
+    code = main(["demo", *args, "--clients", "6", "--dim", "10"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("secagg: error: ")
+    assert expected in captured.err
+    assert "Traceback" not in captured.err
+    # Refused before any key is dealt.
+    assert one_committee_key == []
+
+
+def test_cli_demo_decryptor_dropouts_accepts_its_default_explicitly() -> None:
+    args = build_parser().parse_args(["demo", *COMMITTEE, "--decryptor-dropouts", "0"])
+    assert args.decryptor_dropouts == 0

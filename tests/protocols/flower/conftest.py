@@ -27,3 +27,11 @@ def serverapp_identity(monkeypatch: pytest.MonkeyPatch) -> None:
 def paillier_keys() -> hazmat_paillier.PaillierKeypair:
     """A 1024-bit Paillier key pair (test size only), shared by a module's tests."""
     return hazmat_paillier._generate_keypair_unchecked_size(1024)
+
+
+@pytest.fixture(scope="module")
+def committee_keys() -> hazmat_paillier.ThresholdKeyset:
+    """A 3-of-5 threshold Paillier key of 1024 bits (test size only), shared by a module."""
+    return hazmat_paillier._generate_threshold_keypair_unchecked_size(
+        1024, decryptors=5, threshold=3
+    )

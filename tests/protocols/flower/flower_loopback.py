@@ -11,7 +11,8 @@ Threat models: by default every node's config says ``secagg-threat-model="semi-h
 the :class:`~protocols.flower.keys.DeploymentKeys` of a roster instead, node ``NODE_BASE + i``
 holds the identity key of roster client ``n - 1 - i`` (the reverse of the sorted order, so a
 test sees the workflow learn the mapping from the nodes' claims rather than assume it) and the
-roster file, in its node config, and runs the active model.
+roster file, in its node config, and runs the active model; when the keys include Paillier
+files (:func:`write_keys`), the node config also names the public key file the node pins.
 
 Test modules must ``pytest.importorskip("flwr")`` before importing this module.
 """
@@ -19,8 +20,10 @@ Test modules must ``pytest.importorskip("flwr")`` before importing this module.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 from flwr.app import (
@@ -48,12 +51,28 @@ from protocols.flower import (
     flower_session_id,
     secagg_mod,
 )
-from protocols.flower.client_mod import NODE_IDENTITY_KEY, NODE_ROSTER, NODE_THREAT_MODEL
-from protocols.flower.keys import DeploymentKeys
+from protocols.flower.client_mod import (
+    NODE_IDENTITY_KEY,
+    NODE_PAILLIER_KEY,
+    NODE_ROSTER,
+    NODE_THREAT_MODEL,
+)
+from protocols.flower.keys import DeploymentKeys, write_deployment_keys
+from protocols.keyfiles import (
+    KEY_HOLDER_FILE,
+    PAILLIER_PUBLIC_FILE,
+    PaillierKeyFiles,
+    decryptor_file_name,
+    load_decryptors,
+    save_key_holder,
+    save_key_share,
+    save_paillier_public,
+)
 from protocols.messages import Message as ProtocolMessage
-from protocols.paillier import KeyHolder
 from secagg.encoding import QuantizationScheme
 from secagg.hazmat import paillier as hazmat_paillier
+
+PaillierKeys = hazmat_paillier.PaillierKeypair | hazmat_paillier.ThresholdKeyset
 
 RUN_ID = 4242
 SHAPES = {"w": (3, 5), "b": (5,)}
@@ -215,7 +234,35 @@ def trust_config(keys: DeploymentKeys | None, client: int | None) -> dict[str, s
     """The node config naming a node's key files (active), or choosing the semi-honest model."""
     if keys is None or client is None:
         return {NODE_THREAT_MODEL: "semi-honest"}
-    return {NODE_IDENTITY_KEY: str(keys.key_paths[client]), NODE_ROSTER: str(keys.roster_path)}
+    config = {NODE_IDENTITY_KEY: str(keys.key_paths[client]), NODE_ROSTER: str(keys.roster_path)}
+    if keys.paillier is not None:
+        config[NODE_PAILLIER_KEY] = str(keys.paillier.public_path)
+    return config
+
+
+def write_keys(
+    folder: Path, num_clients: int, paillier: PaillierKeys | None = None, **options: int
+) -> DeploymentKeys:
+    """The deployment's key files; with ``paillier``, also its files of test-size keys.
+
+    ``write_deployment_keys`` deals 2048-bit Paillier keys; the tests deal smaller ones once
+    per module and write them with the same functions, into the same file names.
+    """
+    keys = write_deployment_keys(folder, range(num_clients), **options)
+    if paillier is None:
+        return keys
+    secrets: dict[int, Path] = {}
+    if isinstance(paillier, hazmat_paillier.ThresholdKeyset):
+        for share in paillier.shares:
+            secrets[share.index] = folder / decryptor_file_name(share.index)
+            save_key_share(secrets[share.index], share)
+        save_paillier_public(folder / PAILLIER_PUBLIC_FILE, paillier.public)
+    else:
+        secrets[1] = folder / KEY_HOLDER_FILE
+        save_key_holder(secrets[1], paillier)
+        save_paillier_public(folder / PAILLIER_PUBLIC_FILE, paillier.public_key)
+    files = PaillierKeyFiles(folder / PAILLIER_PUBLIC_FILE, secrets)
+    return dataclasses.replace(keys, paillier=files)
 
 
 def global_arrays(seed: int = 0) -> ArrayRecord:
@@ -269,17 +316,28 @@ def wire_messages(reply: Message) -> list[ProtocolMessage]:
 
 
 def make_workflow(
-    protocol: str, keys: hazmat_paillier.PaillierKeypair | None = None, **kwargs: object
+    protocol: str, keys: DeploymentKeys | None = None, **kwargs: object
 ) -> SecureAggregationWorkflow:
-    """A workflow with a 5 s deadline; under Paillier, with a key holder of ``keys``.
+    """A workflow with a 5 s deadline; under Paillier, over ``keys``' roster and decryptors.
 
     Masking workflows are semi-honest unless ``kwargs`` name a ``roster`` (then active).
+    Paillier loads its decryptors from their files (:func:`write_keys`), as the demo does.
     """
     if protocol != "paillier":
         kwargs.setdefault("threat_model", "active" if "roster" in kwargs else "semi-honest")
         return SecureAggregationWorkflow(protocol, timeout=5.0, **kwargs)  # type: ignore[arg-type]
-    assert keys is not None
-    key_holder = KeyHolder(
-        keys, session_id=flower_session_id(RUN_ID), value_bits=22, max_clients=1024
+    assert keys is not None and keys.paillier is not None
+    decryptors = load_decryptors(
+        keys.paillier.public_path.parent,
+        session_id=flower_session_id(RUN_ID),
+        roster=keys.roster_path,
+        value_bits=22,
+        max_clients=1024,
     )
-    return SecureAggregationWorkflow("paillier", timeout=5.0, key_holder=key_holder, **kwargs)  # type: ignore[arg-type]
+    kwargs.setdefault("decryptors", decryptors)
+    return SecureAggregationWorkflow(
+        "paillier",
+        timeout=5.0,
+        roster=keys.roster_path,
+        **kwargs,  # type: ignore[arg-type]
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,22 +21,31 @@ from flower_loopback import (
     node_weight,
     train_content,
     wire_messages,
+    write_keys,
 )
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
 from protocols import wire
 from protocols.flower import (
+    NODE_PAILLIER_KEY,
     STATE_RECORD,
     WIRE_RECORD,
     SecAggMod,
-    SecureAggregationWorkflow,
     flower_session_id,
 )
+from protocols.identity import TrustedRoster
 from protocols.masking import ClientPhase, MaskingClient
-from protocols.messages import Abort, RoundSetup, UnmaskRequest, UnmaskResponse
+from protocols.messages import (
+    Abort,
+    EncryptedInput,
+    PaillierSetup,
+    RoundSetup,
+    UnmaskRequest,
+    UnmaskResponse,
+)
 from protocols.messages import Message as ProtocolMessage
 from protocols.paillier import KeyHolder
-from secagg.errors import InsufficientSurvivorsError, ParameterError
+from secagg.errors import InsufficientSurvivorsError, LocalProtocolError, ParameterError
 from secagg.hazmat import paillier as hazmat_paillier
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
@@ -162,36 +173,116 @@ def test_mod_answers_a_message_outside_any_round_with_an_abort() -> None:
     assert isinstance(answer, Abort) and "outside any round" in answer.reason
 
 
+def _paillier_replies(grid: LoopbackGrid, node: int) -> list[ProtocolMessage]:
+    """What a node answered to the Paillier setups (its train messages after the claim)."""
+    return [m for reply in grid.replies_by_node[node][1:] for m in wire_messages(reply)]
+
+
 def test_mod_rejects_a_paillier_key_other_than_the_pinned_one(
-    paillier_keys: hazmat_paillier.PaillierKeypair,
+    paillier_keys: hazmat_paillier.PaillierKeypair, tmp_path: Path
 ) -> None:
+    # The argument pins another key than the node config's file: the argument wins.
     other = hazmat_paillier._generate_keypair_unchecked_size(1024)
     pinned = SecAggMod(paillier_public_key=other.public_key)
-    grid = LoopbackGrid(make_client_app(mod=pinned), 3)
-    workflow = make_workflow("paillier", paillier_keys)
+    keys = write_keys(tmp_path / "keys", 3, paillier_keys)
+    grid = LoopbackGrid(make_client_app(mod=pinned), 3, keys=keys)
+    workflow = make_workflow("paillier", keys)
     with pytest.raises(InsufficientSurvivorsError):
         workflow.aggregate(grid, grid.nodes, train_content(global_arrays()), server_round=1)
-    (answer,) = wire_messages(grid.replies_by_node[grid.nodes[0]][0])
-    assert isinstance(answer, Abort) and "pinned" in answer.reason
+    for node in grid.nodes:
+        (answer,) = _paillier_replies(grid, node)
+        assert isinstance(answer, Abort) and "pinned" in answer.reason
 
 
-def test_mod_pins_the_first_paillier_key_of_the_run(
+def test_mod_refuses_a_server_that_sends_its_own_paillier_key(
+    paillier_keys: hazmat_paillier.PaillierKeypair, tmp_path: Path
+) -> None:
+    # The nodes pin the decryptors' key from their key file. The server substitutes a key whose
+    # secret it holds itself (its own "key holder"): no node encrypts anything under it.
+    keys = write_keys(tmp_path / "keys", 4, paillier_keys)
+    grid = LoopbackGrid(make_client_app(), 4, keys=keys)
+    own = hazmat_paillier._generate_keypair_unchecked_size(1024)
+    servers_key_holder = KeyHolder(
+        own,
+        session_id=flower_session_id(RUN_ID),
+        roster=TrustedRoster.load(keys.roster_path),
+        value_bits=22,
+        max_clients=1024,
+    )
+    workflow = make_workflow("paillier", keys, decryptors=[servers_key_holder])
+    with pytest.raises(InsufficientSurvivorsError, match="0 encrypted inputs"):
+        workflow.aggregate(grid, grid.nodes, train_content(global_arrays()), server_round=1)
+    assert servers_key_holder.last_round is None  # nothing ever reached it
+    for node in grid.nodes:
+        (answer,) = _paillier_replies(grid, node)
+        assert isinstance(answer, Abort) and "pinned key" in answer.reason
+        assert not any(isinstance(m, EncryptedInput) for m in _paillier_replies(grid, node))
+
+
+def test_mod_refuses_a_paillier_setup_without_a_pinned_key(
+    paillier_keys: hazmat_paillier.PaillierKeypair,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keys = write_keys(tmp_path / "keys", 3, paillier_keys)
+    grid = LoopbackGrid(make_client_app(), 3, keys=keys)
+    for context in grid.contexts.values():
+        del context.node_config[NODE_PAILLIER_KEY]  # no trust on first use to fall back on
+    caplog.set_level(logging.WARNING, logger="protocols.flower")
+    with pytest.raises(InsufficientSurvivorsError):
+        make_workflow("paillier", keys).aggregate(
+            grid, grid.nodes, train_content(global_arrays()), server_round=1
+        )
+    for node in grid.nodes:
+        (answer,) = _paillier_replies(grid, node)
+        assert isinstance(answer, Abort) and "no pinned Paillier public key" in answer.reason
+        assert NODE_PAILLIER_KEY in answer.reason and "paillier_public_key=" in answer.reason
+    refusals = [r for r in caplog.records if "no pinned Paillier public key" in r.getMessage()]
+    assert len(refusals) == 3
+    # A configuration error, said in one line: no traceback in the node's log.
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in refusals)
+
+
+def test_mod_names_an_unusable_paillier_key_file(tmp_path: Path) -> None:
+    absent, foreign = tmp_path / "absent.key", tmp_path / "roster.txt"
+    foreign.write_text("# secagg roster v1\n")
+    context = Context(
+        run_id=RUN_ID,
+        node_id=1,
+        node_config={NODE_PAILLIER_KEY: str(absent)},
+        state=RecordDict(),
+        run_config={},
+    )
+    with pytest.raises(LocalProtocolError, match=r"Paillier public key file .*absent\.key"):
+        SecAggMod().paillier_key(context)
+    with pytest.raises(LocalProtocolError, match=r"roster\.txt is not a secagg Paillier public"):
+        SecAggMod(paillier_public_key=foreign).paillier_key(context)
+
+
+def test_mod_refuses_paillier_on_a_semi_honest_node(
     paillier_keys: hazmat_paillier.PaillierKeypair,
 ) -> None:
-    grid = LoopbackGrid(make_client_app(), 3)
-    make_workflow("paillier", paillier_keys).aggregate(
+    # A Paillier upload must be signed: a node without its identity key cannot take part.
+    setup = PaillierSetup(
+        session_id=flower_session_id(RUN_ID),
+        round_id=0,
+        sender=2**32 - 1,
+        recipient=0,
+        public_key_n=int(paillier_keys.public_key.n),
+        vector_length=21,
+        value_bits=22,
+        max_clients=1024,
+    )
+    grid = LoopbackGrid(
+        make_client_app(mod=SecAggMod(paillier_public_key=paillier_keys.public_key)), 2
+    )
+    secure_round = make_workflow("secagg").begin(
         grid, grid.nodes, train_content(global_arrays()), server_round=1
     )
-    other = hazmat_paillier._generate_keypair_unchecked_size(1024)
-    key_holder = KeyHolder(
-        other, session_id=flower_session_id(RUN_ID), value_bits=22, max_clients=1024
-    )
-    swapped = SecureAggregationWorkflow("paillier", timeout=5.0, key_holder=key_holder)
-    swapped._next_round = 5
-    with pytest.raises(InsufficientSurvivorsError):
-        swapped.aggregate(grid, grid.nodes, train_content(global_arrays()), server_round=2)
-    (answer,) = wire_messages(grid.replies_by_node[grid.nodes[0]][-1])
-    assert isinstance(answer, Abort) and "pinned" in answer.reason
+    message = secure_round._flower_messages([setup], with_setup=True, with_content=True)[0]
+    message.metadata.__dict__["_message_id"] = "paillier"
+    (answer,) = wire_messages(grid.app(message, grid.contexts[grid.nodes[0]]))
+    assert isinstance(answer, Abort) and "Paillier uploads are signed" in answer.reason
 
 
 def test_mod_rejects_a_weight_above_max_weight() -> None:
@@ -220,6 +311,8 @@ def test_mod_rejects_a_weight_that_is_not_positive(bad_weight: float) -> None:
     assert isinstance(answer, Abort) and "must lie in (0, 1000]" in answer.reason
 
 
-def test_mod_needs_a_threshold_of_at_least_two() -> None:
+def test_mod_needs_a_threshold_of_at_least_two_and_a_pinnable_key() -> None:
     with pytest.raises(ParameterError, match="min_threshold"):
         SecAggMod(min_threshold=1)
+    with pytest.raises(ParameterError, match="paillier_public_key must be a phe key"):
+        SecAggMod(paillier_public_key=12345)  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("flwr", reason="the Flower integration needs flwr (pip install '.[flower]')")
@@ -14,6 +16,7 @@ from flower_loopback import (
     make_client_app,
     make_workflow,
     plain_fedavg,
+    write_keys,
 )
 
 from protocols.flower import SecAggFedAvg
@@ -24,13 +27,18 @@ pytestmark = pytest.mark.usefixtures("serverapp_identity")
 
 @pytest.mark.parametrize("protocol", ["secagg+", "paillier"])
 def test_strategy_start_runs_secure_fedavg_rounds(
-    protocol: str, paillier_keys: hazmat_paillier.PaillierKeypair
+    protocol: str, committee_keys: hazmat_paillier.ThresholdKeyset, tmp_path: Path
 ) -> None:
     # Node 4 goes silent in the second round: at its unmasking (train message 7) under masking,
-    # at its upload (train message 1) under Paillier, which needs one message per round.
-    silent = {NODE_BASE + 4: 1 if protocol == "paillier" else 7}
-    grid = LoopbackGrid(make_client_app(), 5, silent_from=silent)
-    workflow = make_workflow(protocol, paillier_keys)
+    # at its upload (train message 2) under Paillier, which needs one message per round after
+    # the identity claim (message 0). Paillier runs a 3-of-5 committee loaded from key files.
+    if protocol == "paillier":
+        keys = write_keys(tmp_path / "keys", 5, committee_keys)
+        grid = LoopbackGrid(make_client_app(), 5, silent_from={NODE_BASE + 4: 2}, keys=keys)
+        workflow = make_workflow(protocol, keys)
+    else:
+        grid = LoopbackGrid(make_client_app(), 5, silent_from={NODE_BASE + 4: 7})
+        workflow = make_workflow(protocol)
     strategy = SecAggFedAvg(workflow, fraction_evaluate=0.0, min_available_nodes=5)
     initial = global_arrays(5)
     result = strategy.start(grid, initial, num_rounds=2, timeout=5.0)
@@ -41,6 +49,9 @@ def test_strategy_start_runs_secure_fedavg_rounds(
     metrics = result.train_metrics_clientapp[1]
     assert metrics["train-loss"] == pytest.approx(0.5)
     assert metrics["secagg-survivors"] == 5
+    if protocol == "paillier":
+        assert strategy.results[2].survivors == tuple(grid.nodes[:4])
+        assert [r.decryptors for r in strategy.results.values()] == [(1, 2, 3)] * 2
 
 
 def test_strategy_keeps_the_model_when_a_round_aborts() -> None:

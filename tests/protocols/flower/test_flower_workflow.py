@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,11 +30,13 @@ from flower_loopback import (
     plain_fedavg,
     train_content,
     wire_messages,
+    write_keys,
 )
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from protocols import wire
 from protocols.flower import STATE_RECORD, SecureAggregationWorkflow, flower_session_id
+from protocols.identity import trusted_setup
 from protocols.masking import ClientPhase, MaskingClient
 from protocols.messages import KeyAdvertisement, MaskedInput
 from protocols.paillier import KeyHolder
@@ -45,12 +48,26 @@ from secagg.hazmat import paillier as hazmat_paillier
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 
 
+def _grid_and_workflow(
+    protocol: str,
+    num_nodes: int,
+    tmp_path: Path,
+    paillier_keys: hazmat_paillier.PaillierKeypair,
+    **kwargs: object,
+) -> tuple[LoopbackGrid, SecureAggregationWorkflow]:
+    """Semi-honest masking, or Paillier over key files (its nodes sign their uploads)."""
+    if protocol != "paillier":
+        return LoopbackGrid(make_client_app(), num_nodes), make_workflow(protocol, **kwargs)
+    keys = write_keys(tmp_path / "keys", num_nodes, paillier_keys)
+    grid = LoopbackGrid(make_client_app(), num_nodes, keys=keys)
+    return grid, make_workflow("paillier", keys, **kwargs)
+
+
 @pytest.mark.parametrize("protocol", ["secagg", "secagg+", "paillier"])
 def test_workflow_result_equals_plain_fedavg_up_to_quantization(
-    protocol: str, paillier_keys: hazmat_paillier.PaillierKeypair
+    protocol: str, paillier_keys: hazmat_paillier.PaillierKeypair, tmp_path: Path
 ) -> None:
-    grid = LoopbackGrid(make_client_app(), 6)
-    workflow = make_workflow(protocol, paillier_keys)
+    grid, workflow = _grid_and_workflow(protocol, 6, tmp_path, paillier_keys)
     arrays = global_arrays()
     result = workflow.aggregate(grid, grid.nodes, train_content(arrays), server_round=1)
     assert result.survivors == tuple(grid.nodes)
@@ -66,13 +83,13 @@ def test_workflow_weighted_round_gives_the_weighted_sum_of_the_clipped_updates(
     protocol: str,
     paillier_keys: hazmat_paillier.PaillierKeypair,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     # Each node clips its update x to [-clip, clip] itself and then weights it, so the round
     # yields sum_i w_i * clip(x_i); clipping (w_i / max_weight) * x_i instead (the rule before
     # UpdateEncoding) would clip nothing here and give sum_i w_i * x_i.
     clip, num_nodes = 0.25, 5
-    grid = LoopbackGrid(make_client_app(), num_nodes)
-    workflow = make_workflow(protocol, paillier_keys, clip=clip)
+    grid, workflow = _grid_and_workflow(protocol, num_nodes, tmp_path, paillier_keys, clip=clip)
     rng = np.random.default_rng(7)
     arrays = ArrayRecord({k: Array(rng.normal(0, 1.0, size=s)) for k, s in SHAPES.items()})
     caplog.set_level(logging.WARNING, logger="protocols.flower")
@@ -132,10 +149,12 @@ def _assert_fedavg_without(
 
 
 def test_workflow_paillier_drops_a_silent_node(
-    paillier_keys: hazmat_paillier.PaillierKeypair,
+    paillier_keys: hazmat_paillier.PaillierKeypair, tmp_path: Path
 ) -> None:
-    grid = LoopbackGrid(make_client_app(), 4, silent_from={NODE_BASE + 1: 0})
-    _assert_fedavg_without(grid, make_workflow("paillier", paillier_keys), NODE_BASE + 1, seed=2)
+    # Train message 0 identifies the node; it goes silent at the upload (message 1).
+    keys = write_keys(tmp_path / "keys", 4, paillier_keys)
+    grid = LoopbackGrid(make_client_app(), 4, silent_from={NODE_BASE + 1: 1}, keys=keys)
+    _assert_fedavg_without(grid, make_workflow("paillier", keys), NODE_BASE + 1, seed=2)
 
 
 def test_workflow_aborts_cleanly_below_threshold_and_tells_the_rest() -> None:
@@ -257,7 +276,8 @@ def test_workflow_round_graph_and_threshold_come_from_the_round_planner(
         ({"protocol": "sum"}, "protocol"),
         ({"protocol": "secagg", "timeout": 0}, "timeout"),
         ({"protocol": "secagg", "max_weight": -1.0}, "max_weight"),
-        ({"protocol": "paillier"}, "key_holder"),
+        ({"protocol": "paillier"}, "'paillier' needs the deployment's trusted roster"),
+        ({"protocol": "paillier", "threat_model": "semi-honest"}, "trusted roster"),
         ({"protocol": "secagg", "degree": 4}, "degree"),
         ({"protocol": "secagg", "value_bits": 0}, "value_bits"),
         ({"protocol": "secagg+"}, "needs the deployment's trusted roster"),
@@ -274,11 +294,18 @@ def test_workflow_rejects_bad_settings(kwargs: dict[str, object], match: str) ->
 def test_workflow_rejects_a_key_holder_packing_for_other_settings(
     paillier_keys: hazmat_paillier.PaillierKeypair,
 ) -> None:
+    roster, _ = trusted_setup(range(3))
     key_holder = KeyHolder(
-        paillier_keys, session_id=flower_session_id(RUN_ID), value_bits=16, max_clients=1024
+        paillier_keys,
+        session_id=flower_session_id(RUN_ID),
+        roster=roster,
+        value_bits=16,
+        max_clients=1024,
     )
     with pytest.raises(ParameterError, match="value_bits=22"):
-        SecureAggregationWorkflow("paillier", key_holder=key_holder)
+        SecureAggregationWorkflow("paillier", decryptors=[key_holder], roster=roster)
+    with pytest.raises(ParameterError, match="needs its decryptors"):
+        SecureAggregationWorkflow("paillier", roster=roster)
 
 
 def test_workflow_needs_two_nodes_and_some_arrays() -> None:

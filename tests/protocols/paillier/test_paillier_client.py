@@ -1,5 +1,6 @@
-"""Tests of :class:`PaillierClient`: it pins the key holder's public key, refuses setups that are
-foreign, repeated, late or unusable, refuses malformed inputs, and poisons itself on any refusal."""
+"""Tests of :class:`PaillierClient`: it pins the decryptors' public key (a key holder's or a
+committee's), refuses setups that are foreign, repeated, late or unusable, refuses malformed
+inputs, signs its upload for exactly this round and key, and poisons itself on any refusal."""
 
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ from protocols.messages import (
     Message,
     PaillierSetup,
 )
-from protocols.paillier import PaillierClient, PaillierParams
+from protocols.paillier import PaillierClient, PaillierParams, key_fingerprint
+from protocols.paillier.trust import upload_message
 from secagg.errors import (
+    InvalidSignatureError,
     LocalProtocolError,
     ParameterError,
     RemoteProtocolError,
     ServerMisbehaviourError,
 )
-from secagg.hazmat.paillier import PaillierKeypair, RandomnessMode
+from secagg.hazmat.paillier import PaillierKeypair, RandomnessMode, ThresholdKeyset
 
 if TYPE_CHECKING:
     from conftest import PaillierKit
@@ -204,7 +207,12 @@ def test_client_djn_mode_without_matching_parameters_raises(
     kit: type[PaillierKit], keys: PaillierKeypair, smaller_same_width_keys: PaillierKeypair
 ) -> None:
     params = kit.params(3)
-    common = {"session_id": params.session_id, "round_id": kit.ROUND, "public_key": keys.public_key}
+    common = {
+        "session_id": params.session_id,
+        "round_id": kit.ROUND,
+        "public_key": keys.public_key,
+        "identity": kit.identities[0],
+    }
     with pytest.raises(ParameterError, match="DJN"):
         PaillierClient(0, mode=RandomnessMode.DJN, **common)
     with pytest.raises(ParameterError, match="DJN"):
@@ -253,3 +261,121 @@ def test_simulator_client_with_substituted_key_is_left_out(
     result = kit.result(report)
     assert result.contributors == (0, 2, 3)
     kit.assert_exact(result.vector, kit.plain_sum(inputs, (0, 2, 3)))
+
+
+def test_client_needs_an_identity_key(kit: type[PaillierKit], keys: PaillierKeypair) -> None:
+    params = kit.params(3)
+    common: dict[str, Any] = {
+        "session_id": params.session_id,
+        "round_id": kit.ROUND,
+        "public_key": keys.public_key,
+    }
+    not_keys: list[Any] = [None, kit.identities[0].public_bytes, b"\x00" * 32]
+    for identity in not_keys:
+        with pytest.raises(ParameterError, match="IdentityKey"):
+            PaillierClient(0, identity=identity, **common)
+
+
+def test_client_signs_its_upload_for_this_round_and_key_only(
+    kit: type[PaillierKit], keys: PaillierKeypair, smaller_same_width_keys: PaillierKeypair
+) -> None:
+    params = kit.params(3)
+    client = kit.client(keys, params, 2)
+    client.receive(kit.setup(keys, params, recipient=2))
+    (upload,) = client.submit_input(np.arange(params.vector_length, dtype=np.uint64))
+    assert isinstance(upload, EncryptedInput)
+    fingerprint = key_fingerprint(keys.public_key)
+
+    def signed(session: bytes, round_id: int, sender: int, key_print: bytes, data: bytes) -> bytes:
+        return upload_message(session, round_id, sender, key_print, data)
+
+    honest = signed(params.session_id, kit.ROUND, 2, fingerprint, upload.ciphertexts)
+    kit.roster.check_signature(2, honest, upload.signature)
+    # Nothing else verifies: another round, session, sender, key, or other ciphertexts.
+    others = [
+        signed(params.session_id, kit.ROUND + 1, 2, fingerprint, upload.ciphertexts),
+        signed(kit.session(), kit.ROUND, 2, fingerprint, upload.ciphertexts),
+        signed(params.session_id, kit.ROUND, 1, fingerprint, upload.ciphertexts),
+        signed(
+            params.session_id,
+            kit.ROUND,
+            2,
+            key_fingerprint(smaller_same_width_keys.public_key),
+            upload.ciphertexts,
+        ),
+        signed(params.session_id, kit.ROUND, 2, fingerprint, upload.ciphertexts[::-1]),
+    ]
+    for message in others:
+        with pytest.raises(InvalidSignatureError):
+            kit.roster.check_signature(2, message, upload.signature)
+    # Nor does it verify under another client's identity key.
+    with pytest.raises(InvalidSignatureError):
+        kit.roster.check_signature(1, honest, upload.signature)
+
+
+def test_client_pinned_to_committee_rejects_substituted_committee_key(
+    kit: type[PaillierKit],
+    committee_keys: ThresholdKeyset,
+    other_committee_keys: ThresholdKeyset,
+) -> None:
+    params = kit.params(3, vector_length=20)
+    client = kit.client(committee_keys, params)
+    substituted = kit.setup(other_committee_keys, params)
+    with pytest.raises(ServerMisbehaviourError, match="pinned"):
+        client.receive(substituted)
+    _assert_poisoned(kit, client, params)
+    honest = kit.client(committee_keys, params)
+    assert honest.receive(kit.setup(committee_keys, params)) == []
+    assert honest.phase is ClientPhase.AWAIT_INPUT
+
+
+def test_client_of_committee_takes_djn_parameters_from_the_committee_key(
+    kit: type[PaillierKit], committee_keys: ThresholdKeyset, keys: PaillierKeypair
+) -> None:
+    assert committee_keys.public.djn is not None
+    params = kit.params(3, vector_length=20)
+    common: dict[str, Any] = {
+        "session_id": params.session_id,
+        "round_id": kit.ROUND,
+        "identity": kit.identities[0],
+        "mode": RandomnessMode.DJN,
+    }
+    client = PaillierClient(0, public_key=committee_keys.public, **common)
+    client.receive(kit.setup(committee_keys, params))
+    (upload,) = client.submit_input(np.ones(20, dtype=np.uint64))
+    assert isinstance(upload, EncryptedInput)
+    # DJN parameters of another key are still refused, even next to a committee key.
+    with pytest.raises(ParameterError, match="DJN"):
+        PaillierClient(0, public_key=committee_keys.public, djn=keys.djn, **common)
+
+
+@pytest.mark.parametrize("committee", [False, True], ids=["key_holder", "committee"])
+def test_simulator_client_with_substituted_key_never_uploads(
+    kit: type[PaillierKit],
+    keys: PaillierKeypair,
+    smaller_same_width_keys: PaillierKeypair,
+    committee_keys: ThresholdKeyset,
+    other_committee_keys: ThresholdKeyset,
+    committee: bool,
+) -> None:
+    # The server hands every client its own key: no client encrypts under it, none uploads.
+    params = kit.params(4, vector_length=20)
+    inputs = kit.inputs(params, seed=21)
+    foreign = other_committee_keys if committee else smaller_same_width_keys
+    foreign_n = kit.setup(foreign, params).public_key_n
+    uploads, record = kit.recorder(EncryptedInput)
+
+    def substitute(round_index: int, message: Message) -> Message:
+        record(round_index, message)
+        if isinstance(message, PaillierSetup):
+            return dataclasses.replace(message, public_key_n=foreign_n)
+        return message
+
+    if committee:
+        report, _ = kit.simulate_committee(committee_keys, params, inputs, interceptor=substitute)
+    else:
+        report, _ = kit.simulate(keys, params, inputs, interceptor=substitute)
+    assert set(report.client_errors) == set(params.clients)
+    assert all(isinstance(e, ServerMisbehaviourError) for e in report.client_errors.values())
+    assert uploads == []
+    assert report.result is None

@@ -1,6 +1,6 @@
-"""Tests of :class:`KeyHolder`: it sees only aggregates, decrypts one per round and only of at
-least ``min_contributors`` clients, refuses everything else, and detects decrypted slots out of
-range."""
+"""Tests of :class:`KeyHolder`: it decrypts only the product, recomputed by itself, of at least
+``min_contributors`` distinct clients' signed uploads, one aggregate per round, refuses everything
+else, and detects decrypted slots out of range."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from protocols.messages import (
     KEY_HOLDER_ID,
     SERVER_ID,
-    AggregateCiphertext,
     DecryptedAggregate,
+    DecryptionRequest,
     EncryptedInput,
     Message,
     PaillierSetup,
@@ -28,7 +28,6 @@ from secagg.errors import (
     ServerMisbehaviourError,
     SlotOverflowError,
 )
-from secagg.hazmat import paillier as hazmat
 from secagg.hazmat.paillier import PaillierKeypair
 from secagg.packing import PackingScheme
 
@@ -40,9 +39,27 @@ def test_key_holder_packing_beyond_64_bit_slots_raises(
     kit: type[PaillierKit], keys: PaillierKeypair
 ) -> None:
     # 62 value bits + 2 headroom bits fit a 64-bit slot; 5 clients need 3 headroom bits.
-    KeyHolder(keys, session_id=kit.session(), value_bits=62, max_clients=4)
+    common: dict[str, Any] = {"session_id": kit.session(), "roster": kit.roster, "value_bits": 62}
+    KeyHolder(keys, max_clients=4, **common)
     with pytest.raises(ParameterError, match="slot"):
-        KeyHolder(keys, session_id=kit.session(), value_bits=62, max_clients=5)
+        KeyHolder(keys, max_clients=5, **common)
+
+
+def _not_a_roster(kit: type[PaillierKit]) -> Any:
+    """The roster's keys as a plain mapping: what a caller might pass by mistake."""
+    return dict(kit.roster.keys)
+
+
+def test_key_holder_needs_the_roster_and_two_contributors(
+    kit: type[PaillierKit], keys: PaillierKeypair
+) -> None:
+    common: dict[str, Any] = {"session_id": kit.session(), "value_bits": 16, "max_clients": 4}
+    with pytest.raises(ParameterError, match="TrustedRoster"):
+        KeyHolder(keys, roster=_not_a_roster(kit), **common)
+    not_counts: list[Any] = [1, 0, True, 2.0]
+    for bad in not_counts:
+        with pytest.raises(ParameterError, match="min_contributors"):
+            KeyHolder(keys, roster=kit.roster, min_contributors=bad, **common)
 
 
 def test_key_holder_aggregate_above_headroom_raises(
@@ -51,46 +68,58 @@ def test_key_holder_aggregate_above_headroom_raises(
     params = kit.params(3, max_clients=3)
     inputs = kit.inputs(params)
     server, _ = kit.server_with_uploads(keys, params, inputs, (0, 1, 2))
-    (aggregate,) = server.close_phase()
-    assert isinstance(aggregate, AggregateCiphertext)
+    (request,) = server.close_phase()
+    assert isinstance(request, DecryptionRequest)
+    # A fourth roster client's upload, signed for this very round: one input beyond the headroom.
+    packing = PackingScheme.for_public_key(keys.public_key, value_bits=16, num_clients=3)
+    fourth = kit.encrypted_input(keys, params, 3, packing.pack(np.zeros(60, dtype=np.uint64)))
     holder = kit.key_holder(keys, params)
     with pytest.raises(RemoteProtocolError, match="headroom") as excinfo:
-        holder.receive(dataclasses.replace(aggregate, contributors=4))
+        holder.receive(dataclasses.replace(request, uploads=(*request.uploads, fourth)))
     assert excinfo.type is RemoteProtocolError
-    assert holder.seen == []
+    assert holder.last_round is None
     # The refusal did not use up the round: the honest aggregate is still decrypted.
-    (reply,) = holder.receive(aggregate)
+    (reply,) = holder.receive(request)
     assert isinstance(reply, DecryptedAggregate)
     kit.assert_exact(reply.vector, kit.plain_sum(inputs, (0, 1, 2)))
 
 
-def test_key_holder_sees_only_aggregates(kit: type[PaillierKit], keys: PaillierKeypair) -> None:
+def test_key_holder_sees_only_signed_uploads_and_returns_only_their_sum(
+    kit: type[PaillierKit], keys: PaillierKeypair
+) -> None:
+    # The key holder gets one request in the round: exactly the surviving clients' uploads as
+    # they signed them; what it returns is their sum alone (one vector), never an input.
     params = kit.params(6, vector_length=120, min_contributors=3)
     inputs = kit.inputs(params, seed=5)
     uploads: list[EncryptedInput] = []
     to_key_holder: list[Message] = []
+    from_key_holder: list[Message] = []
 
     def record(round_index: int, message: Message) -> Message:
         if isinstance(message, EncryptedInput):
             uploads.append(message)
         if message.recipient == KEY_HOLDER_ID:
             to_key_holder.append(message)
+        if message.sender == KEY_HOLDER_ID:
+            from_key_holder.append(message)
         return message
 
     report, holder = kit.simulate(
         keys, params, inputs, dropouts={0: 1, 4: 2}, interceptor=record, through_wire=True
     )
-    assert kit.result(report).contributors == (1, 2, 3, 5)
+    contributors = (1, 2, 3, 5)
+    assert kit.result(report).contributors == contributors
     assert len(uploads) == 4
-    assert len(to_key_holder) == 1
-    assert holder.seen == to_key_holder
-    width = hazmat.ciphertext_byte_length(keys.public_key)
-    client_chunks = {chunk for m in uploads for chunk in kit.chunks(m.ciphertexts, width)}
-    for message in holder.seen:
-        assert isinstance(message, AggregateCiphertext)
-        assert message.contributors >= holder.min_contributors
-        assert all(message.ciphertexts != upload.ciphertexts for upload in uploads)
-        assert client_chunks.isdisjoint(kit.chunks(message.ciphertexts, width))
+    (request,) = to_key_holder
+    assert isinstance(request, DecryptionRequest)
+    assert request.uploads == tuple(uploads)
+    assert len(request.uploads) >= holder.min_contributors
+    (reply,) = from_key_holder
+    assert isinstance(reply, DecryptedAggregate)
+    assert reply.contributors == len(contributors)
+    kit.assert_exact(reply.vector, kit.plain_sum(inputs, contributors))
+    assert all(not np.array_equal(reply.vector, inputs[u]) for u in contributors)
+    assert holder.last_round == kit.ROUND
 
 
 def test_key_holder_refuses_second_aggregate_of_round(
@@ -101,17 +130,17 @@ def test_key_holder_refuses_second_aggregate_of_round(
     params = kit.params(3, vector_length=40)
     inputs = kit.inputs(params, seed=6)
     everyone, _ = kit.server_with_uploads(keys, params, inputs, (0, 1, 2))
-    subset, _ = kit.server_with_uploads(keys, params, inputs, (1, 2))
     (first,) = everyone.close_phase()
-    (second,) = subset.close_phase()
+    assert isinstance(first, DecryptionRequest)
+    second = dataclasses.replace(first, uploads=first.uploads[1:])
     holder = kit.key_holder(keys, params)
     holder.receive(first)
     with pytest.raises(ServerMisbehaviourError, match="already decrypted"):
         holder.receive(second)
     # Not even the very same aggregate twice.
-    with pytest.raises(ServerMisbehaviourError):
+    with pytest.raises(ServerMisbehaviourError, match="already decrypted"):
         holder.receive(first)
-    assert holder.seen == [first]
+    assert holder.last_round == kit.ROUND
 
 
 def test_key_holder_refuses_duplicated_aggregate_in_simulation(
@@ -119,19 +148,20 @@ def test_key_holder_refuses_duplicated_aggregate_in_simulation(
 ) -> None:
     params = kit.params(3, vector_length=40)
     inputs = kit.inputs(params, seed=7)
-    subset, _ = kit.server_with_uploads(keys, params, inputs, (1, 2))
-    (difference_probe,) = subset.close_phase()
+    replies, record = kit.recorder(DecryptedAggregate)
 
     def send_two(round_index: int, message: Message) -> Message | Sequence[Message]:
-        if isinstance(message, AggregateCiphertext):
-            return [message, difference_probe]
+        record(round_index, message)
+        if isinstance(message, DecryptionRequest):
+            return [message, dataclasses.replace(message, uploads=message.uploads[1:])]
         return message
 
     report, holder = kit.simulate(keys, params, inputs, interceptor=send_two)
-    assert isinstance(report.error, ServerMisbehaviourError)
-    assert report.result is None
-    assert len(holder.seen) == 1
-    assert holder.seen[0].contributors == 3
+    assert isinstance(report.client_errors[KEY_HOLDER_ID], ServerMisbehaviourError)
+    # Only the first aggregate of the round (every contributor) was decrypted.
+    assert [m.contributors for m in replies if isinstance(m, DecryptedAggregate)] == [3]
+    kit.assert_exact(kit.result(report).vector, kit.plain_sum(inputs, (0, 1, 2)))
+    assert holder.last_round == kit.ROUND
 
 
 def test_key_holder_refuses_aggregate_below_min_contributors(
@@ -141,23 +171,30 @@ def test_key_holder_refuses_aggregate_below_min_contributors(
     inputs = kit.inputs(params, seed=8)
     server, _ = kit.server_with_uploads(keys, params, inputs, (0,))
     (single,) = server.close_phase()
-    assert isinstance(single, AggregateCiphertext)
-    assert single.contributors == 1
+    assert isinstance(single, DecryptionRequest)
+    assert len(single.uploads) == 1
     holder = kit.key_holder(keys, params, min_contributors=2)
     with pytest.raises(ServerMisbehaviourError, match="at least 2"):
         holder.receive(single)
-    assert holder.seen == []
+    assert holder.last_round is None
 
 
 def _refused_messages(
     kit: type[PaillierKit],
+    keys: PaillierKeypair,
     params: PaillierParams,
-    aggregate: AggregateCiphertext,
+    request: DecryptionRequest,
     upload: EncryptedInput,
 ) -> dict[str, Message]:
     session, round_id = params.session_id, params.round_id
     header: dict[str, Any] = {"session_id": session, "round_id": round_id}
-    width = aggregate.ciphertext_bytes
+    width = upload.ciphertext_bytes
+    # Malformed uploads that their (malicious) client signed, so only the shape is wrong.
+    narrow = kit.resigned(
+        dataclasses.replace(upload, ciphertext_bytes=width // 2, ciphertexts=upload.ciphertexts),
+        keys,
+    )
+    short = kit.resigned(dataclasses.replace(upload, ciphertexts=upload.ciphertexts[width:]), keys)
     return {
         "upload": upload,
         "setup": PaillierSetup(
@@ -177,77 +214,53 @@ def _refused_messages(
             vector=np.zeros(1, dtype=np.uint64),
         ),
         "abort": kit.abort(params),
-        "other_session": dataclasses.replace(aggregate, session_id=kit.session()),
-        "from_client": dataclasses.replace(aggregate, sender=0, recipient=SERVER_ID),
-        "to_client": dataclasses.replace(aggregate, recipient=0),
-        "wrong_width": dataclasses.replace(
-            aggregate, ciphertext_bytes=width // 2, ciphertexts=aggregate.ciphertexts
-        ),
-        "too_short": dataclasses.replace(aggregate, ciphertexts=aggregate.ciphertexts[width:]),
+        "other_session": dataclasses.replace(request, session_id=kit.session()),
+        "from_client": dataclasses.replace(request, sender=0, recipient=SERVER_ID),
+        "to_client": dataclasses.replace(request, recipient=0),
+        "wrong_width": dataclasses.replace(request, uploads=(narrow, *request.uploads[1:])),
+        "too_short": dataclasses.replace(request, uploads=(short, *request.uploads[1:])),
         "wrong_vector_length": dataclasses.replace(
-            aggregate, vector_length=params.vector_length * 100
+            request, vector_length=params.vector_length * 100
         ),
     }
 
 
-def test_key_holder_refuses_everything_but_the_aggregate(
+def test_key_holder_refuses_everything_but_the_request(
     kit: type[PaillierKit], keys: PaillierKeypair
 ) -> None:
     params = kit.params(3, vector_length=120)
     inputs = kit.inputs(params, seed=9)
     server, uploads = kit.server_with_uploads(keys, params, inputs, (0, 1, 2))
-    (aggregate,) = server.close_phase()
-    assert isinstance(aggregate, AggregateCiphertext)
+    (request,) = server.close_phase()
+    assert isinstance(request, DecryptionRequest)
     holder = kit.key_holder(keys, params)
-    for name, message in _refused_messages(kit, params, aggregate, uploads[0]).items():
+    for name, message in _refused_messages(kit, keys, params, request, uploads[0]).items():
         with pytest.raises(RemoteProtocolError) as excinfo:
             holder.receive(message)
         assert excinfo.type is RemoteProtocolError, name
-    assert holder.seen == []
-    (reply,) = holder.receive(aggregate)
+    assert holder.last_round is None
+    (reply,) = holder.receive(request)
     assert isinstance(reply, DecryptedAggregate)
     assert (reply.sender, reply.recipient, reply.contributors) == (KEY_HOLDER_ID, SERVER_ID, 3)
     kit.assert_exact(reply.vector, kit.plain_sum(inputs, (0, 1, 2)))
 
 
-def test_key_holder_invalid_aggregate_ciphertext_raises(
+def test_key_holder_invalid_upload_ciphertext_raises(
     kit: type[PaillierKit], keys: PaillierKeypair
 ) -> None:
     params = kit.params(3, vector_length=120)
     inputs = kit.inputs(params, seed=10)
-    server, _ = kit.server_with_uploads(keys, params, inputs, (0, 1, 2))
-    (aggregate,) = server.close_phase()
-    assert isinstance(aggregate, AggregateCiphertext)
-    width = aggregate.ciphertext_bytes
+    server, uploads = kit.server_with_uploads(keys, params, inputs, (0, 1, 2))
+    (request,) = server.close_phase()
+    assert isinstance(request, DecryptionRequest)
     holder = kit.key_holder(keys, params)
-    zero = bytes(width) + aggregate.ciphertexts[width:]
-    with pytest.raises(InvalidCiphertextError):
-        holder.receive(dataclasses.replace(aggregate, ciphertexts=zero))
-    assert holder.seen == []
-    holder.receive(aggregate)
-    assert holder.seen == [aggregate]
-
-
-def _aggregate(
-    params: PaillierParams,
-    ciphertexts: bytes,
-    *,
-    width: int,
-    contributors: int = 2,
-    **overrides: Any,
-) -> AggregateCiphertext:
-    fields: dict[str, Any] = {
-        "session_id": params.session_id,
-        "round_id": params.round_id,
-        "sender": SERVER_ID,
-        "recipient": KEY_HOLDER_ID,
-        "contributors": contributors,
-        "vector_length": params.vector_length,
-        "ciphertext_bytes": width,
-        "ciphertexts": ciphertexts,
-    }
-    fields.update(overrides)
-    return AggregateCiphertext(**fields)
+    # Signed by its client (a malicious one), so only the zero ciphertext is wrong.
+    zero = kit.with_chunk(uploads[1], 0, 0, keys)
+    with pytest.raises(InvalidCiphertextError, match=r"^invalid Paillier ciphertext$"):
+        holder.receive(dataclasses.replace(request, uploads=(uploads[0], zero, uploads[2])))
+    assert holder.last_round is None
+    holder.receive(request)
+    assert holder.last_round == kit.ROUND
 
 
 def _malicious_plaintexts(packing: PackingScheme, length: int, kind: str) -> list[int]:
@@ -274,16 +287,21 @@ def test_key_holder_detects_out_of_range_slot(
     inputs = kit.inputs(params, fill="max")
     holder = kit.key_holder(keys, params)
     plaintexts = _malicious_plaintexts(holder.packing, params.vector_length, kind)
+    # Client 0 itself is malicious: it signs what it encrypted, so nothing but a slot is wrong.
     forged = kit.encrypted_input(keys, params, 0, plaintexts)
+    replies, record = kit.recorder(DecryptedAggregate)
 
-    report, _ = kit.simulate(
-        keys, params, inputs, key_holder=holder, interceptor=kit.replacing(0, lambda m: [forged])
-    )
+    def forge(round_index: int, message: Message) -> Message | Sequence[Message] | None:
+        record(round_index, message)
+        return kit.replacing(0, lambda m: [forged])(round_index, message)
+
+    report, _ = kit.simulate(keys, params, inputs, key_holder=holder, interceptor=forge)
     # The server cannot see inside ciphertexts; it is the key holder that refuses the sums.
     assert report.server_rejections == []
-    assert isinstance(report.error, SlotOverflowError)
+    assert isinstance(report.client_errors[KEY_HOLDER_ID], SlotOverflowError)
+    assert replies == []
     assert report.result is None
-    assert len(holder.seen) == 1
+    assert holder.last_round == kit.ROUND
 
 
 def test_key_holder_slot_overflow_still_uses_up_the_round(
@@ -293,17 +311,27 @@ def test_key_holder_slot_overflow_still_uses_up_the_round(
     holder = kit.key_holder(keys, params)
     bad = _malicious_plaintexts(holder.packing, 60, "bits_above_last_slot")
     good = holder.packing.pack(np.ones(60, dtype=np.uint64))
-    product = hazmat.add_ciphertext_vectors(
-        keys.public_key,
-        hazmat.encrypt_vector(keys.public_key, bad, processes=1),
-        hazmat.encrypt_vector(keys.public_key, good, processes=1),
-    )
-    width = hazmat.ciphertext_byte_length(keys.public_key)
-    aggregate = _aggregate(
-        params, hazmat.ciphertexts_to_bytes(keys.public_key, product), width=width
+    request = kit.request(
+        params,
+        [kit.encrypted_input(keys, params, 0, bad), kit.encrypted_input(keys, params, 1, good)],
     )
     with pytest.raises(SlotOverflowError):
-        holder.receive(aggregate)
+        holder.receive(request)
     # Decrypted once already (the plaintext was computed): no second try for this round.
-    with pytest.raises(ServerMisbehaviourError):
-        holder.receive(aggregate)
+    with pytest.raises(ServerMisbehaviourError, match="already decrypted"):
+        holder.receive(request)
+    assert holder.last_round == kit.ROUND
+
+
+def test_key_holder_refusal_is_the_error_of_the_simulated_round(
+    kit: type[PaillierKit], keys: PaillierKeypair
+) -> None:
+    params = kit.params(3, vector_length=60, value_bits=8, max_clients=4)
+    inputs = kit.inputs(params, fill="max")
+    holder = kit.key_holder(keys, params)
+    plaintexts = _malicious_plaintexts(holder.packing, params.vector_length, "padding_slot")
+    forged = kit.encrypted_input(keys, params, 0, plaintexts)
+    report, _ = kit.simulate(
+        keys, params, inputs, key_holder=holder, interceptor=kit.replacing(0, lambda m: [forged])
+    )
+    assert isinstance(report.error, SlotOverflowError)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocols import wire
-from protocols.messages import KEY_HOLDER_ID, SERVER_ID, DecryptedAggregate
+from protocols.messages import KEY_HOLDER_ID, SERVER_ID, DecryptedAggregate, DecryptionRequest
 from secagg.errors import InsufficientSurvivorsError, ParameterError
 from secagg.hazmat.paillier import PaillierKeypair, RandomnessMode
 
@@ -65,6 +65,7 @@ def test_simulator_sum_is_exact_for_random_rounds(
     contributors = tuple(u for u in params.clients if schedule.get(u, 4) > UPLOAD)
     dropped = tuple(u for u in params.clients if u not in contributors)
 
+    requests, record = kit.recorder(DecryptionRequest)
     report, holder = kit.simulate(
         keys,
         params,
@@ -72,6 +73,7 @@ def test_simulator_sum_is_exact_for_random_rounds(
         mode=config["mode"],
         dropouts=schedule,
         through_wire=config["through_wire"],
+        interceptor=record,
     )
 
     assert report.dropped_at == {u: r for u, r in schedule.items() if r <= UPLOAD}
@@ -80,14 +82,18 @@ def test_simulator_sum_is_exact_for_random_rounds(
     if len(contributors) < params.min_contributors:
         assert isinstance(report.error, InsufficientSurvivorsError)
         assert report.result is None
-        assert holder.seen == []
+        assert requests == []
+        assert holder.last_round is None
         return
     result = kit.result(report)
     assert result.contributors == contributors
     assert result.survivors == contributors
     assert result.dropped == dropped
     kit.assert_exact(result.vector, kit.plain_sum(inputs, contributors))
-    assert [m.contributors for m in holder.seen] == [len(contributors)]
+    assert [len(m.uploads) for m in requests if isinstance(m, DecryptionRequest)] == [
+        len(contributors)
+    ]
+    assert holder.last_round == kit.ROUND
 
 
 def test_simulator_round3_dropout_still_counts(
@@ -127,11 +133,16 @@ def test_simulator_sum_is_exact_with_real_2048_bit_key(
 ) -> None:
     params = kit.params(3, vector_length=150, value_bits=20, max_clients=4)
     inputs = kit.inputs(params, seed=11)
-    report, holder = kit.simulate(real_keys, params, inputs, dropouts={1: 2}, through_wire=True)
+    requests, record = kit.recorder(DecryptionRequest)
+    report, _ = kit.simulate(
+        real_keys, params, inputs, dropouts={1: 2}, through_wire=True, interceptor=record
+    )
     result = kit.result(report)
     assert result.contributors == (0, 2)
     kit.assert_exact(result.vector, kit.plain_sum(inputs, (0, 2)))
-    assert holder.seen[0].ciphertext_bytes == 512
+    (request,) = requests
+    assert isinstance(request, DecryptionRequest)
+    assert [u.ciphertext_bytes for u in request.uploads] == [512, 512]
 
 
 def test_params_more_clients_than_max_clients_raises(
@@ -151,10 +162,14 @@ def test_simulator_below_min_contributors_reports_error(
     kit: type[PaillierKit], keys: PaillierKeypair
 ) -> None:
     params = kit.params(4, vector_length=20, min_contributors=3)
-    report, holder = kit.simulate(keys, params, kit.inputs(params), dropouts={0: 2, 3: 0})
+    requests, record = kit.recorder(DecryptionRequest)
+    report, holder = kit.simulate(
+        keys, params, kit.inputs(params), dropouts={0: 2, 3: 0}, interceptor=record
+    )
     assert isinstance(report.error, InsufficientSurvivorsError)
     assert report.result is None
-    assert holder.seen == []
+    assert requests == []
+    assert holder.last_round is None
 
 
 def test_decrypted_aggregate_longer_than_max_entries_survives_wire(
