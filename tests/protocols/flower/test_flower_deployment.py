@@ -52,7 +52,7 @@ RUN_CONFIG: dict[str, object] = {
     # every node has answered. (On a machine running several test suites at once a key round
     # was seen to take 41 s: run this test alone there.)
     "timeout": 30.0,
-    "upload-timeout": 45.0,
+    "upload-timeout": 35.0,
     "stall-seconds": 600.0,
 }
 
