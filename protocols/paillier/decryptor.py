@@ -14,19 +14,18 @@ from typing import Final
 
 from protocols.identity import TrustedRoster
 from protocols.messages import DecryptionShare, Message, decryptor_id, header
-from protocols.paillier.trust import DecryptionGuard, answer, decryption_context
+from protocols.paillier.trust import GuardedDecryptor, decryption_context
 from secagg.errors import ParameterError
 from secagg.hazmat.paillier import (
     DecryptionKeyShare,
     ThresholdPublicKey,
     partial_decrypt,
 )
-from secagg.packing import PackingScheme
 
 __all__ = ["Decryptor"]
 
 
-class Decryptor:
+class Decryptor(GuardedDecryptor):
     """A committee member: holds one key share and partially decrypts admitted aggregates.
 
     Args:
@@ -36,6 +35,9 @@ class Decryptor:
         value_bits, max_clients: the packing every client uses (same as the server's).
         min_contributors: the fewest distinct signed uploads an aggregate must hold (>= 2).
         processes: worker processes for the partial decryption (None: every core; 1: serial).
+
+    Raises:
+        ParameterError: not a key share, or a committee without a majority threshold.
     """
 
     def __init__(
@@ -59,39 +61,22 @@ class Decryptor:
             )
         self._share = share
         self.index: Final = share.index
-        self.party_id: Final = decryptor_id(share.index)
-        self.session_id: Final = session_id
-        self.packing = PackingScheme.for_public_key(
-            share.public.public_key, value_bits=value_bits, num_clients=max_clients
-        )
-        self.guard = DecryptionGuard(
-            share.public,
+        super().__init__(
+            public,
+            decryptor_id(share.index),
+            f"decryptor {share.index}",
             session_id=session_id,
             roster=roster,
-            packing=self.packing,
+            value_bits=value_bits,
+            max_clients=max_clients,
             min_contributors=min_contributors,
-            recipient=self.party_id,
+            processes=processes,
         )
-        self.processes = processes
 
     @property
     def public(self) -> ThresholdPublicKey:
         """The committee's public key (clients encrypt under its ``public_key``)."""
         return self._share.public
-
-    @property
-    def last_round(self) -> int | None:
-        """The newest round decrypted (None before the first); every older round is refused."""
-        return self.guard.last_round
-
-    def receive(self, message: Message) -> list[Message]:
-        """Partially decrypt an admitted :class:`~protocols.messages.DecryptionRequest`.
-
-        Raises:
-            ServerMisbehaviourError: the request breaks a rule of the guard (it says which).
-            RemoteProtocolError: anything else malformed; the member's state is unchanged.
-        """
-        return answer(f"decryptor {self.index}", self._receive, message)
 
     def _receive(self, message: Message) -> list[Message]:
         admitted = self.guard.admit(message)

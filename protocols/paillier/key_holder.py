@@ -9,20 +9,17 @@ returns the sums. With no single party trusted with the key, use a committee of
 
 from __future__ import annotations
 
-from typing import Final
-
 import phe
 
 from protocols.identity import TrustedRoster
 from protocols.messages import KEY_HOLDER_ID, DecryptedAggregate, Message, header
-from protocols.paillier.trust import DecryptionGuard, answer
+from protocols.paillier.trust import GuardedDecryptor
 from secagg.hazmat import paillier as hazmat
-from secagg.packing import PackingScheme
 
 __all__ = ["KeyHolder"]
 
 
-class KeyHolder:
+class KeyHolder(GuardedDecryptor):
     """Holds the secret key; decrypts one admitted aggregate per round and nothing else.
 
     Args:
@@ -46,21 +43,17 @@ class KeyHolder:
         processes: int | None = 1,
     ) -> None:
         self._keypair = keypair
-        self.session_id: Final = session_id
-        self.packing = PackingScheme.for_public_key(
-            keypair.public_key, value_bits=value_bits, num_clients=max_clients
-        )
-        self.guard = DecryptionGuard(
+        super().__init__(
             keypair.public_key,
+            KEY_HOLDER_ID,
+            "the key holder",
             session_id=session_id,
             roster=roster,
-            packing=self.packing,
+            value_bits=value_bits,
+            max_clients=max_clients,
             min_contributors=min_contributors,
-            recipient=KEY_HOLDER_ID,
+            processes=processes,
         )
-        self.processes = processes
-        #: Its party id on the wire (the server addresses its decryption request there).
-        self.party_id: Final = KEY_HOLDER_ID
 
     @property
     def public(self) -> phe.PaillierPublicKey:
@@ -76,29 +69,6 @@ class KeyHolder:
     def djn(self) -> hazmat.DJNParameters | None:
         """Public DJN parameters, if the key supports short-exponent randomness."""
         return self._keypair.djn
-
-    @property
-    def min_contributors(self) -> int:
-        """The fewest distinct signed uploads it decrypts an aggregate of."""
-        return self.guard.min_contributors
-
-    @property
-    def last_round(self) -> int | None:
-        """The newest round decrypted (None before the first); every older round is refused."""
-        return self.guard.last_round
-
-    def receive(self, message: Message) -> list[Message]:
-        """Decrypt an admitted :class:`~protocols.messages.DecryptionRequest`; refuse the rest.
-
-        A refused message leaves the key holder as it was; an unexpected failure is re-raised
-        as a :class:`~secagg.errors.RemoteProtocolError` that names only its type.
-
-        Raises:
-            ServerMisbehaviourError: the request breaks a rule of the guard (it says which).
-            SlotOverflowError: a slot of the sum lies outside its range (a client encrypted an
-                out-of-range plaintext; nothing is returned, no sub-sum is tried).
-        """
-        return answer("the key holder", self._receive, message)
 
     def _receive(self, message: Message) -> list[Message]:
         admitted = self.guard.admit(message)

@@ -267,3 +267,72 @@ class DecryptionGuard:
             else:
                 product = [acc * c % nsquare for acc, c in zip(product, values, strict=True)]
         return [int(c) for c in product]
+
+
+class GuardedDecryptor:
+    """What every decryptor shares: its packing, its :class:`DecryptionGuard`, its last round.
+
+    Subclasses (the key holder, a committee member) implement ``_receive`` on an admitted
+    request; :meth:`receive` wraps it so that an unexpected failure names only its type.
+
+    Args:
+        public: the key its secret belongs to.
+        party_id: its id on the wire.
+        name: how errors name it ("the key holder", "decryptor 3").
+        session_id, roster, value_bits, max_clients, min_contributors, processes: as for
+            :class:`~protocols.paillier.KeyHolder`.
+    """
+
+    def __init__(
+        self,
+        public: PaillierPublic,
+        party_id: int,
+        name: str,
+        *,
+        session_id: bytes,
+        roster: TrustedRoster,
+        value_bits: int,
+        max_clients: int,
+        min_contributors: int,
+        processes: int | None,
+    ) -> None:
+        self.party_id = party_id
+        self.session_id = session_id
+        self.name = name
+        self.packing = PackingScheme.for_public_key(
+            plain_key(public), value_bits=value_bits, num_clients=max_clients
+        )
+        self.guard = DecryptionGuard(
+            public,
+            session_id=session_id,
+            roster=roster,
+            packing=self.packing,
+            min_contributors=min_contributors,
+            recipient=party_id,
+        )
+        self.processes = processes
+
+    @property
+    def min_contributors(self) -> int:
+        """The fewest distinct signed uploads it decrypts an aggregate of."""
+        return self.guard.min_contributors
+
+    @property
+    def last_round(self) -> int | None:
+        """The newest round decrypted (None before the first); every older round is refused."""
+        return self.guard.last_round
+
+    def receive(self, message: Message) -> list[Message]:
+        """Answer an admitted :class:`~protocols.messages.DecryptionRequest`; refuse the rest.
+
+        A refused message leaves the decryptor as it was; an unexpected failure is re-raised
+        as a :class:`~secagg.errors.RemoteProtocolError` that names only its type.
+
+        Raises:
+            ServerMisbehaviourError: the request breaks a rule of the guard (it says which).
+            SlotOverflowError: (the key holder) a slot of the sum lies outside its range.
+        """
+        return answer(self.name, self._receive, message)
+
+    def _receive(self, message: Message) -> list[Message]:
+        raise NotImplementedError
