@@ -25,7 +25,13 @@ from protocols.messages import (
     PaillierSetup,
     header,
 )
-from protocols.paillier.trust import PaillierPublic, key_fingerprint, plain_key, sign_upload
+from protocols.paillier.trust import (
+    PaillierPublic,
+    UploadShape,
+    key_fingerprint,
+    plain_key,
+    sign_upload,
+)
 from secagg.errors import (
     LocalProtocolError,
     ParameterError,
@@ -145,6 +151,9 @@ class PaillierClient(ClientMachine[ClientPhase]):
                     self.client_id,
                     self._fingerprint,
                     data,
+                    UploadShape(
+                        self._vector_length, self._packing.value_bits, self._packing.num_clients
+                    ),
                 ),
             )
         ]

@@ -40,7 +40,13 @@ from protocols.messages import (
 )
 from protocols.paillier.combine import PartialCollector
 from protocols.paillier.params import PaillierParams, PaillierResult, check_units
-from protocols.paillier.trust import PaillierPublic, key_fingerprint, plain_key, upload_message
+from protocols.paillier.trust import (
+    PaillierPublic,
+    UploadShape,
+    key_fingerprint,
+    plain_key,
+    upload_message,
+)
 from secagg.errors import (
     DecryptorMisbehaviourError,
     InsufficientSurvivorsError,
@@ -222,8 +228,9 @@ class PaillierServer(ServerMachine[ServerPhase]):
 
     def _check_signature(self, message: EncryptedInput) -> None:
         p = self.params
+        shape = UploadShape(p.vector_length, p.value_bits, p.max_clients)
         signed = upload_message(
-            p.session_id, p.round_id, message.sender, self._fingerprint, message.ciphertexts
+            p.session_id, p.round_id, message.sender, self._fingerprint, message.ciphertexts, shape
         )
         try:
             self._roster.check_signature(message.sender, signed, message.signature)

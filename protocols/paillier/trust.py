@@ -47,6 +47,7 @@ __all__ = [
     "Admitted",
     "DecryptionGuard",
     "PaillierPublic",
+    "UploadShape",
     "answer",
     "decryption_context",
     "key_fingerprint",
@@ -74,13 +75,42 @@ def key_fingerprint(public: PaillierPublic) -> bytes:
     return digest.finalize()
 
 
+@dataclass(frozen=True, slots=True)
+class UploadShape:
+    """How a client packed its upload: part of what it signs.
+
+    A server that gave one client another packing (say a larger ``max_clients``, hence wider
+    slots) could make that client's values land in slots no one else fills and read them off
+    the sum; since the client signs the shape it used, a decryptor that rebuilds the signed
+    message from its own packing refuses such an upload.
+    """
+
+    vector_length: int
+    value_bits: int
+    max_clients: int
+
+    def to_bytes(self) -> bytes:
+        """The fixed-width encoding the signature covers."""
+        return (
+            self.vector_length.to_bytes(8, "big")
+            + self.value_bits.to_bytes(2, "big")
+            + self.max_clients.to_bytes(8, "big")
+        )
+
+
 def upload_message(
-    session_id: bytes, round_id: int, client_id: int, fingerprint: bytes, ciphertexts: bytes
+    session_id: bytes,
+    round_id: int,
+    client_id: int,
+    fingerprint: bytes,
+    ciphertexts: bytes,
+    shape: UploadShape,
 ) -> bytes:
-    """The bytes a client signs for its upload: the round, itself, the key and its ciphertexts."""
+    """The bytes a client signs for its upload: the round, itself, the key, the packing it
+    used and its ciphertexts."""
     digest = hashes.Hash(hashes.SHA256())
     digest.update(b"secagg/v1/paillier-upload\x00" + ciphertexts)
-    body = fingerprint + digest.finalize()
+    body = fingerprint + shape.to_bytes() + digest.finalize()
     return bound_message(SignaturePurpose.ENCRYPTED_INPUT, session_id, round_id, client_id, body)
 
 
@@ -91,9 +121,11 @@ def sign_upload(
     client_id: int,
     fingerprint: bytes,
     ciphertexts: bytes,
+    shape: UploadShape,
 ) -> bytes:
     """The client's identity signature over :func:`upload_message`."""
-    return sign(identity, upload_message(session_id, round_id, client_id, fingerprint, ciphertexts))
+    message = upload_message(session_id, round_id, client_id, fingerprint, ciphertexts, shape)
+    return sign(identity, message)
 
 
 def decryption_context(session_id: bytes, round_id: int, index: int) -> bytes:
@@ -235,15 +267,23 @@ class DecryptionGuard:
             raise ServerMisbehaviourError(
                 f"client {upload.sender}'s upload belongs to another round: replay refused"
             )
+        shape = UploadShape(
+            request.vector_length, self.packing.value_bits, self.packing.num_clients
+        )
         message = upload_message(
-            upload.session_id, upload.round_id, upload.sender, self.fingerprint, upload.ciphertexts
+            upload.session_id,
+            upload.round_id,
+            upload.sender,
+            self.fingerprint,
+            upload.ciphertexts,
+            shape,
         )
         try:
             self.roster.check_signature(upload.sender, message, upload.signature)
         except InvalidSignatureError:
             raise ServerMisbehaviourError(
                 f"client {upload.sender}'s upload is not signed by its identity key for round "
-                f"{request.round_id} under this public key"
+                f"{request.round_id} under this public key and packing"
             ) from None
 
     def _product(self, request: DecryptionRequest) -> list[int]:

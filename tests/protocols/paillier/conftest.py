@@ -46,7 +46,7 @@ from protocols.paillier import (
     PaillierSimulator,
     key_fingerprint,
 )
-from protocols.paillier.trust import plain_key, sign_upload
+from protocols.paillier.trust import UploadShape, plain_key, sign_upload
 from protocols.simulate import SimulationReport
 from secagg.hazmat import paillier as hazmat
 from secagg.hazmat.paillier import PaillierKeypair, ThresholdKeyset
@@ -162,7 +162,7 @@ def _params(
     session_id: bytes | None = None,
     round_id: int = _ROUND,
 ) -> PaillierParams:
-    return PaillierParams(
+    params = PaillierParams(
         session_id=session_id if session_id is not None else _session(),
         round_id=round_id,
         clients=tuple(range(n)),
@@ -171,6 +171,18 @@ def _params(
         max_clients=max_clients if max_clients is not None else n + 1,
         min_contributors=min_contributors,
     )
+    _SHAPES[params.session_id] = _shape_of(params)
+    _SHAPES[b""] = _SHAPES[params.session_id]
+    return params
+
+
+#: Session id -> the packing its round's uploads are signed with (b"": the latest), so that a
+#: test can re-sign an upload as a malicious client would, knowing only the message.
+_SHAPES: dict[bytes, UploadShape] = {}
+
+
+def _shape_of(params: PaillierParams) -> UploadShape:
+    return UploadShape(params.vector_length, params.value_bits, params.max_clients)
 
 
 def _key_holder(
@@ -287,7 +299,8 @@ def _signature(
     """``signer``'s (default: ``sender``'s) identity signature of an upload under ``keys``."""
     identity = _IDENTITIES[sender if signer is None else signer]
     fingerprint = key_fingerprint(_public(keys))
-    return sign_upload(identity, session_id, round_id, sender, fingerprint, ciphertexts)
+    shape = _SHAPES.get(session_id, _SHAPES[b""])
+    return sign_upload(identity, session_id, round_id, sender, fingerprint, ciphertexts, shape)
 
 
 def _resigned(message: EncryptedInput, keys: Keys) -> EncryptedInput:
@@ -482,6 +495,7 @@ class PaillierKit:
     replacing = staticmethod(_replacing)
     recorder = staticmethod(_recorder)
     server_with_uploads = staticmethod(_server_with_uploads)
+    shape_of = staticmethod(_shape_of)
     uploads = staticmethod(_uploads)
     request = staticmethod(_request)
     client = staticmethod(_client)

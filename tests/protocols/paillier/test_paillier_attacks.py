@@ -380,3 +380,29 @@ def test_committee_past_its_collusion_bound_lets_the_server_isolate_a_client(
     # One colluding member of a 3-of-5 committee (2t - m - 1 = 0) is enough: members 1-2 and
     # 3-4 each decrypt once, with the colluder's share in both groups.
     assert _differencing_attack(kit, threshold=3, colluders=(5,))
+
+
+def test_a_client_given_another_packing_is_refused_by_the_decryptor(
+    kit: type[PaillierKit], keys: PaillierKeypair
+) -> None:
+    # The server gives client 2 wider slots (max_clients 2^20: 36-bit instead of 18-bit) and
+    # asks for twice the values: without the packing in the signature, the upper half of the
+    # victim's vector would come back alone in the odd slots of the sum.
+    params = kit.params(3, vector_length=14, max_clients=4)
+    inputs = kit.inputs(params, seed=43)
+    holder = kit.key_holder(keys, params)
+    uploads = []
+    for u in params.clients:
+        client = kit.client(keys, params, u)
+        setup = kit.setup(keys, params, recipient=u)
+        if u == 2:
+            setup = dataclasses.replace(setup, max_clients=2**20)
+        client.receive(setup)
+        uploads += client.submit_input(inputs[u])
+    doubled = kit.request(params, uploads, vector_length=2 * params.vector_length)
+    with pytest.raises(ServerMisbehaviourError, match=r"not signed .* this public key and packing"):
+        holder.receive(doubled)
+    # At the honest length the others' uploads check out, and the victim's is the one refused.
+    with pytest.raises(ServerMisbehaviourError, match="client 2's upload is not signed"):
+        holder.receive(kit.request(params, uploads))
+    assert holder.last_round is None

@@ -286,8 +286,10 @@ def test_client_signs_its_upload_for_this_round_and_key_only(
     assert isinstance(upload, EncryptedInput)
     fingerprint = key_fingerprint(keys.public_key)
 
+    shape = kit.shape_of(params)
+
     def signed(session: bytes, round_id: int, sender: int, key_print: bytes, data: bytes) -> bytes:
-        return upload_message(session, round_id, sender, key_print, data)
+        return upload_message(session, round_id, sender, key_print, data, shape)
 
     honest = signed(params.session_id, kit.ROUND, 2, fingerprint, upload.ciphertexts)
     kit.roster.check_signature(2, honest, upload.signature)

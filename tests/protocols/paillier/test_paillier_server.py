@@ -299,6 +299,7 @@ def _bad_uploads(
                         0,
                         key_fingerprint(keys.public_key),
                         m.ciphertexts,
+                        kit.shape_of(params),
                     ),
                 )
             ],
