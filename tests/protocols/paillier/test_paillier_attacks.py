@@ -391,14 +391,16 @@ def test_a_client_given_another_packing_is_refused_by_the_decryptor(
     params = kit.params(3, vector_length=14, max_clients=4)
     inputs = kit.inputs(params, seed=43)
     holder = kit.key_holder(keys, params)
-    uploads = []
+    uploads: list[EncryptedInput] = []
     for u in params.clients:
         client = kit.client(keys, params, u)
         setup = kit.setup(keys, params, recipient=u)
         if u == 2:
             setup = dataclasses.replace(setup, max_clients=2**20)
         client.receive(setup)
-        uploads += client.submit_input(inputs[u])
+        (upload,) = client.submit_input(inputs[u])
+        assert isinstance(upload, EncryptedInput)
+        uploads.append(upload)
     doubled = kit.request(params, uploads, vector_length=2 * params.vector_length)
     with pytest.raises(ServerMisbehaviourError, match=r"not signed .* this public key and packing"):
         holder.receive(doubled)
