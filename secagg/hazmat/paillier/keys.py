@@ -91,6 +91,11 @@ class DJNParameters:
             raise ParameterError("DJN modulus n must be an odd integer above 2")
         if not 1 < self.hs < self.n * self.n or math.gcd(self.hs, self.n) != 1:
             raise ParameterError("DJN base hs must be a unit of Z*_{n^2} other than 1")
+        # hs = (-x^2)^n is a square mod n with Jacobi symbol +1 (n is a Blum integer). A base
+        # that is +-1 mod n, such as 1 + n, would let anyone read the high bits of a plaintext
+        # from c mod n^2: refused, in case a tampered public key file carries one.
+        if self.hs % self.n in (1, self.n - 1) or gmpy2.jacobi(self.hs, self.n) != 1:
+            raise ParameterError("DJN base hs is not of the form (-x^2)^n mod n^2")
         object.__setattr__(self, "exponent_bits", self.n.bit_length() // 2)
 
     def matches(self, public_key: phe.PaillierPublicKey) -> bool:

@@ -93,6 +93,12 @@ def test_djn_parameters_validate_base(small_keys: PaillierKeypair) -> None:
         DJNParameters(n=n, hs=n * n)
     with pytest.raises(ParameterError):
         DJNParameters(n=n, hs=small_keys.private_key.p)
+    # Bases that are +-1 mod n would let anyone read a plaintext's high bits: refused.
+    for opening in (1 + n, n * n - 1, (1 + n) * (1 + n) % (n * n)):
+        with pytest.raises(ParameterError, match="not of the form"):
+            DJNParameters(n=n, hs=opening)
+    assert small_keys.djn is not None
+    DJNParameters(n=n, hs=small_keys.djn.hs)  # the generated base passes
 
 
 def test_keys_and_parameters_pickle(small_keys: PaillierKeypair) -> None:
