@@ -334,6 +334,8 @@ def load_key_holder(path: str | Path) -> PaillierKeypair:
         raise ParameterError(f"{path}: not a version-1 Paillier key holder's key")
     p = int.from_bytes(payload[7 : 7 + length], "big")
     q = int.from_bytes(payload[7 + length :], "big")
+    if min(p, q).bit_length() < 512:
+        raise ParameterError(f"{path}: the key holder's p and q must each have at least 512 bits")
     if p == q or not all(gmpy2.is_prime(x, _PRIME_ROUNDS) for x in (p, q)):
         raise ParameterError(f"{path}: the key holder's p and q are not two distinct primes")
     public = phe.PaillierPublicKey(p * q)

@@ -47,6 +47,38 @@ def _members(decryption: DecryptionSide) -> list[KeyHolder | Decryptor]:
     return [decryption] if isinstance(decryption, KeyHolder) else list(decryption)
 
 
+def _check_settings(
+    members: int,
+    min_contributors: object,
+    processes: object,
+    keypair: object,
+    threshold_keys: object,
+) -> None:
+    """Refuse settings no round could run with, before any key is generated."""
+    if isinstance(min_contributors, bool) or not isinstance(min_contributors, int):
+        raise ParameterError(f"min_contributors must be an int, got {min_contributors!r}")
+    if min_contributors < 2:
+        raise ParameterError("min_contributors must be >= 2: one input is never decrypted")
+    if processes is not None and (
+        isinstance(processes, bool) or not isinstance(processes, int) or processes < 1
+    ):
+        raise ParameterError(
+            f"processes must be None (every core) or an int >= 1, got {processes!r}"
+        )
+    if keypair is not None and (members != 1 or not isinstance(keypair, PaillierKeypair)):
+        raise ParameterError(
+            "keypair= is a single key holder's PaillierKeypair (decryptors=1); a committee "
+            "takes threshold_keys="
+        )
+    if threshold_keys is not None and (
+        members == 1 or not isinstance(threshold_keys, ThresholdKeyset)
+    ):
+        raise ParameterError(
+            "threshold_keys= is a committee's ThresholdKeyset (decryptors >= 2); a single key "
+            "holder takes keypair="
+        )
+
+
 def check_committee(decryptors: object, threshold: object) -> tuple[int, int]:
     """Check a committee's size m and decryption threshold t; ``None`` means a majority.
 
@@ -163,6 +195,11 @@ class PaillierSum:
     def run(self, request: SumRequest) -> SumOutcome:
         """One Paillier round over the encoded inputs; the caller learns only the sum."""
         ids = tuple(sorted(request.inputs))
+        if len(ids) < self.min_contributors:
+            raise ParameterError(
+                f"{len(ids)} client(s) take part, but the decryptors decrypt only sums of at "
+                f"least min_contributors={self.min_contributors} signed inputs"
+            )
         decryption = self.enrol(ids)
         assert self.roster is not None  # set by enrol
         params = PaillierParams(
@@ -172,7 +209,7 @@ class PaillierSum:
             vector_length=request.vector_length,
             value_bits=self.value_bits,
             max_clients=self.max_clients,
-            min_contributors=min(self.min_contributors, len(ids)),
+            min_contributors=self.min_contributors,
         )
         self._next_round += 1
         report = PaillierSimulator(
@@ -248,6 +285,7 @@ class PaillierAggregator(Pipeline):
         self.value_bits = value_bits
         self.max_weight = max_weight
         members, threshold = check_committee(decryptors, decryption_threshold)
+        _check_settings(members, min_contributors, processes, keypair, threshold_keys)
         keys: PaillierKeypair | ThresholdKeyset
         if members == 1:
             keys = keypair or generate_paillier_keypair(key_bits, mode=mode)

@@ -124,7 +124,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="Paillier: how many committee members never answer, the first ones (at most m - t)",
     )
-    parser.add_argument("--processes", type=int, default=1, help="Paillier worker processes")
+    parser.add_argument(
+        "--processes", type=positive_int, default=1, help="Paillier worker processes"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the demo's DATA only")
     parser.add_argument("--through-wire", action="store_true", help="encode every message")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -141,6 +143,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """
     rng = np.random.default_rng(args.seed)  # demo data only; protocol randomness is the OS's
     n, d = args.clients, args.dim
+    _check_paillier_only(args)
     policy = _round_policy(args)
     # Planning refuses fewer than 2 clients, for every protocol, before any data is drawn.
     planned = None if args.protocol == "paillier" else _plan_masking(args, policy)
@@ -166,6 +169,23 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         print_transcript(summary)
     return 0 if summary["exact"] else 1
+
+
+def _check_paillier_only(args: argparse.Namespace) -> None:
+    """The committee options mean something only for Paillier: refuse them elsewhere."""
+    if args.protocol == "paillier":
+        return
+    given = [
+        flag
+        for flag, value, default in (
+            ("--decryptors", args.decryptors, 1),
+            ("--decryption-threshold", args.decryption_threshold, None),
+            ("--decryptor-dropouts", args.decryptor_dropouts, 0),
+        )
+        if value != default
+    ]
+    if given:
+        raise ParameterError(f"{', '.join(given)} apply to --protocol paillier only")
 
 
 def _round_policy(args: argparse.Namespace) -> RoundPolicy:

@@ -35,6 +35,7 @@ class Decryptor(GuardedDecryptor):
         value_bits, max_clients: the packing every client uses (same as the server's).
         min_contributors: the fewest distinct signed uploads an aggregate must hold (>= 2).
         processes: worker processes for the partial decryption (None: every core; 1: serial).
+        last_round: the last round decrypted in this session, for a restarted member.
 
     Raises:
         ParameterError: not a key share, or a committee without a majority threshold.
@@ -50,6 +51,7 @@ class Decryptor(GuardedDecryptor):
         max_clients: int,
         min_contributors: int = 2,
         processes: int | None = 1,
+        last_round: int | None = None,
     ) -> None:
         if not isinstance(share, DecryptionKeyShare):
             raise ParameterError(f"share must be a DecryptionKeyShare, not {type(share).__name__}")
@@ -71,6 +73,7 @@ class Decryptor(GuardedDecryptor):
             max_clients=max_clients,
             min_contributors=min_contributors,
             processes=processes,
+            last_round=last_round,
         )
 
     @property

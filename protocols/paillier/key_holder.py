@@ -29,6 +29,7 @@ class KeyHolder(GuardedDecryptor):
         value_bits, max_clients: the packing every client uses (same as the server's).
         min_contributors: the fewest distinct signed uploads an aggregate must hold (>= 2).
         processes: worker processes for decryption (None: every core; 1: serial).
+        last_round: the last round decrypted in this session, for a restarted key holder.
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class KeyHolder(GuardedDecryptor):
         max_clients: int,
         min_contributors: int = 2,
         processes: int | None = 1,
+        last_round: int | None = None,
     ) -> None:
         self._keypair = keypair
         super().__init__(
@@ -53,6 +55,7 @@ class KeyHolder(GuardedDecryptor):
             max_clients=max_clients,
             min_contributors=min_contributors,
             processes=processes,
+            last_round=last_round,
         )
 
     @property

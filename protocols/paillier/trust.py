@@ -321,6 +321,10 @@ class GuardedDecryptor:
         name: how errors name it ("the key holder", "decryptor 3").
         session_id, roster, value_bits, max_clients, min_contributors, processes: as for
             :class:`~protocols.paillier.KeyHolder`.
+        last_round: the last round it decrypted in this session, when it restarts: its memory
+            of rounds lives in this object, so a decryptor process that is restarted must be
+            given it again (or never rejoin the session), or the server could have an old round
+            decrypted a second time.
     """
 
     def __init__(
@@ -335,6 +339,7 @@ class GuardedDecryptor:
         max_clients: int,
         min_contributors: int,
         processes: int | None,
+        last_round: int | None = None,
     ) -> None:
         self.party_id = party_id
         self.session_id = session_id
@@ -350,6 +355,9 @@ class GuardedDecryptor:
             min_contributors=min_contributors,
             recipient=party_id,
         )
+        if last_round is not None:
+            _check_session(session_id, last_round)
+            self.guard.last_round = last_round
         self.processes = processes
 
     @property

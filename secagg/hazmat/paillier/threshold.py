@@ -753,6 +753,7 @@ def partial_decrypt(
         ParameterError: ``processes`` is below 1.
         TypeError: An argument has the wrong type.
     """
+    ciphertexts = list(ciphertexts)  # an iterator is read once, here
     if not isinstance(share, DecryptionKeyShare):
         raise TypeError(f"share must be DecryptionKeyShare, not {type(share).__name__}")
     nonce = secrets.randbits(_nonce_bits(share.public))
@@ -830,6 +831,7 @@ def verify_partial_decryption(
             decryptor's fault).
         TypeError: An argument has the wrong type.
     """
+    ciphertexts = list(ciphertexts)  # an iterator is read once, here
     if not isinstance(public, ThresholdPublicKey):
         raise TypeError(f"public must be ThresholdPublicKey, not {type(public).__name__}")
     if not isinstance(partial, PartialDecryption):
@@ -1115,6 +1117,7 @@ def combine_partial_decryptions(
         ParameterError: ``processes`` is below 1.
         TypeError: An argument has the wrong type.
     """
+    partials = list(partials)  # an iterator is read once, here
     if not isinstance(public, ThresholdPublicKey):
         raise TypeError(f"public must be ThresholdPublicKey, not {type(public).__name__}")
     chosen = _choose_partials(public, partials)

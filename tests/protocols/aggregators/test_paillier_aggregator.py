@@ -10,6 +10,7 @@ small (1024-bit ``_generate_keypair_unchecked_size``, 512-bit
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -338,3 +339,27 @@ def test_paillier_aggregator_committee_argument_errors_come_before_key_generatio
         PaillierAggregator(decryptors=5, decryption_threshold=1)
     with pytest.raises(ParameterError, match=r"decryptors must lie in 1 \.\. 64"):
         PaillierAggregator(decryptors=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"processes": 0}, "processes must be None"),
+        ({"min_contributors": 1}, "min_contributors must be >= 2"),
+        ({"decryptors": 3, "keypair": "not a key"}, "keypair= is a single key holder's"),
+        ({"threshold_keys": "not a key set"}, "threshold_keys= is a committee's"),
+    ],
+)
+def test_paillier_aggregator_refuses_settings_no_round_could_use(
+    options: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ParameterError, match=re.escape(expected)):
+        PaillierAggregator(**options)  # type: ignore[arg-type]
+
+
+def test_paillier_aggregator_needs_min_contributors_clients(
+    keys: PaillierKeypair,
+) -> None:
+    aggregator = PaillierAggregator(keypair=keys, max_clients=4, min_contributors=3)
+    with pytest.raises(ParameterError, match="2 client\\(s\\) take part"):
+        aggregator.aggregate({0: np.zeros(4), 1: np.zeros(4)})

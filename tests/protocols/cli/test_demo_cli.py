@@ -270,6 +270,10 @@ def test_cli_demo_paillier_committee_json_with_decryptor_dropouts(
             ["--protocol", "paillier", "--decryptors", "65"],
             "decryptors must lie in 1 .. 64",
         ),
+        (
+            ["--protocol", "secagg", "--decryptors", "3", "--decryptor-dropouts", "1"],
+            "--decryptors, --decryptor-dropouts apply to --protocol paillier only",
+        ),
     ],
 )
 def test_cli_demo_paillier_committee_errors_are_one_clean_line(
@@ -293,3 +297,10 @@ def test_cli_demo_paillier_committee_errors_are_one_clean_line(
 def test_cli_demo_decryptor_dropouts_accepts_its_default_explicitly() -> None:
     args = build_parser().parse_args(["demo", *COMMITTEE, "--decryptor-dropouts", "0"])
     assert args.decryptor_dropouts == 0
+
+
+def test_cli_demo_refuses_zero_paillier_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--protocol", "paillier", "--processes", "0", "--clients", "6"])
+    assert exit_info.value.code == 2
+    assert "must be a positive integer, got 0" in capsys.readouterr().err

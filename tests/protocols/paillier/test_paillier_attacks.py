@@ -408,3 +408,22 @@ def test_a_client_given_another_packing_is_refused_by_the_decryptor(
     with pytest.raises(ServerMisbehaviourError, match="client 2's upload is not signed"):
         holder.receive(kit.request(params, uploads))
     assert holder.last_round is None
+
+
+def test_a_restarted_decryptor_given_its_last_round_refuses_that_round_again(
+    kit: type[PaillierKit], keys: PaillierKeypair
+) -> None:
+    params = kit.params(3, vector_length=8)
+    uploads = kit.uploads(keys, params, kit.inputs(params, seed=44), params.clients)
+    first = kit.key_holder(keys, params)
+    first.receive(kit.request(params, uploads))
+    restarted = KeyHolder(
+        keys,
+        session_id=params.session_id,
+        roster=kit.roster,
+        value_bits=params.value_bits,
+        max_clients=params.max_clients,
+        last_round=first.last_round,
+    )
+    with pytest.raises(ServerMisbehaviourError, match="already decrypted"):
+        restarted.receive(kit.request(params, uploads[1:]))
