@@ -99,6 +99,14 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--degree", type=positive_int, default=None, help="SecAgg+ degree k")
     parser.add_argument("--threshold", type=positive_int, default=None)
+    _add_paillier_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the demo's DATA only")
+    parser.add_argument("--through-wire", action="store_true", help="encode every message")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_paillier_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Paillier options of ``secagg demo``: key, randomness, committee, processes."""
     parser.add_argument("--key-bits", type=int, choices=SUPPORTED_KEY_BITS, default=2048)
     parser.add_argument(
         "--randomness",
@@ -127,9 +135,6 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--processes", type=positive_int, default=1, help="Paillier worker processes"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the demo's DATA only")
-    parser.add_argument("--through-wire", action="store_true", help="encode every message")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run_demo(args: argparse.Namespace) -> int:
