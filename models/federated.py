@@ -341,6 +341,7 @@ class RoundRecord:
         rmse: test RMSE, when evaluated this round on a rating split.
         client_seconds: time spent in local training.
         aggregation_seconds: time spent in the aggregator.
+        abort_reason: why the aggregation aborted (the backend's message), else None.
     """
 
     round: int
@@ -354,6 +355,7 @@ class RoundRecord:
     rmse: float | None
     client_seconds: float
     aggregation_seconds: float
+    abort_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -503,10 +505,10 @@ class FederatedTrainer:
 
     def _secure_sum(
         self, updates: list[ClientUpdate], dropouts: Mapping[int, int]
-    ) -> AggregationResult | None:
+    ) -> AggregationResult | str:
         """The simulated network: clients' deltas go into the aggregator, only its result out.
 
-        Returns ``None`` when the backend aborts for lack of survivors (the round is skipped).
+        Returns the backend's reason when it aborts for lack of survivors (the round is skipped).
         """
         try:
             return self.aggregator.aggregate(
@@ -514,7 +516,7 @@ class FederatedTrainer:
             )
         except InsufficientSurvivorsError as exc:
             logger.warning("round %d aborted: %s", self._round, exc)
-            return None
+            return str(exc)
 
     def run_round(self) -> RoundRecord:
         """Run one round: sample, train locally, aggregate, update, maybe evaluate.
@@ -537,8 +539,9 @@ class FederatedTrainer:
         client_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        result = self._secure_sum(updates, dropouts)
+        outcome = self._secure_sum(updates, dropouts)
         aggregation_seconds = time.perf_counter() - started
+        result = None if isinstance(outcome, str) else outcome
 
         step = self.server.apply(result) if result is not None else ServerStep(0, 0.0)
         evaluate_now = self.config.eval_every > 0 and (
@@ -557,6 +560,7 @@ class FederatedTrainer:
             rmse=error,
             client_seconds=client_seconds,
             aggregation_seconds=aggregation_seconds,
+            abort_reason=outcome if isinstance(outcome, str) else None,
         )
         self.history.records.append(record)
         logger.info(

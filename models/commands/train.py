@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         args: the namespace :func:`add_arguments` describes.
 
     Returns:
-        0.
+        0, or 1 when every round aborted (the model was never updated; the reason is printed).
 
     Raises:
         ParameterError: a missing data path, or parameters no backend can run with.
@@ -182,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
     history = _train(args, setup, out)
     seconds = time.perf_counter() - started
     _report_summary(args, setup, history, seconds, out)
+    failure = _failure(history)
+    if failure is not None:
+        print(f"secagg: error: {failure}", file=sys.stderr)
+        return 1
     if args.plot is not None:
         plot_training_curve(
             args.plot,
@@ -461,6 +465,18 @@ def _summary(
         "epsilon": None if private is None else private.epsilon_spent,
         "privacy": None if private is None else private.privacy_report(),
     }
+
+
+def _failure(history: TrainingHistory) -> str | None:
+    """Why the run failed, if every round aborted: the model then never moved."""
+    records = history.records
+    if not records or not all(record.aborted for record in records):
+        return None
+    reason = records[-1].abort_reason or "too few survivors"
+    return (
+        f"all {len(records)} rounds aborted, so the model was never updated; the last one: "
+        f"{reason}. Lower --dropout, or sample more clients per round (--clients-per-round)"
+    )
 
 
 def _report_summary(

@@ -84,3 +84,27 @@ def test_cli_models_commands_offer_add_arguments_and_run() -> None:
         module.add_arguments(parser)
         assert callable(module.run)
         assert "--json" in parser.format_help()
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cli_train_whose_every_round_aborted_fails_and_says_why(
+    capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    # 90% of 12 clients drop: no round keeps the threshold, so the model never moves.
+    args = ["train", "--aggregator", "secagg", "--rounds", "2", "--dropout", "0.9", *SMALL]
+    code = main([*args, "--json"] if as_json else args)
+    err = capsys.readouterr().err
+    assert code == 1
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("secagg: error: all 2 rounds aborted, so the model was never updated")
+    assert "below" in message  # the backend's own reason: too few survivors
+    assert "--dropout" in message
+    assert "Traceback" not in err
+
+
+def test_cli_train_with_some_aborted_rounds_still_succeeds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["train", "--aggregator", "plain", "--rounds", "2", "--dropout", "0.2", *SMALL])
+    assert code == 0
+    assert "secagg: error" not in capsys.readouterr().err
