@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import secagg
 from protocols.cli.bench import add_bench_arguments, run_bench
 from protocols.cli.demo import add_demo_arguments, run_demo
 from protocols.cli.keys import add_keys_arguments, run_keys
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="secagg", description="Secure aggregation for federated recommenders."
     )
+    parser.add_argument("--version", action="version", version=f"secagg {secagg.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     add_demo_arguments(
         commands.add_parser(

@@ -54,3 +54,15 @@ def test_cli_runs_as_a_module() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["exact"] is True
+
+
+def test_cli_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    import secagg
+
+    assert secagg.__version__ == metadata.version("secagg")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"secagg {secagg.__version__}"
