@@ -112,10 +112,14 @@ def _print_outcome(s: Mapping[str, Any], paillier: bool) -> None:
             f"({s['decryption_seconds']:.2f} s in all); every slot was range-checked."
         )
     else:
-        print(
-            f"Unmasking: self-masks of {s['survivors']} survivors removed; pairwise masks of the "
-            "clients lost before round 2 recovered from the s-shares of their neighbours."
+        lost = sorted(entry["client"] for entry in s["dropped"] if entry["round"] <= 2)
+        recovered = (
+            f"pairwise masks of the {len(lost)} client(s) lost before their upload recovered "
+            "from the s-shares of their neighbours"
+            if lost
+            else "no client was lost before its upload, so no pairwise mask needed recovering"
         )
+        print(f"Unmasking: self-masks of {s['survivors']} survivors removed; {recovered}.")
     verdict = "YES" if s["exact"] else "NO"
     print(f"Sum equals the plain sum of the survivors' quantized inputs bit for bit: {verdict}")
     print(

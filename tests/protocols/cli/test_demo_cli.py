@@ -304,3 +304,20 @@ def test_cli_demo_refuses_zero_paillier_processes(capsys: pytest.CaptureFixture[
         main(["demo", "--protocol", "paillier", "--processes", "0", "--clients", "6"])
     assert exit_info.value.code == 2
     assert "must be a positive integer, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--clients", "3", "--dropout", "0"], "no client was lost before its upload"),
+        (
+            ["--clients", "20", "--dropout", "0.1", "--drop-at", "1"],
+            "pairwise masks of the 2 client(s) lost before their upload recovered",
+        ),
+    ],
+)
+def test_cli_demo_says_masks_were_recovered_only_when_someone_was_lost(
+    capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    assert main(["demo", "--protocol", "secagg", "--dim", "20", *args]) == 0
+    assert expected in capsys.readouterr().out
