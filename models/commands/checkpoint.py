@@ -9,6 +9,7 @@ so when it writes one.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torch import Tensor
 from models.base import Recommender
 from models.factory import make_model
 from models.federated import FederatedTrainer
+from secagg.errors import ParameterError
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -67,11 +69,27 @@ def save_checkpoint(
     )
 
 
+_KEYS = ("model", "num_users", "num_items", "dim", "state_dict", "user_states", "seen")
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint` and rebuild its model."""
-    saved = torch.load(path, weights_only=True)
-    model = make_model(saved["model"], saved["num_users"], saved["num_items"], saved["dim"], 0)
-    model.load_state_dict(saved["state_dict"])
+    """Read a checkpoint written by :func:`save_checkpoint` and rebuild its model.
+
+    Raises:
+        ParameterError: the file is not such a checkpoint (the message names it).
+    """
+    not_ours = f"{path} is not a checkpoint written by secagg train --save"
+    try:
+        saved = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError):
+        raise ParameterError(not_ours) from None
+    if not isinstance(saved, dict) or any(key not in saved for key in _KEYS):
+        raise ParameterError(not_ours)
+    try:
+        model = make_model(saved["model"], saved["num_users"], saved["num_items"], saved["dim"], 0)
+        model.load_state_dict(saved["state_dict"])
+    except (RuntimeError, TypeError, ValueError, KeyError):
+        raise ParameterError(f"{not_ours} (its model does not load)") from None
     return Checkpoint(
         model=model,
         num_users=saved["num_users"],

@@ -108,3 +108,14 @@ def test_cli_train_with_some_aborted_rounds_still_succeeds(
     code = main(["train", "--aggregator", "plain", "--rounds", "2", "--dropout", "0.2", *SMALL])
     assert code == 0
     assert "secagg: error" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"", b"PK\x03\x04 not a zip"])
+def test_cli_recommend_file_that_is_not_a_checkpoint_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    bogus = tmp_path / "model.pt"
+    bogus.write_bytes(content)
+    assert main(["recommend", "--checkpoint", str(bogus), "--user", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"secagg: error: {bogus} is not a checkpoint written by secagg train --save\n"
