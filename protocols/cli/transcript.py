@@ -128,11 +128,18 @@ def _print_outcome(s: Mapping[str, Any], paillier: bool) -> None:
     )
 
 
+#: A Paillier round's two steps, under the names the simulator files their seconds under.
+_PAILLIER_STEPS = (("encrypt+upload", "masked_input"), ("decryption", "unmasking"))
+
+
 def _print_costs(s: Mapping[str, Any]) -> None:
-    print(f"\n{'seconds':<14}" + "".join(f"{n:>15}" for n in ROUND_NAMES))
+    columns = _PAILLIER_STEPS if s["protocol"] == "paillier" else tuple((n, n) for n in ROUND_NAMES)
+    print(f"\n{'seconds':<14}" + "".join(f"{title:>15}" for title, _ in columns))
     for party in ("server", "client_mean", "client_max"):
         row = s["seconds"][party]
-        print(f"{party:<14}" + "".join(f"{row[n]:>15.4f}" for n in ROUND_NAMES))
+        print(f"{party:<14}" + "".join(f"{row[name]:>15.4f}" for _, name in columns))
+    if s["protocol"] == "paillier":
+        print(f"{'decryptors':<14}{'':>15}{s['decryption_seconds']:>15.4f}")
     b = s["bytes"]
     print(
         f"\nwall {s['seconds']['wall']:.3f} s; per client: sent {b['client_sent_mean']:.0f} B, "

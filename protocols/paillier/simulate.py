@@ -177,6 +177,8 @@ class PaillierSimulator(Driver):
                 continue
             finally:
                 report.key_holder_seconds += time.perf_counter() - before
+                if self.on_step is not None:
+                    self.on_step()
             for reply in replies:
                 self._deliver_to_server(UNMASKING_ROUND, reply)
 

@@ -321,3 +321,14 @@ def test_cli_demo_says_masks_were_recovered_only_when_someone_was_lost(
 ) -> None:
     assert main(["demo", "--protocol", "secagg", "--dim", "20", *args]) == 0
     assert expected in capsys.readouterr().out
+
+
+def test_cli_demo_paillier_timing_table_names_its_own_steps(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--protocol", "paillier", "--clients", "4", "--dim", "20"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("seconds"))
+    assert header.split() == ["seconds", "encrypt+upload", "decryption"]
+    assert any(line.startswith("decryptors") for line in out.splitlines())
+    assert "advertise_keys" not in out
