@@ -54,6 +54,7 @@ from protocols.aggregators import Aggregator
 from protocols.cli.arguments import positive_int, positive_real, probability, unit_fraction
 from protocols.dp_aggregator import DistributedDPAggregator
 from protocols.rounds import THREAT_MODELS
+from secagg.errors import ParameterError
 
 __all__ = ["DEFAULT_DP_CLIP", "DEFAULT_DP_SERVER_LR", "add_arguments", "run"]
 
@@ -175,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         ParameterError: a missing data path, or parameters no backend can run with.
     """
     torch.set_num_threads(1)
+    _check_arguments(args)
     out = _Output(as_json=args.json, stream=sys.stdout)
     setup = _set_up(args, out)
     _describe_training(args, setup, out)
@@ -465,6 +467,15 @@ def _summary(
         "epsilon": None if private is None else private.epsilon_spent,
         "privacy": None if private is None else private.privacy_report(),
     }
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before any data is built, options no round could run with."""
+    if args.aggregator != "plain" and args.clients_per_round < 2:
+        raise ParameterError(
+            f"--clients-per-round {args.clients_per_round}: a secure sum needs at least 2 "
+            "clients per round (one client's sum is its own update)"
+        )
 
 
 def _failure(history: TrainingHistory) -> str | None:

@@ -119,3 +119,16 @@ def test_cli_recommend_file_that_is_not_a_checkpoint_is_a_clear_error(
     assert main(["recommend", "--checkpoint", str(bogus), "--user", "0"]) == 2
     err = capsys.readouterr().err
     assert err == f"secagg: error: {bogus} is not a checkpoint written by secagg train --save\n"
+
+
+def test_cli_train_one_client_per_round_is_refused_before_any_data_is_built(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["train", "--aggregator", "secagg+", "--clients-per-round", "1", "--rounds", "1"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""  # not even the data line: nothing was built
+    assert captured.err == (
+        "secagg: error: --clients-per-round 1: a secure sum needs at least 2 clients per round "
+        "(one client's sum is its own update)\n"
+    )
