@@ -183,7 +183,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _check_paillier_only(args: argparse.Namespace) -> None:
-    """The committee options mean something only for Paillier: refuse them elsewhere."""
+    """The committee options mean something only for Paillier: refuse them elsewhere; and a
+    SecAgg+ degree must fit the round."""
+    if args.protocol == "secagg+" and args.degree is not None and args.degree >= args.clients:
+        raise ParameterError(
+            f"--degree {args.degree} must be below --clients {args.clients}: a client has at most "
+            f"{args.clients - 1} neighbours (--protocol secagg is the complete graph)"
+        )
     if args.protocol == "paillier":
         return
     given = [

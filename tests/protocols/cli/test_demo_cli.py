@@ -267,6 +267,10 @@ def test_cli_demo_paillier_committee_json_with_decryptor_dropouts(
             "a single key holder decrypts alone",
         ),
         (
+            ["--protocol", "secagg+", "--degree", "1000"],
+            "--degree 1000 must be below --clients 6: a client has at most 5 neighbours",
+        ),
+        (
             ["--protocol", "paillier", "--decryptors", "65"],
             "decryptors must lie in 1 .. 64",
         ),
