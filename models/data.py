@@ -195,7 +195,8 @@ def detect_format(path: str | os.PathLike[str]) -> MovieLensFormat:
             return fmt
     known = ", ".join(f"{f} ({n})" for f, n in MOVIELENS_FORMATS.items())
     raise DataError(
-        f"cannot tell the MovieLens format of {str(path)!r}; pass format= one of {known}"
+        f"cannot tell the MovieLens format of {str(path)!r} from its name; pass format= (on the "
+        f"command line, --data-format) one of {known}"
     )
 
 
@@ -260,6 +261,25 @@ def _resolve_path(path: Path, format: MovieLensFormat | None) -> Path:
     return path
 
 
+#: MovieLens ratings: whole stars 1-5 (100K, 1M) or half stars 0.5-5 (latest).
+_RATING_RANGE: Final = (0.5, 5.0)
+
+
+def _check_event(file: Path, number: int, user: int, item: int, rating: float) -> None:
+    """MovieLens ids are positive and ratings lie in 0.5 .. 5 stars: anything else is refused."""
+    if user < 0 or item < 0:
+        raise DataError(
+            f"{file} line {number}: user and item ids must not be negative, got user {user}, "
+            f"item {item}"
+        )
+    low, high = _RATING_RANGE
+    if not low <= rating <= high:
+        raise DataError(
+            f"{file} line {number}: rating {rating:g} lies outside MovieLens's {low:g} .. "
+            f"{high:g} stars"
+        )
+
+
 def _parse_lines(
     file: Path, lines: Iterator[str], fmt: str
 ) -> tuple[list[int], list[int], list[float], list[int]]:
@@ -297,6 +317,7 @@ def _parse_lines(
             ) from None
         if not np.isfinite(rating):
             raise DataError(f"{file} line {number}: rating {fields[2]!r} is not finite")
+        _check_event(file, number, user, item, rating)
         users.append(user)
         items.append(item)
         ratings.append(rating)

@@ -33,6 +33,7 @@ from models.base import Recommender
 from models.commands.checkpoint import save_checkpoint
 from models.commands.plotting import plot_training_curve
 from models.data import (
+    MOVIELENS_FORMATS,
     Interactions,
     LeaveOneOutSplit,
     leave_one_out_split,
@@ -76,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser: the parser to extend.
     """
     parser.add_argument("--data", default="synthetic", help="'synthetic' or a MovieLens path")
+    parser.add_argument(
+        "--data-format",
+        choices=sorted(MOVIELENS_FORMATS),
+        default=None,
+        help="MovieLens format of --data (default: told from the file name: "
+        + ", ".join(f"{name} for {fmt}" for fmt, name in MOVIELENS_FORMATS.items())
+        + ")",
+    )
     parser.add_argument("--model", choices=MODELS, default="mf")
     parser.add_argument("--aggregator", choices=AGGREGATORS, default="secagg+")
     parser.add_argument(
@@ -247,7 +256,7 @@ def _set_up(args: argparse.Namespace, out: _Output) -> _Setup:
 def _load_data(args: argparse.Namespace) -> Interactions:
     if args.data == "synthetic":
         return synthetic_interactions(args.users, args.items, seed=args.seed)
-    return load_movielens(args.data)
+    return load_movielens(args.data, format=args.data_format)
 
 
 def _centralized_reference(

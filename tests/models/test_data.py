@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,39 @@ def test_load_movielens_directory_with_format_reads_only_that_file(tmp_path: Pat
 def test_load_movielens_accepts_a_byte_order_mark(tmp_path: Path) -> None:
     data = load_movielens(_write(tmp_path, "ratings.csv", "\ufeff" + ML_LATEST))
     assert len(data) == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("196\t242\t99\t881250949\n", "line 2: rating 99 lies outside MovieLens's 0.5 .. 5 stars"),
+        ("196\t242\t0\t881250949\n", "line 2: rating 0 lies outside"),
+        ("-5\t242\t3\t881250949\n", "line 2: user and item ids must not be negative, got user -5"),
+        ("196\t-1\t3\t881250949\n", "got user 196, item -1"),
+    ],
+)
+def test_load_movielens_refuses_out_of_range_events_naming_the_line(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    path = _write(tmp_path, "u.data", "196\t242\t3\t881250949\n" + line)
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_movielens(path)
+
+
+def test_cli_train_data_format_reads_a_file_whose_name_says_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from protocols.cli import main
+
+    # 12 users rating 10 of 150 items each: enough unseen items for 99 sampled negatives.
+    events = "".join(
+        f"{u}::{i}::{1 + (u * i) % 5}::{978300000 + u * 1000 + i}\n"
+        for u in range(1, 13)
+        for i in sorted({(u * 7 + k * 13) % 150 + 1 for k in range(10)})
+    )
+    path = _write(tmp_path, "my_ratings.txt", events)
+    base = ["train", "--data", str(path), "--rounds", "1", "--clients-per-round", "4", "--dim", "4"]
+    assert main(base) == 2
+    assert "--data-format" in capsys.readouterr().err
+    assert main([*base, "--aggregator", "plain", "--data-format", "ml-1m"]) == 0
+    assert "12 users" in capsys.readouterr().out
