@@ -175,10 +175,27 @@ def make_strategy(settings: task.Settings, run_id: int) -> TimedFedAvg | TimedSe
     return TimedSecAggFedAvg(make_workflow(settings, run_id), **common)
 
 
+#: Our loggers: the app's, the library's (``secagg.*``) and its protocol packages'.
+_OUR_LOGGERS = ("secagg_mf", "secagg", "protocols")
+
+
+def _log_our_lines() -> None:
+    """INFO lines from our own loggers only; the root logger, and with it Flower's HTTP
+    request lines and its own handler's copies, is left as Flower set it."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name in _OUR_LOGGERS:
+        ours = logging.getLogger(name)
+        if not ours.handlers:
+            ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Train for ``num-server-rounds`` rounds on the chosen backend and report."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _log_our_lines()
     settings = task.Settings.from_run_config(context.run_config)
     initial = task.shared_arrays(task.build_model(settings))
     report: dict[str, object] = {"backend": settings.backend, "rounds": []}
