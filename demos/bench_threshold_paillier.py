@@ -48,6 +48,7 @@ from protocols.paillier import (
     PaillierPublic,
     PaillierServer,
 )
+from protocols.paillier.trust import plain_key
 from secagg.hazmat.paillier import (
     DJNParameters,
     PaillierKeypair,
@@ -107,7 +108,7 @@ def _upload(
     The key's fixed-base DJN table is built once beforehand (a one-off cost per key, which
     ``demos/bench_paillier.py`` reports), so that it stays out of the encryption time.
     """
-    plain = public.public_key if isinstance(public, ThresholdPublicKey) else public
+    plain = plain_key(public)
     table_djn = public.djn if isinstance(public, ThresholdPublicKey) else djn
     encrypt_vector(plain, [1], mode=RandomnessMode.DJN, djn=table_djn)
     server = PaillierServer(params, public, roster)

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-import gmpy2
 import phe
 from cryptography.hazmat.primitives import hashes
 
@@ -290,8 +289,7 @@ class DecryptionGuard:
         public_key = plain_key(self.public)
         width = hazmat.ciphertext_byte_length(public_key)
         expected = self.packing.num_plaintexts(request.vector_length)
-        nsquare = gmpy2.mpz(public_key.nsquare)
-        product: list[gmpy2.mpz] = []
+        vectors: list[list[int]] = []
         for upload in request.uploads:
             if upload.ciphertext_bytes != width or len(upload.ciphertexts) != expected * width:
                 raise RemoteProtocolError(
@@ -302,11 +300,8 @@ class DecryptionGuard:
                 public_key, upload.ciphertexts, check_units=False
             )
             check_units(public_key, values)
-            if not product:
-                product = [gmpy2.mpz(c) for c in values]
-            else:
-                product = [acc * c % nsquare for acc, c in zip(product, values, strict=True)]
-        return [int(c) for c in product]
+            vectors.append(values)
+        return hazmat.sum_ciphertext_vectors(public_key, vectors)
 
 
 class GuardedDecryptor:
