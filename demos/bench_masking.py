@@ -54,7 +54,7 @@ class RoundTiming(TypedDict):
 
     n: int
     d: int
-    graph: str
+    protocol: str
     threat_model: str
     degree: int
     threshold: int
@@ -149,7 +149,7 @@ def bench_round(n: int, d: int, policy: RoundPolicy, dropout: float) -> RoundTim
     return {
         "n": n,
         "d": d,
-        "graph": "complete" if policy.protocol == "secagg" else "harary",
+        "protocol": policy.protocol,
         "threat_model": params.threat_model,
         "degree": params.graph.max_degree,
         "threshold": params.threshold,
@@ -318,7 +318,7 @@ def print_report(results: Results) -> None:
         f"{'client s':>10}{'exact':>7}"
     )
     for r in results["rounds"]:
-        label = f"n={r['n']} d={r['d']} {r['graph']} {r['threat_model']}"
+        label = f"n={r['n']} d={r['d']} {r['protocol']} {r['threat_model']}"
         print(
             f"{label:<40}{r['degree']:>7}{r['threshold']:>5}{r['dropped']:>8}"
             f"{r['round_seconds']:>9.3f}{r['server_seconds']:>10.3f}"

@@ -73,7 +73,7 @@ def train(epsilon: float, seed: int) -> Outcome:
     private: DistributedDPAggregator | None = None
     aggregator: Aggregator
     if math.isinf(epsilon):
-        aggregator = MaskingAggregator("harary", clip=1.0, value_bits=24)
+        aggregator = MaskingAggregator("secagg+", clip=1.0, value_bits=24)
     else:
         dropping = round(DROPOUT * CLIENTS_PER_ROUND)
         private = DistributedDPAggregator(
@@ -85,7 +85,7 @@ def train(epsilon: float, seed: int) -> Outcome:
             max_clients=CLIENTS_PER_ROUND,
             dimension=model.num_shared_parameters(),
             clip_norm=DP_CLIP_NORM,
-            graph="harary",
+            protocol="secagg+",
         )
         aggregator = private
     config = FederatedConfig(

@@ -6,7 +6,7 @@ client per user whose dense, clipped item-side deltas go through plain summation
 or Paillier, and print HR@10 / NDCG@10 per round next to the popularity baseline (and, with
 ``--centralized``, the same model trained on pooled data).
 
-Run: ``python demos/train_synthetic.py --aggregator secagg --rounds 40``.
+Run: ``python demos/train_synthetic.py --protocol secagg --rounds 40``.
 """
 
 from __future__ import annotations
@@ -31,14 +31,13 @@ from models import (
     synthetic_interactions,
     train_centralized,
 )
+from protocols.defaults import BACKEND_NAMES, DEFAULT_CLIP, DEFAULT_VALUE_BITS
 
 
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--aggregator", choices=["plain", "secagg", "secagg+", "paillier"], default="plain"
-    )
+    parser.add_argument("--protocol", choices=BACKEND_NAMES, default="plain")
     parser.add_argument("--model", choices=["mf", "neumf"], default="mf")
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--items", type=int, default=500)
@@ -51,8 +50,8 @@ def parse_args() -> argparse.Namespace:
         "--dense-lr", type=float, default=1.0, help="server step on averaged dense weights"
     )
     parser.add_argument("--dropout", type=float, default=0.0, help="fraction of clients dropping")
-    parser.add_argument("--clip", type=float, default=1.0)
-    parser.add_argument("--value-bits", type=int, default=24)
+    parser.add_argument("--clip", type=float, default=DEFAULT_CLIP)
+    parser.add_argument("--value-bits", type=int, default=DEFAULT_VALUE_BITS)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--centralized", action="store_true", help="also train centrally")
     parser.add_argument("--seed", type=int, default=0)
@@ -93,7 +92,7 @@ def make_trainer(
         eval_every=args.eval_every,
         seed=args.seed,
     )
-    aggregator = make_aggregator(args.aggregator, clip=args.clip, value_bits=args.value_bits)
+    aggregator = make_aggregator(args.protocol, clip=args.clip, value_bits=args.value_bits)
     trainer = FederatedTrainer(model, split.train, aggregator, config, evaluation=split)
     print(
         f"federated {args.model} on {aggregator.name}: {model.num_shared_parameters()} shared "

@@ -1,27 +1,26 @@
-"""Build a recommender or an aggregation backend from its name.
+"""Build a recommender, or a distributed-DP aggregator, from its name.
 
 ``secagg train``, ``secagg recommend``, the tests and the demos choose models and backends by
-name (``--model neumf``, ``--aggregator secagg+``); these factories are the one place that maps
-a name to a constructor, so a new model or backend is added here and nowhere else. Unknown names
-raise :class:`~secagg.errors.ParameterError` listing the choices.
+name (``--model neumf``, ``--protocol secagg+``); :func:`make_model` is the one place that
+maps a model name to a constructor. Backends come from the torch-free
+:func:`protocols.aggregators.make_aggregator` (re-exported here, with :data:`AGGREGATORS`, the
+shared :data:`~protocols.defaults.BACKEND_NAMES`), so their names are mapped once. Unknown
+names raise :class:`~secagg.errors.ParameterError` listing the choices.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final, Literal, cast
+from typing import Final, cast
 
 from models.base import Recommender
 from models.ctr import LogisticCTR
 from models.mf import MatrixFactorization
 from models.ncf import NeuMF
 from models.two_tower import TwoTower
-from protocols.aggregators import (
-    Aggregator,
-    MaskingAggregator,
-    PaillierAggregator,
-    PlainAggregator,
-)
+from protocols.aggregators import MASKING_BACKENDS, MaskingBackend, make_aggregator
+from protocols.aggregators.masking import masking_backend
+from protocols.defaults import BACKEND_NAMES
 from protocols.dp_aggregator import DistributedDPAggregator
 from protocols.graph import ThreatModel
 from secagg.dp import Mechanism
@@ -29,7 +28,7 @@ from secagg.errors import ParameterError
 
 __all__ = [
     "AGGREGATORS",
-    "DP_GRAPHS",
+    "DP_BACKENDS",
     "DP_MECHANISMS",
     "MODELS",
     "make_aggregator",
@@ -38,13 +37,11 @@ __all__ = [
 ]
 
 MODELS: Final = ("mf", "neumf", "two-tower", "ctr")
-AGGREGATORS: Final = ("plain", "secagg", "secagg+", "paillier")
+#: The backend names, the same as everywhere: :data:`protocols.defaults.BACKEND_NAMES`.
+AGGREGATORS: Final = BACKEND_NAMES
 DP_MECHANISMS: Final = ("discrete_gaussian", "skellam")
-#: Masking backends distributed DP can run on, and the graph each uses.
-DP_GRAPHS: Final[dict[str, Literal["complete", "harary"]]] = {
-    "secagg": "complete",
-    "secagg+": "harary",
-}
+#: The masking backends distributed DP can run on.
+DP_BACKENDS: Final[tuple[MaskingBackend, ...]] = MASKING_BACKENDS
 
 
 def make_model(name: str, num_users: int, num_items: int, dim: int, seed: int) -> Recommender:
@@ -72,38 +69,6 @@ def make_model(name: str, num_users: int, num_items: int, dim: int, seed: int) -
     if name == "ctr":
         return LogisticCTR(num_users, num_items, dim, seed=seed)
     raise ParameterError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-
-
-def make_aggregator(
-    name: str, *, clip: float, value_bits: int, threat_model: ThreatModel = "active"
-) -> Aggregator:
-    """The aggregation backend called ``name`` (one of :data:`AGGREGATORS`).
-
-    Args:
-        name: ``plain``, ``secagg`` (complete graph), ``secagg+`` (Harary graph) or ``paillier``.
-        clip: the per-coordinate clip the secure backends quantize over.
-        value_bits: bits of one quantized value.
-        threat_model: the masking backends' ``"active"`` or ``"semi-honest"`` protocol.
-
-    Returns:
-        The backend.
-
-    Raises:
-        ParameterError: ``name`` is not a known backend.
-    """
-    if name == "plain":
-        return PlainAggregator(clip=clip)
-    if name == "secagg":
-        return MaskingAggregator(
-            "complete", clip=clip, value_bits=value_bits, threat_model=threat_model
-        )
-    if name == "secagg+":
-        return MaskingAggregator(
-            "harary", clip=clip, value_bits=value_bits, threat_model=threat_model
-        )
-    if name == "paillier":
-        return PaillierAggregator(clip=clip, value_bits=value_bits, processes=None)
-    raise ParameterError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
 
 
 def make_dp_aggregator(
@@ -158,7 +123,7 @@ def make_dp_aggregator(
         dimension=dimension,
         clip_norm=clip_norm,
         mechanism=cast(Mechanism, mechanism),
-        graph=DP_GRAPHS[name],
+        protocol=masking_backend(name),
         threat_model=threat_model,
     )
 
@@ -167,9 +132,9 @@ def _dp_round_sizes(
     name: str, clients_per_round: int, population: int, dropout: float, mechanism: str
 ) -> tuple[int, int]:
     """Clients sampled per round, and how many of them are sure to survive it."""
-    if name not in DP_GRAPHS:
+    if name not in DP_BACKENDS:
         raise ParameterError(
-            f"--dp-epsilon needs a masking backend (--aggregator secagg or secagg+), not {name!r}: "
+            f"--dp-epsilon needs a masking backend (secagg or secagg+), not {name!r}: "
             "distributed DP adds its noise shares inside the masked sum"
         )
     if mechanism not in DP_MECHANISMS:

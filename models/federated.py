@@ -47,6 +47,7 @@ from models.evaluation import RankingMetrics, evaluate_ranking, evaluate_ratings
 from models.parameters import SharedLayout, flatten_shared, load_shared
 from models.training import LocalTrainingConfig, train_user
 from protocols.aggregators import AggregationResult, Aggregator
+from protocols.defaults import DEFAULT_CLIP
 from protocols.simulate import ROUND_NAMES
 from secagg.errors import InsufficientSurvivorsError, ParameterError
 
@@ -79,7 +80,8 @@ class FederatedConfig:
         rounds: rounds run by :meth:`FederatedTrainer.run` when it is not told otherwise.
         clients_per_round: clients sampled per round (all clients if fewer exist).
         local: the clients' local optimisation settings.
-        clip: each client clips every delta entry to ``[-clip, clip]``; must not exceed the
+        clip: each client clips every delta entry to ``[-clip, clip]`` (default
+            :data:`~protocols.defaults.DEFAULT_CLIP`, the aggregators' own); must not exceed the
             aggregator's own ``clip`` when it has one.
         item_learning_rate: server step on item-table entries, applied to the *sum* of deltas.
         dense_learning_rate: server step on dense weights, applied to the *mean* over survivors.
@@ -94,7 +96,7 @@ class FederatedConfig:
     rounds: int = 40
     clients_per_round: int = 50
     local: LocalTrainingConfig = field(default_factory=LocalTrainingConfig)
-    clip: float = 1.0
+    clip: float = DEFAULT_CLIP
     item_learning_rate: float = 1.0
     dense_learning_rate: float = 1.0
     dropout_fraction: float = 0.0

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
+import secagg  # noqa: F401  (runs the package-name check first)
+
 __all__ = ["OBJECTIVES", "Objective", "bce_loss", "bpr_loss", "squared_error_loss"]
 
 Objective = Literal["explicit", "bpr", "bce"]

@@ -27,7 +27,8 @@ class Recommendations:
     """The top items for one user, best first.
 
     Attributes:
-        items: shape ``(k,)`` int64 item ids.
+        items: shape ``(k,)`` int64 item indices (the model's ``0..num_items-1``; a
+            checkpoint's ``item_ids`` turns them back into the data's own ids).
         scores: shape ``(k,)`` float32 model scores.
     """
 
@@ -48,10 +49,10 @@ def top_k_items(
         model: the global model (shared part).
         state: shape ``(state_dim,)`` the user's private state.
         k: how many items (fewer if fewer remain after exclusion).
-        exclude: item ids never to recommend (the user's seen items).
+        exclude: item indices never to recommend (the user's seen items).
 
     Returns:
-        The recommendations, best first; equal scores keep the lower item id first.
+        The recommendations, best first; equal scores keep the lower item index first.
 
     Raises:
         ParameterError: ``k < 1`` or the state has the wrong shape.

@@ -12,7 +12,7 @@ noise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -272,6 +272,7 @@ def train_centralized(
     config: LocalTrainingConfig,
     *,
     seed: int = 0,
+    on_epoch: Callable[[float], None] | None = None,
 ) -> list[float]:
     """Train ``model`` (its user table included) on all interactions at once: the reference.
 
@@ -280,6 +281,7 @@ def train_centralized(
         train: the training interactions.
         config: optimisation settings; ``epochs`` passes over all users' data.
         seed: seed of shuffling and negative sampling.
+        on_epoch: called with each epoch's mean loss as it ends (a progress bar).
 
     Returns:
         The mean loss of each epoch.
@@ -307,4 +309,6 @@ def train_centralized(
             epoch_loss += float(loss.detach())
             steps += 1
         losses.append(epoch_loss / max(steps, 1))
+        if on_epoch is not None:
+            on_epoch(losses[-1])
     return losses

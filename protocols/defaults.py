@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from protocols.rounds import PROTOCOL_NAMES
-
 __all__ = ["BACKEND_NAMES", "DEFAULT_CLIP", "DEFAULT_VALUE_BITS", "FLOWER_CLIP"]
 
 DEFAULT_VALUE_BITS: Final = 22
 DEFAULT_CLIP: Final = 1.0
 FLOWER_CLIP: Final = 8.0
-BACKEND_NAMES: Final[tuple[str, ...]] = PROTOCOL_NAMES
+#: The same names as :data:`protocols.rounds.ProtocolName` (a test holds them equal); written
+#: out here so that every module can import this one without a cycle.
+BACKEND_NAMES: Final[tuple[str, ...]] = ("plain", "secagg", "secagg+", "paillier")

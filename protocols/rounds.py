@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+from protocols.defaults import DEFAULT_VALUE_BITS
 from protocols.graph import (
     NeighbourGraph,
     ThreatModel,
@@ -147,7 +148,8 @@ class RoundPolicy:
         corrupt_fraction: the fraction of clients assumed to collude with the server.
         degree: SecAgg+ degree override (even, >= 2).
         threshold: threshold override.
-        value_bits: bits of one quantized value.
+        value_bits: bits of one quantized value (default
+            :data:`~protocols.defaults.DEFAULT_VALUE_BITS`).
         modulus_bits: ring override (default: value_bits + ceil(log2 n)).
         graph_builder: a custom neighbour graph for a masking round (replaces the protocol's).
         threat_model: ``"semi-honest"`` or ``"active"`` (see :mod:`protocols.rounds`).
@@ -161,7 +163,7 @@ class RoundPolicy:
     corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION
     degree: int | None = None
     threshold: int | None = None
-    value_bits: int = 16
+    value_bits: int = DEFAULT_VALUE_BITS
     modulus_bits: int | None = None
     graph_builder: GraphBuilder | None = None
     threat_model: ThreatModel = "semi-honest"

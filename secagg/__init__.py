@@ -2,7 +2,8 @@
 
 from importlib import metadata as _metadata
 
-from secagg import errors
+from secagg import _layout, errors
+from secagg._layout import PackageShadowedWarning
 from secagg.errors import (
     ClientMisbehaviourError,
     DecryptorMisbehaviourError,
@@ -12,6 +13,7 @@ from secagg.errors import (
     InvalidSignatureError,
     KeyReuseError,
     LocalProtocolError,
+    PackageShadowedError,
     ParameterError,
     ProtocolError,
     ReconstructionError,
@@ -21,6 +23,9 @@ from secagg.errors import (
     SlotOverflowError,
     WireFormatError,
 )
+
+# Before anything else of this distribution runs: is 'protocols' / 'models' really ours here?
+_layout.check_top_level_packages()
 
 try:
     #: The installed distribution's version (``pip install`` sets it from pyproject.toml).
@@ -37,6 +42,8 @@ __all__ = [
     "InvalidSignatureError",
     "KeyReuseError",
     "LocalProtocolError",
+    "PackageShadowedError",
+    "PackageShadowedWarning",
     "ParameterError",
     "ProtocolError",
     "ReconstructionError",

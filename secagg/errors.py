@@ -19,6 +19,7 @@ __all__ = [
     "InvalidSignatureError",
     "KeyReuseError",
     "LocalProtocolError",
+    "PackageShadowedError",
     "ParameterError",
     "ProtocolError",
     "ReconstructionError",
@@ -36,6 +37,14 @@ class SecAggError(Exception):
 
 class ParameterError(SecAggError, ValueError):
     """A parameter or configuration value is invalid; raised at construction time."""
+
+
+class PackageShadowedError(SecAggError, ImportError):
+    """One of this distribution's modules was about to load into a foreign package of the same
+    name (a user's own ``models`` or ``protocols`` first on ``sys.path``); see ``secagg._layout``.
+
+    It is an :class:`ImportError`, so code that guards an optional import still catches it.
+    """
 
 
 class ProtocolError(SecAggError):

@@ -8,7 +8,10 @@ pointing the CLI at the SuperLink. Every process gets its own ``FLWR_HOME``; tel
 checks are off. :func:`deployment_node_configs` writes the deployment's identity keys and roster
 for the active threat model (and the Paillier keys, on request) and names them in each node's
 config. Used by
-``measure_round_time.py`` and by the deployment test.
+``measure_round_time.py`` and by the deployment test. With ``simulation=True`` the same class
+runs Flower's simulation runtime instead: ``flower-superlink --simulation`` and no SuperNodes;
+each run gets ``--federation-config "num-supernodes=N"`` and its ClientApps run as virtual nodes
+in Ray actors (``pip install 'flwr[simulation]'``). Used by the simulation test.
 
 Cleanup is the point of :meth:`LocalDeployment.close`: the SuperLink runs the ServerApp in a
 child of its own session and a SuperNode runs each ClientApp message in a child process, which
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -39,6 +42,13 @@ OFFLINE_ENV = {
     "FLWR_DISABLE_UPDATE_CHECK": "1",
     "PYTHONUNBUFFERED": "1",
 }
+
+
+#: The lines of a run's log that say how far it got (for :meth:`LocalDeployment.wait`).
+PROGRESS_LINE = re.compile(
+    r"\[ROUND \d+/\d+\]|secure round \d+:|round \d+ aborted|(stalls|fails) in round"
+    r"|Strategy execution finished"
+)
 
 
 def free_port() -> int:
@@ -194,11 +204,12 @@ class LocalDeployment:
 
     Args:
         workdir: where the ``FLWR_HOME`` directories and logs go.
-        num_nodes: SuperNodes to start.
+        num_nodes: SuperNodes to start (with ``simulation``: virtual nodes of each run).
         node_configs: one ``--node-config`` string per node (default: partition ids, semi-honest;
-            see :func:`deployment_node_configs`).
+            see :func:`deployment_node_configs`); none in a simulation.
         bin_dir: where ``flower-superlink``, ``flower-supernode`` and ``flwr`` live (default:
             beside the running Python).
+        simulation: run Flower's simulation runtime (Ray) instead of SuperNodes.
     """
 
     def __init__(
@@ -208,17 +219,26 @@ class LocalDeployment:
         *,
         node_configs: Sequence[str] | None = None,
         bin_dir: Path | None = None,
+        simulation: bool = False,
     ) -> None:
+        if simulation and node_configs:
+            raise ValueError("a simulation's virtual nodes take no --node-config")
         self.workdir = Path(workdir)
         self.num_nodes = num_nodes
-        self.node_configs = list(
-            node_configs if node_configs is not None else deployment_node_configs(num_nodes)[0]
-        )
+        self.simulation = simulation
+        if simulation:
+            self.node_configs: list[str] = []
+        elif node_configs is not None:
+            self.node_configs = list(node_configs)
+        else:
+            self.node_configs = deployment_node_configs(num_nodes)[0]
         self.bin_dir = Path(bin_dir) if bin_dir is not None else Path(sys.executable).parent
         self.port = 0
         self.superlink: _Spawned | None = None
         self.nodes: list[_Spawned] = []
         self.runs: list[_Spawned] = []
+        #: Run name -> complete lines of its log already handed to a ``progress`` callback.
+        self._shown: dict[str, int] = {}
         self._closed = False
 
     def __enter__(self) -> LocalDeployment:
@@ -255,7 +275,9 @@ class LocalDeployment:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                # The app's dependencies are installed already: no `uv sync` at run time.
                 "--disable-runtime-dependency-installation",
+                *(["--simulation"] if self.simulation else []),
             ],
             self._env(self.workdir / "superlink-home"),
             self.workdir / "superlink.log",
@@ -314,11 +336,17 @@ class LocalDeployment:
     # -- runs ---------------------------------------------------------------------------------
 
     def submit(self, app_dir: Path, run_config: Mapping[str, object]) -> _Spawned:
-        """Start ``flwr run APP loopback --stream`` with ``run_config`` overrides."""
+        """Start ``flwr run APP loopback --stream`` with ``run_config`` overrides.
+
+        In a simulation the run gets ``num_nodes`` virtual nodes, one CPU each.
+        """
         overrides = " ".join(f"{key}={_toml(value)}" for key, value in run_config.items())
         args = [self._tool("flwr"), "run", str(app_dir), "loopback", "--stream"]
         if overrides:
             args += ["--run-config", overrides]
+        if self.simulation:
+            federation = f"num-supernodes={self.num_nodes} client-resources-num-cpus=1"
+            args += ["--federation-config", federation]
         spawned = _Spawned(
             f"run-{len(self.runs)}",
             args,
@@ -328,14 +356,27 @@ class LocalDeployment:
         self.runs.append(spawned)
         return spawned
 
-    def wait(self, run: _Spawned, *, timeout: float) -> RunOutcome:
-        """Wait for a submitted run; its status comes from ``flwr list`` (the exit code lies)."""
+    def wait(
+        self,
+        run: _Spawned,
+        *,
+        timeout: float,
+        progress: Callable[[str], object] | None = None,
+    ) -> RunOutcome:
+        """Wait for a submitted run; its status comes from ``flwr list`` (the exit code lies).
+
+        ``progress`` gets each new line of the run's log that says how far it got
+        (:data:`PROGRESS_LINE`), as it appears: a test can show it while it waits. A line is
+        handed over once, also across calls of :meth:`wait_for_log` with ``progress``.
+        """
         started = time.monotonic()
         while run.process.poll() is None and time.monotonic() - started < timeout:
             self.snapshot()
+            self._relay_progress(progress)
             time.sleep(0.5)
         if run.process.poll() is None:
             run.kill()
+        self._relay_progress(progress)
         output = run.text()
         match = re.search(r"Successfully started run (\d+)", output)
         run_id = int(match.group(1)) if match else None
@@ -363,15 +404,55 @@ class LocalDeployment:
         except (ValueError, KeyError, IndexError, TypeError):
             return f"unknown ({result.stdout.strip()} {result.stderr.strip()})"
 
-    def wait_for_log(self, spawned: _Spawned, text: str, *, timeout: float) -> bool:
-        """Poll a process's log until ``text`` appears."""
+    def wait_for_log(
+        self,
+        spawned: _Spawned,
+        text: str,
+        *,
+        timeout: float,
+        progress: Callable[[str], object] | None = None,
+    ) -> bool:
+        """Poll a process's log until ``text`` appears.
+
+        ``progress`` gets the progress lines of the runs meanwhile, as in :meth:`wait`.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.snapshot()
+            self._relay_progress(progress)
             if text in spawned.text():
                 return True
             time.sleep(0.3)
         return False
+
+    def wait_for_nodes(
+        self, *, timeout: float, progress: Callable[[str], object] | None = None
+    ) -> bool:
+        """Wait until every SuperNode has registered with the SuperLink (it logs its node ID).
+
+        ``progress`` gets the progress lines of the runs meanwhile, as in :meth:`wait`.
+        """
+        deadline = time.monotonic() + timeout
+        return all(
+            self.wait_for_log(
+                node, "SuperNode ID:", timeout=deadline - time.monotonic(), progress=progress
+            )
+            for node in self.nodes
+        )
+
+    def node_id(self, index: int) -> int | None:
+        """The Flower node ID that SuperNode ``index`` got from the SuperLink (None: not yet)."""
+        match = re.search(r"SuperNode ID: (\d+)", self.nodes[index].text())
+        return int(match.group(1)) if match else None
+
+    def _relay_progress(self, progress: Callable[[str], object] | None) -> None:
+        """Hand ``progress`` the progress lines that the runs logged since the last call."""
+        if progress is None:
+            return
+        for run in self.runs:
+            self._shown[run.name] = _report_progress(
+                run.text(), self._shown.get(run.name, 0), progress
+            )
 
     def kill_node(self, index: int) -> None:
         """SIGKILL one SuperNode and its ClientApp processes, as a crash would."""
@@ -383,9 +464,14 @@ class LocalDeployment:
             return
         self._closed = True
         self.snapshot()
-        for spawned in [*self.runs, *self.nodes, self.superlink]:
-            if spawned is not None:
-                spawned.kill()
+        everything = [s for s in [*self.runs, *self.nodes, self.superlink] if s is not None]
+        # One grace period for all of them at once, not one per process after the other.
+        together = _Tracked()
+        for spawned in everything:
+            together.known.update(spawned.family.known)  # (PID, start time): never recycled
+        together.kill(grace=3.0)
+        for spawned in everything:
+            spawned.kill()  # reaps the process and closes its log; nothing of it is left alive
 
     def alive(self) -> list[int]:
         """PIDs of the processes this deployment started or saw that still run."""
@@ -453,6 +539,19 @@ def deployment_node_configs(
             config += f" {extra[i]}"
         configs.append(config)
     return configs, None if keys is None else keys.roster_path
+
+
+def _report_progress(text: str, shown: int, progress: Callable[[str], object]) -> int:
+    """Hand ``progress`` the progress lines of ``text`` after the first ``shown`` complete lines.
+
+    Returns:
+        The number of complete lines seen (pass it back next time).
+    """
+    lines = text.split("\n")[:-1]  # the last one may still be written
+    for line in lines[shown:]:
+        if PROGRESS_LINE.search(line):
+            progress(re.sub(r"\x1b\[[0-9;]*m", "", line).strip())
+    return len(lines)
 
 
 def _toml(value: object) -> str:

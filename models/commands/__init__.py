@@ -7,4 +7,6 @@ file ``train --save`` writes and ``recommend`` reads, :mod:`~models.commands.plo
 training curve.
 """
 
+import secagg  # noqa: F401  (runs the package-name check first)
+
 __all__: list[str] = []

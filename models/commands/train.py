@@ -22,9 +22,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from inspect import signature
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import numpy as np
 import torch
@@ -42,7 +44,7 @@ from models.data import (
 )
 from models.evaluation import RankingMetrics, evaluate_ranking, popularity_ranking
 from models.factory import (
-    AGGREGATORS,
+    DP_BACKENDS,
     DP_MECHANISMS,
     MODELS,
     make_aggregator,
@@ -51,13 +53,33 @@ from models.factory import (
 )
 from models.federated import FederatedConfig, FederatedTrainer, RoundRecord, TrainingHistory
 from models.training import LocalTrainingConfig, train_centralized
-from protocols.aggregators import Aggregator
-from protocols.cli.arguments import positive_int, positive_real, probability, unit_fraction
+from protocols.aggregators import Aggregator, PaillierAggregator
+from protocols.cli.arguments import (
+    MAX_VALUE_BITS,
+    check_ring,
+    non_negative_int,
+    positive_int,
+    positive_real,
+    probability,
+    unit_fraction,
+    value_bits,
+)
+from protocols.defaults import BACKEND_NAMES, DEFAULT_CLIP, DEFAULT_VALUE_BITS
 from protocols.dp_aggregator import DistributedDPAggregator
 from protocols.rounds import THREAT_MODELS
 from secagg.errors import ParameterError
+from secagg.paillier_keys import PaillierKeypair
 
-__all__ = ["DEFAULT_DP_CLIP", "DEFAULT_DP_SERVER_LR", "add_arguments", "run"]
+__all__ = [
+    "CENTRALIZED_EPOCHS",
+    "DEFAULT_DP_CLIP",
+    "DEFAULT_DP_SERVER_LR",
+    "DESCRIPTION",
+    "EPILOG",
+    "MIN_SYNTHETIC_ITEMS",
+    "add_arguments",
+    "run",
+]
 
 #: Tuned on the synthetic data (300 users, 500 items, MF dim 16, 50 clients per round, 40
 #: rounds) at epsilon = 8. The L2 clip sits well below the median update norm (about 0.8), so
@@ -68,6 +90,24 @@ DEFAULT_DP_CLIP = 0.1
 DEFAULT_DP_SERVER_LR = 0.3
 #: Epochs of the optional centralized (pooled data, no privacy) reference model.
 CENTRALIZED_EPOCHS = 20
+#: The most items a synthetic user sees, and the unseen items each held-out item is ranked
+#: against: the synthetic data needs more items than the two together.
+_SYNTHETIC_MOST_PER_USER: Final[int] = (
+    signature(synthetic_interactions).parameters["max_per_user"].default
+)
+_NEGATIVES: Final[int] = signature(leave_one_out_split).parameters["num_negatives"].default
+MIN_SYNTHETIC_ITEMS: Final = _SYNTHETIC_MOST_PER_USER + _NEGATIVES
+#: ``secagg train --help``'s text above and below the options (pre-wrapped).
+DESCRIPTION: Final = """\
+Train a recommender federatedly: each user is a client that trains on its own
+data and uploads only its item-table update, which the server sums over the
+chosen --protocol (optionally with distributed differential privacy). Prints
+what the server saw each round next to the model's quality."""
+EPILOG: Final = """\
+examples:
+  secagg train --protocol secagg+ --rounds 10
+  secagg train --protocol secagg+ --dp-epsilon 8 --dp-delta 1e-5
+  secagg train --data ratings.dat --rounds 20 --save model.pt"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +116,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: the parser to extend.
     """
-    parser.add_argument("--data", default="synthetic", help="'synthetic' or a MovieLens path")
+    _add_data_arguments(parser)
+    parser.add_argument(
+        "--model", choices=MODELS, default="mf", help="the recommender (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=BACKEND_NAMES,
+        default="secagg+",
+        help="how the server sums the clients' updates: plain (no privacy), secagg (masks on "
+        "the complete graph), secagg+ (masks on a sparse graph) or paillier (homomorphic "
+        "encryption, minutes per round) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--aggregator", choices=BACKEND_NAMES, action=_DeprecatedProtocol, help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--threat-model",
+        choices=THREAT_MODELS,
+        default="active",
+        help="secagg/secagg+ against an active server (default: signed keys, public graph, "
+        "consistency round) or a semi-honest one",
+    )
+    _add_round_arguments(parser)
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of data, initial weights and client sampling (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per round and a summary object instead of the table",
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG", help="write the training curve there"
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write a checkpoint there, for secagg recommend",
+    )
+    _add_dp_arguments(parser)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the interactions come from: a MovieLens file or synthetic data of a given size."""
+    parser.add_argument(
+        "--data",
+        default="synthetic",
+        metavar="PATH",
+        help="'synthetic' or the path of a MovieLens ratings file (default: %(default)s)",
+    )
     parser.add_argument(
         "--data-format",
         choices=sorted(MOVIELENS_FORMATS),
@@ -85,24 +179,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + ", ".join(f"{name} for {fmt}" for fmt, name in MOVIELENS_FORMATS.items())
         + ")",
     )
-    parser.add_argument("--model", choices=MODELS, default="mf")
-    parser.add_argument("--aggregator", choices=AGGREGATORS, default="secagg+")
     parser.add_argument(
-        "--threat-model",
-        choices=THREAT_MODELS,
-        default="active",
-        help="secagg/secagg+ against an active server (default: signed keys, public graph, "
-        "consistency round) or a semi-honest one",
+        "--users",
+        type=positive_int,
+        default=300,
+        metavar="N",
+        help="synthetic data: users, one client each, at least 2 (default: %(default)s)",
     )
-    parser.add_argument("--rounds", type=positive_int, default=40)
-    parser.add_argument("--clients-per-round", type=positive_int, default=50)
     parser.add_argument(
-        "--dropout", type=unit_fraction, default=0.1, help="fraction lost per round"
+        "--items",
+        type=positive_int,
+        default=500,
+        metavar="N",
+        help=f"synthetic data: items, at least {MIN_SYNTHETIC_ITEMS} (default: %(default)s)",
     )
-    parser.add_argument("--dim", type=positive_int, default=16, help="embedding size")
-    parser.add_argument("--local-epochs", type=positive_int, default=2)
-    parser.add_argument("--lr", type=float, default=1.0, help="client SGD step")
-    parser.add_argument("--clip", type=float, default=1.0, help="per-coordinate delta clip")
+
+
+def _add_round_arguments(parser: argparse.ArgumentParser) -> None:
+    """Rounds, clients, local training and the quantization of the updates."""
+    for flag, default, text in (
+        ("--rounds", 40, "federated rounds"),
+        ("--clients-per-round", 50, "clients sampled each round, at least 2 for a secure sum"),
+        ("--local-epochs", 2, "passes of each client over its own data per round"),
+        ("--eval-every", 5, "evaluate HR@10 / NDCG@10 every this many rounds"),
+        ("--dim", 16, "embedding size"),
+    ):
+        parser.add_argument(
+            flag,
+            type=positive_int,
+            default=default,
+            metavar="N",
+            help=f"{text} (default: %(default)s)",
+        )
+    parser.add_argument(
+        "--dropout",
+        type=unit_fraction,
+        default=0.1,
+        metavar="FRACTION",
+        help="fraction of each round's clients lost at a random protocol round, in [0, 1) "
+        "(default: %(default)s)",
+    )
+    real = (
+        ("--lr", 1.0, "the clients' SGD step"),
+        ("--clip", DEFAULT_CLIP, "each coordinate of an update is clipped to [-CLIP, CLIP]"),
+    )
+    for flag, value, text in real:
+        parser.add_argument(
+            flag, type=positive_real, default=value, help=f"{text} (default: %(default)s)"
+        )
     parser.add_argument(
         "--server-lr",
         type=positive_real,
@@ -110,16 +234,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"server step on summed item deltas (default 1.0; {DEFAULT_DP_SERVER_LR} with "
         "--dp-epsilon)",
     )
-    parser.add_argument("--value-bits", type=positive_int, default=24, help="quantization bits")
-    parser.add_argument("--eval-every", type=positive_int, default=5)
-    parser.add_argument("--users", type=positive_int, default=300, help="synthetic data size")
-    parser.add_argument("--items", type=positive_int, default=500, help="synthetic data size")
-    parser.add_argument("--centralized", action="store_true", help="also train on pooled data")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data, init and sampling")
-    parser.add_argument("--json", action="store_true", help="one JSON object per round")
-    parser.add_argument("--plot", type=Path, default=None, help="write a PNG training curve")
-    parser.add_argument("--save", type=Path, default=None, help="write a checkpoint")
-    _add_dp_arguments(parser)
+    parser.add_argument(
+        "--value-bits",
+        type=value_bits,
+        default=DEFAULT_VALUE_BITS,
+        metavar="BITS",
+        help=f"bits of one quantized value, 1 .. {MAX_VALUE_BITS} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--centralized",
+        action="store_true",
+        help=f"also train the same model on the pooled data ({CENTRALIZED_EPOCHS} epochs, no "
+        "privacy) as a reference",
+    )
+
+
+class _DeprecatedProtocol(argparse.Action):
+    """``--aggregator``, the old name of ``--protocol``: sets it and says so on stderr."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"{parser.prog}: warning: --aggregator is deprecated, use --protocol {values}",
+            file=sys.stderr,
+        )
+        namespace.protocol = values
 
 
 def _add_dp_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,15 +272,25 @@ def _add_dp_arguments(parser: argparse.ArgumentParser) -> None:
         "--dp-epsilon",
         type=positive_real,
         default=None,
-        help="target epsilon over all rounds; turns on distributed DP",
+        help="target epsilon over all rounds; turns on distributed DP (default: off)",
     )
-    dp.add_argument("--dp-delta", type=probability, default=1e-5, help="target delta")
-    dp.add_argument("--dp-mechanism", choices=DP_MECHANISMS, default="discrete_gaussian")
+    dp.add_argument(
+        "--dp-delta",
+        type=probability,
+        default=1e-5,
+        help="target delta, in (0, 1) (default: %(default)s)",
+    )
+    dp.add_argument(
+        "--dp-mechanism",
+        choices=DP_MECHANISMS,
+        default="discrete_gaussian",
+        help="the noise each client adds (default: %(default)s)",
+    )
     dp.add_argument(
         "--dp-clip",
         type=positive_real,
         default=DEFAULT_DP_CLIP,
-        help="L2 clip norm of a client's update",
+        help="L2 clip norm of a client's update (default: %(default)s)",
     )
 
 
@@ -186,8 +340,12 @@ def run(args: argparse.Namespace) -> int:
     """
     torch.set_num_threads(1)
     _check_arguments(args)
+    _check_protocol_options(args)
     out = _Output(as_json=args.json, stream=sys.stdout)
     setup = _set_up(args, out)
+    estimate = _paillier_estimate(args, setup)
+    if estimate is not None:
+        print(f"secagg train: note: {estimate}", file=sys.stderr, flush=True)
     _describe_training(args, setup, out)
     started = time.perf_counter()
     history = _train(args, setup, out)
@@ -195,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
     _report_summary(args, setup, history, seconds, out)
     failure = _failure(history)
     if failure is not None:
-        print(f"secagg: error: {failure}", file=sys.stderr)
+        print(f"secagg train: error: {failure}", file=sys.stderr)
         return 1
     if args.plot is not None:
         plot_training_curve(
@@ -208,7 +366,13 @@ def run(args: argparse.Namespace) -> int:
         out.say(f"training curve written to {args.plot}")
     if args.save is not None:
         save_checkpoint(
-            args.save, setup.trainer, model_name=args.model, dim=args.dim, seed=args.seed
+            args.save,
+            setup.trainer,
+            model_name=args.model,
+            dim=args.dim,
+            seed=args.seed,
+            user_ids=setup.data.user_ids,
+            item_ids=setup.data.item_ids,
         )
         out.say(f"checkpoint written to {args.save} (holds every simulated client's embedding)")
     return 0
@@ -268,14 +432,14 @@ def _centralized_reference(
 ) -> RankingMetrics:
     """Train the same model on the pooled data (no privacy) as a reference and report it."""
     central = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
-    train_centralized(
-        central,
-        split.train,
-        LocalTrainingConfig(
-            objective=local.objective, epochs=CENTRALIZED_EPOCHS, learning_rate=args.lr
-        ),
-        seed=args.seed,
+    config = LocalTrainingConfig(
+        objective=local.objective, epochs=CENTRALIZED_EPOCHS, learning_rate=args.lr
     )
+    progress = _progress_bar(args, CENTRALIZED_EPOCHS, "centralized reference", "epoch")
+    on_epoch = None if progress is None else (lambda _loss: progress.update(1))
+    train_centralized(central, split.train, config, seed=args.seed, on_epoch=on_epoch)
+    if progress is not None:
+        progress.close()
     centralized = evaluate_ranking(central, central.users.weight.detach(), split)
     out.say(
         f"centralized {args.model} ({CENTRALIZED_EPOCHS} epochs, no privacy): HR@10 "
@@ -290,19 +454,21 @@ def _build_aggregator(
     """The backend, and the same object as a DP aggregator when ``--dp-epsilon`` is given."""
     if args.dp_epsilon is None:
         aggregator = make_aggregator(
-            args.aggregator,
+            args.protocol,
             clip=args.clip,
             value_bits=args.value_bits,
             threat_model=args.threat_model,
         )
         return aggregator, None
+    population = int(np.unique(split.train.users).shape[0])
+    _check_dp_survivors(args, population)
     private = make_dp_aggregator(
-        args.aggregator,
+        args.protocol,
         epsilon=args.dp_epsilon,
         delta=args.dp_delta,
         rounds=args.rounds,
         clients_per_round=args.clients_per_round,
-        population=int(np.unique(split.train.users).shape[0]),
+        population=population,
         dropout=args.dropout,
         dimension=model.num_shared_parameters(),
         clip_norm=args.dp_clip,
@@ -344,18 +510,76 @@ def _describe_training(args: argparse.Namespace, setup: _Setup, out: _Output) ->
 
 def _train(args: argparse.Namespace, setup: _Setup, out: _Output) -> TrainingHistory:
     """Run every round, reporting each as it ends (a progress bar on stderr unless ``--json``)."""
-    progress = None
-    if not args.json:
-        from tqdm import tqdm
-
-        progress = tqdm(
-            total=args.rounds, desc="rounds", unit="round", file=sys.stderr, leave=False
-        )
+    progress = _progress_bar(args, args.rounds, "rounds", "round")
+    steps = _paillier_steps_bar(args, setup.aggregator)
     table = _RoundTable(out, setup.aggregator.name, setup.private, progress)
     history = setup.trainer.run(on_round=table.show)
-    if progress is not None:
-        progress.close()
+    for bar in (steps, progress):
+        if bar is not None:
+            bar.close()
     return history
+
+
+def _paillier_steps_bar(args: argparse.Namespace, aggregator: Aggregator) -> Any:
+    """A second bar that moves with every client's step inside a Paillier round (one round
+    of encryption can take minutes); ``None`` for the other backends or with ``--json``."""
+    if args.json or not isinstance(aggregator, PaillierAggregator):
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(desc="paillier protocol steps", unit="msg", file=sys.stderr, leave=False)
+    aggregator.secure_sum.on_step = lambda: bar.update(1)
+    return bar
+
+
+def _progress_bar(args: argparse.Namespace, total: int, what: str, unit: str) -> Any:
+    """A tqdm bar on stderr, or ``None`` with ``--json`` (JSON output stays machine-only)."""
+    if args.json:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=unit, file=sys.stderr, leave=False)
+
+
+def _paillier_estimate(args: argparse.Namespace, setup: _Setup) -> str | None:
+    """How long Paillier will take, measured: one 2-client round of this model's size, on a
+    separate aggregator under the same key (the run's own one keeps its state); ``None`` for
+    the other backends."""
+    aggregator = setup.aggregator
+    if not isinstance(aggregator, PaillierAggregator):
+        return None
+    keys = aggregator.secure_sum.keys
+    if not isinstance(keys, PaillierKeypair):  # train deals a single key holder
+        return None
+    probe = PaillierAggregator(
+        clip=args.clip,
+        value_bits=args.value_bits,
+        keypair=keys,
+        max_clients=aggregator.max_clients,
+        processes=aggregator.processes,
+    )
+    size = setup.model.num_shared_parameters()
+    started = time.perf_counter()
+    probe.aggregate({0: np.zeros(size), 1: np.zeros(size)})
+    seconds = time.perf_counter() - started
+    sampled = min(args.clients_per_round, int(np.unique(setup.split.train.users).shape[0]))
+    total = seconds / 2 * sampled * args.rounds
+    return (
+        f"--protocol paillier encrypts each client's {size} shared parameters every round; one "
+        f"2-client round of that size took {seconds:.1f} s here, so {args.rounds} "
+        f"round{'s' if args.rounds > 1 else ''} of {sampled} clients need about "
+        f"{_duration(total)} for the encryption alone (fewer --rounds or --clients-per-round, "
+        "a smaller --dim, or --protocol secagg+ take less)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min`` or ``1.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class _RoundTable:
@@ -480,10 +704,53 @@ def _summary(
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse, before any data is built, options no round could run with."""
-    if args.aggregator != "plain" and args.clients_per_round < 2:
+    if args.data == "synthetic":
+        _check_synthetic_sizes(args)
+    if args.protocol in ("secagg", "secagg+"):
+        check_ring(args.value_bits, args.clients_per_round, "--clients-per-round")
+    if args.protocol != "plain" and args.clients_per_round < 2:
         raise ParameterError(
             f"--clients-per-round {args.clients_per_round}: a secure sum needs at least 2 "
             "clients per round (one client's sum is its own update)"
+        )
+
+
+def _check_synthetic_sizes(args: argparse.Namespace) -> None:
+    """``--users`` and ``--items`` must make a data set every round and evaluation can use."""
+    if args.users < 2:
+        raise ParameterError(
+            f"--users {args.users}: federated training needs at least 2 users (one client each)"
+        )
+    if args.items < MIN_SYNTHETIC_ITEMS:
+        raise ParameterError(
+            f"--items {args.items} is too few: a synthetic user sees up to "
+            f"{_SYNTHETIC_MOST_PER_USER} items, and the evaluation ranks each held-out item "
+            f"against {_NEGATIVES} the user never saw, so give --items {MIN_SYNTHETIC_ITEMS} or "
+            "more"
+        )
+
+
+def _check_protocol_options(args: argparse.Namespace) -> None:
+    """Options of one backend given with another, and DP rounds too small to keep 2 clients."""
+    if args.dp_epsilon is None:
+        return
+    if args.protocol not in DP_BACKENDS:
+        raise ParameterError(
+            f"--dp-epsilon needs --protocol secagg or secagg+, not {args.protocol}: distributed "
+            "DP adds its noise shares inside the masked sum"
+        )
+
+
+def _check_dp_survivors(args: argparse.Namespace, population: int) -> None:
+    """Distributed DP needs 2 clients sure to survive each round (the trainer samples
+    ``min(--clients-per-round, population)`` and drops ``round(--dropout * sampled)``)."""
+    sampled = min(args.clients_per_round, population)
+    survivors = sampled - round(args.dropout * sampled)
+    if survivors < 2:
+        raise ParameterError(
+            f"--dropout {args.dropout} leaves {survivors} of the {sampled} clients sampled per "
+            "round (--clients-per-round) sure to survive; distributed DP needs at least 2: lower "
+            "--dropout or raise --clients-per-round"
         )
 
 

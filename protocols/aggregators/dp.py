@@ -49,15 +49,22 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, replace
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 
 from protocols.aggregators.inputs import RoundInputs
-from protocols.aggregators.masking import MaskingRoundSettings, MaskingSum, masking_policy
+from protocols.aggregators.masking import (
+    MaskingBackend,
+    MaskingRoundSettings,
+    MaskingSum,
+    masking_choice,
+    masking_policy,
+)
 from protocols.aggregators.pipeline import Pipeline, SumOutcome, Vector
 from protocols.aggregators.result import FloatArray
 from protocols.graph import ThreatModel
+from protocols.rounds import DEFAULT_CORRUPT_FRACTION, DEFAULT_DROPOUT_FRACTION
 from protocols.simulate import SimulationReport
 from secagg.dp import (
     AccountantKind,
@@ -83,7 +90,6 @@ __all__ = [
 
 #: JSON-ready privacy report: string keys, numbers, names, per-round lists, or ``None``.
 PrivacyReport = SpentReport
-DPGraph = Literal["complete", "harary"]
 
 #: The default ring: 32 bits keeps the ring vectors uint32 and leaves room for fine grids.
 DEFAULT_MODULUS_BITS: Final = 32
@@ -155,8 +161,11 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
             al. 2021).
         modulus_bits: k, the ring Z_{2^k} of the masking round.
         max_clients: the most inputs one round may sum (default ``expected_clients``).
-        graph: ``"complete"`` (SecAgg) or ``"harary"`` (SecAgg+, degree and threshold from
-            :func:`~protocols.graph.secagg_plus_parameters`).
+        protocol: ``"secagg"`` (the complete graph) or ``"secagg+"`` (a Harary graph, degree
+            and threshold from :func:`~protocols.graph.secagg_plus_parameters`). The graph
+            names ``"complete"`` and ``"harary"`` of earlier releases still work for one
+            release, with a ``DeprecationWarning``.
+        graph: deprecated spelling of ``protocol`` (one release, with a ``DeprecationWarning``).
         threshold: Shamir threshold override.
         dropout_fraction, corrupt_fraction: tolerances used to pick the SecAgg+ graph.
         accountant: ``"rdp"`` (default) or ``"pld"`` for ``dp-accounting``.
@@ -185,22 +194,22 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         mechanism: Mechanism = "discrete_gaussian",
         modulus_bits: int = DEFAULT_MODULUS_BITS,
         max_clients: int | None = None,
-        graph: DPGraph = "complete",
+        protocol: MaskingBackend = "secagg",
+        graph: MaskingBackend | None = None,
         threshold: int | None = None,
-        dropout_fraction: float = 0.05,
-        corrupt_fraction: float = 0.05,
+        dropout_fraction: float = DEFAULT_DROPOUT_FRACTION,
+        corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
         accountant: AccountantKind = "rdp",
         threat_model: ThreatModel = "active",
         through_wire: bool = False,
     ) -> None:
-        if graph not in ("complete", "harary"):
-            raise ParameterError(f"graph must be 'complete' or 'harary', not {graph!r}")
-        if isinstance(modulus_bits, bool) or not isinstance(modulus_bits, int):
-            raise ParameterError(f"modulus_bits must be an int, got {modulus_bits!r}")
+        # Called here, not in a helper: a deprecated spelling's warning names our caller.
+        backend, builder = masking_choice(protocol, graph)
+        _check_backend_and_ring(builder, modulus_bits)
         largest = _largest_round(expected_clients, max_clients)
         # Fails on impossible SecAgg+ tolerances now rather than at the first round.
         policy = masking_policy(
-            graph,
+            backend,
             threshold=threshold,
             dropout_fraction=dropout_fraction,
             corrupt_fraction=corrupt_fraction,
@@ -228,8 +237,8 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
         self.target_epsilon = float(target_epsilon)
         self.planned_rounds = rounds
         self.max_clients = largest
-        self.graph: Final[DPGraph] = graph
-        self.name = "dp-secagg+" if graph == "harary" else "dp-secagg"
+        self.protocol: Final[MaskingBackend] = backend
+        self.name = f"dp-{backend}"
         self.secure_sum: MaskingSum = MaskingSum(policy, through_wire=through_wire)
         self.last_rotation_seed: bytes | None = None
 
@@ -350,6 +359,16 @@ class DistributedDPAggregator(MaskingRoundSettings, Pipeline):
                 PrivacyBudgetWarning,
                 stacklevel=4,
             )
+
+
+def _check_backend_and_ring(builder: object, modulus_bits: object) -> None:
+    """Distributed DP runs on a named masking backend (no custom graph), over an int ring."""
+    if builder is not None:
+        raise ParameterError(
+            "distributed DP runs on protocol='secagg' or 'secagg+', not on a custom graph"
+        )
+    if isinstance(modulus_bits, bool) or not isinstance(modulus_bits, int):
+        raise ParameterError(f"modulus_bits must be an int, got {modulus_bits!r}")
 
 
 def _largest_round(expected_clients: int, max_clients: int | None) -> int:

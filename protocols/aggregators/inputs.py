@@ -6,7 +6,8 @@ sequences are refused with :class:`~secagg.errors.ParameterError` rather than co
 truncated or left to fail later with a bare ``ValueError``); weights must be finite and
 non-negative; a dropout schedule names known clients and protocol rounds 0-4. Every backend runs
 these checks through :meth:`protocols.aggregators.pipeline.Pipeline.aggregate`, before anything
-is encoded.
+is encoded; a ``state_dict`` or ``NDArrays`` update reaches them flattened by
+:mod:`protocols.aggregators.structure`, whose entries :func:`real_values` checks alike.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import numpy.typing as npt
 from protocols.aggregators.result import FloatArray
 from secagg.errors import ParameterError
 
-__all__ = ["RoundInputs", "check_dropouts", "check_round_inputs", "check_updates", "check_weights"]
+__all__ = [
+    "RoundInputs",
+    "check_dropouts",
+    "check_round_inputs",
+    "check_updates",
+    "check_weights",
+    "real_values",
+]
 
 #: Index of the protocol round at which a client stops answering (see ``dropouts``).
 #: 0 AdvertiseKeys, 1 ShareKeys, 2 MaskedInputCollection, 3 Unmasking. A client that drops at
@@ -64,7 +72,7 @@ class RoundInputs:
 
 
 def check_round_inputs(
-    updates: Mapping[int, npt.ArrayLike],
+    updates: Mapping[int, object],
     weights: Mapping[int, float] | None,
     dropouts: Mapping[int, int] | None,
 ) -> RoundInputs:
@@ -73,7 +81,7 @@ def check_round_inputs(
     return RoundInputs(arrays, check_weights(weights, arrays), check_dropouts(dropouts, arrays))
 
 
-def check_updates(updates: Mapping[int, npt.ArrayLike]) -> dict[int, FloatArray]:
+def check_updates(updates: Mapping[int, object]) -> dict[int, FloatArray]:
     """Validate and normalise a mapping of client updates to 1-D float64 arrays of equal length."""
     if not isinstance(updates, Mapping):
         raise ParameterError(
@@ -97,32 +105,48 @@ def check_updates(updates: Mapping[int, npt.ArrayLike]) -> dict[int, FloatArray]
     return arrays
 
 
-def _real_array(client_id: int, update: npt.ArrayLike) -> FloatArray:
+def _real_array(client_id: int, update: object) -> FloatArray:
+    array = real_values(update, f"update of client {client_id}")
+    if array.ndim != 1:
+        raise ParameterError(
+            f"update of client {client_id} has shape {array.shape}; flatten it to 1-D, or pass "
+            "every client's update as a mapping of names to arrays (a state_dict) or a list of "
+            "arrays (Flower's NDArrays)"
+        )
+    return array
+
+
+def real_values(values: object, what: str) -> npt.NDArray[np.float64]:
+    """``values`` as a float64 array of any shape, refusing what is not finite real numbers.
+
+    Args:
+        values: an array-like of numbers (a CPU tensor that does not require grad is one).
+        what: how the messages name it, e.g. ``"update of client 3"``.
+
+    Raises:
+        ParameterError: not an array of numbers, booleans, a non-real dtype, NaN or infinity.
+    """
     try:
-        given = np.asarray(update)
+        given = np.asarray(values)
     except (TypeError, ValueError, RuntimeError) as error:
         # Ragged nested lists (ValueError), a tensor that still requires grad (RuntimeError).
         raise ParameterError(
-            f"update of client {client_id} is not an array of numbers ({error}); pass a 1-D "
+            f"{what} is not an array of numbers ({error}); pass a 1-D "
             "sequence or array of real numbers (detach tensors and call .numpy())"
         ) from None
     if given.dtype.kind == "b":
         raise ParameterError(
-            f"update of client {client_id} has dtype bool; updates must be real numbers "
+            f"{what} has dtype bool; updates must be real numbers "
             "(convert with .astype(float) if 0/1 values are intended)"
         )
     if given.dtype.kind not in _REAL_KINDS:
         raise ParameterError(
-            f"update of client {client_id} has dtype {given.dtype}; updates must be real numbers "
+            f"{what} has dtype {given.dtype}; updates must be real numbers "
             "(convert tensors with .numpy(), and take the real part explicitly if intended)"
-        )
-    if given.ndim != 1:
-        raise ParameterError(
-            f"update of client {client_id} has shape {given.shape}; flatten it to 1-D"
         )
     array = given.astype(np.float64)
     if not np.all(np.isfinite(array)):
-        raise ParameterError(f"update of client {client_id} contains NaN or infinity")
+        raise ParameterError(f"{what} contains NaN or infinity")
     return array
 
 

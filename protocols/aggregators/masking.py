@@ -10,8 +10,9 @@ the shared :class:`~secagg.encoding.UpdateEncoding`; distributed DP reuses the s
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from protocols.aggregators.inputs import RoundInputs
 from protocols.aggregators.pipeline import (
@@ -21,6 +22,7 @@ from protocols.aggregators.pipeline import (
     declared_max_weight,
     ring_inputs,
 )
+from protocols.defaults import DEFAULT_CLIP, DEFAULT_VALUE_BITS
 from protocols.graph import ORDER_SEED_BYTES, NeighbourGraph, ThreatModel
 from protocols.identity import round_order_seed
 from protocols.masking import AggregateResult
@@ -36,20 +38,70 @@ from secagg.errors import ParameterError
 from secagg.hazmat.sign import IdentityKey
 
 __all__ = [
+    "MASKING_BACKENDS",
     "GraphChoice",
     "MaskingAggregator",
+    "MaskingBackend",
     "MaskingRoundSettings",
     "MaskingSum",
+    "masking_backend",
+    "masking_choice",
     "masking_policy",
 ]
 
-GraphChoice = Literal["complete", "harary"] | GraphBuilder
+#: The masking backends: SecAgg on the complete graph, SecAgg+ on a Harary graph.
+MaskingBackend = Literal["secagg", "secagg+"]
+MASKING_BACKENDS: Final[tuple[MaskingBackend, ...]] = ("secagg", "secagg+")
+#: A masking aggregator's first argument: a backend name, or a custom graph (ids -> graph).
+GraphChoice = MaskingBackend | GraphBuilder
+#: The graph names earlier releases took for a backend, and the backend each named. Kept for
+#: one release, with a DeprecationWarning.
+_DEPRECATED_NAMES: Final = {"complete": "secagg", "harary": "secagg+"}
+
+
+def masking_backend(
+    name: object, *, given_as: str = "protocol", stacklevel: int = 3
+) -> MaskingBackend:
+    """The masking backend ``name`` names: ``"secagg"`` or ``"secagg+"``.
+
+    The one place that maps the graph names of earlier releases (``"complete"``,
+    ``"harary"``) to the backend names; they still work for one release and warn.
+
+    Args:
+        name: the name the caller gave.
+        given_as: the argument it came in, for the messages (e.g. ``"graph"``).
+        stacklevel: the frame the warning names, as for :func:`warnings.warn` (3: the caller
+            of the constructor that calls this function).
+
+    Returns:
+        The backend name.
+
+    Raises:
+        ParameterError: ``name`` is neither a backend name nor a deprecated graph name.
+    """
+    if isinstance(name, str) and name in _DEPRECATED_NAMES:
+        replacement = _DEPRECATED_NAMES[name]
+        warnings.warn(
+            f"{given_as}={name!r} is deprecated and will be removed in the next release; use "
+            f"protocol={replacement!r}",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        name = replacement
+    if name == "secagg":
+        return "secagg"
+    if name == "secagg+":
+        return "secagg+"
+    raise ParameterError(
+        f"{given_as} must be one of {', '.join(MASKING_BACKENDS)} (masking backends), not {name!r}"
+    )
 
 
 def masking_policy(
-    graph: GraphChoice,
+    protocol: MaskingBackend,
     *,
-    value_bits: int = 16,
+    graph_builder: GraphBuilder | None = None,
+    value_bits: int = DEFAULT_VALUE_BITS,
     threshold: int | None = None,
     degree: int | None = None,
     dropout_fraction: float = DEFAULT_DROPOUT_FRACTION,
@@ -58,24 +110,56 @@ def masking_policy(
     threat_model: ThreatModel = "active",
     min_survivors: int = 0,
 ) -> RoundPolicy:
-    """The round policy of a masking aggregator's ``graph`` argument (``min_survivors``: the
-    survivor floor the server and every client enforce before any unmasking)."""
-    if not callable(graph) and graph not in ("complete", "harary"):
-        raise ParameterError(f"graph must be 'complete', 'harary' or a callable, not {graph!r}")
-    if degree is not None and graph != "harary":
-        raise ParameterError("degree applies only to graph='harary'")
+    """The round policy of a masking aggregator (``min_survivors``: the survivor floor the
+    server and every client enforce before any unmasking)."""
     return RoundPolicy(
-        protocol="secagg+" if graph == "harary" else "secagg",
+        protocol=protocol,
         dropout_fraction=dropout_fraction,
         corrupt_fraction=corrupt_fraction,
         degree=degree,
         threshold=threshold,
         value_bits=value_bits,
         modulus_bits=modulus_bits,
-        graph_builder=graph if callable(graph) else None,
+        graph_builder=graph_builder,
         threat_model=threat_model,
         min_survivors=min_survivors,
     )
+
+
+def masking_choice(
+    protocol: GraphChoice, graph: GraphChoice | None
+) -> tuple[MaskingBackend, GraphBuilder | None]:
+    """A masking aggregator's backend and custom graph, from ``protocol`` or the deprecated
+    ``graph=`` keyword.
+
+    Call it from the constructor itself: a deprecated spelling warns once, naming the frame
+    that called the constructor.
+
+    Args:
+        protocol: the backend name, or a custom graph builder (run on SecAgg's protocol).
+        graph: the deprecated keyword's value, or ``None``.
+
+    Returns:
+        ``(backend, custom graph or None)``.
+
+    Raises:
+        ParameterError: an unknown name, or both ``protocol`` and ``graph`` given.
+    """
+    given_as = "protocol"
+    if graph is not None:
+        if protocol != "secagg":
+            raise ParameterError("give the backend once, as protocol= (graph= is deprecated)")
+        protocol, given_as = graph, "graph"
+        if callable(graph) or graph not in _DEPRECATED_NAMES:
+            warnings.warn(
+                "the graph= keyword is deprecated and will be removed in the next release; "
+                "pass the backend as protocol= (or first)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+    if callable(protocol):
+        return "secagg", protocol
+    return masking_backend(protocol, given_as=given_as, stacklevel=4), None
 
 
 class MaskingSum:
@@ -198,7 +282,7 @@ class MaskingRoundSettings:
 
 
 class MaskingAggregator(MaskingRoundSettings, Pipeline):
-    """Secure aggregation by masking: SecAgg on the complete graph, SecAgg+ on a Harary graph.
+    """Secure aggregation by masking: SecAgg (complete graph) or SecAgg+ (Harary graph).
 
     Each client clips its update to [-clip, clip], scales it by w / max_weight when weighted,
     quantizes it with stochastic rounding into ``value_bits`` bits (appending the weight ratio
@@ -207,10 +291,16 @@ class MaskingAggregator(MaskingRoundSettings, Pipeline):
     learns: the float sum (and summed weight).
 
     Args:
-        graph: ``"complete"`` (SecAgg), ``"harary"`` (SecAgg+, k and t from the round planner,
-            :mod:`protocols.rounds`) or a function ids -> graph.
-        clip: per-coordinate clipping bound of the updates.
-        value_bits: quantization bits per value; the ring adds ceil(log2 n) bits of headroom.
+        protocol: ``"secagg"`` (the complete graph), ``"secagg+"`` (a Harary graph, k and t
+            from the round planner, :mod:`protocols.rounds`) or a function ids -> graph (a
+            custom graph, semi-honest only). The graph names ``"complete"`` and ``"harary"`` of
+            earlier releases still work for one release, with a ``DeprecationWarning``.
+        graph: deprecated spelling of ``protocol`` (one release, with a ``DeprecationWarning``).
+        clip: per-coordinate clipping bound of the updates (default
+            :data:`~protocols.defaults.DEFAULT_CLIP`).
+        value_bits: quantization bits per value (default
+            :data:`~protocols.defaults.DEFAULT_VALUE_BITS`); the ring adds ceil(log2 n) bits of
+            headroom.
         max_weight: the largest weight a client may have; required when weights are given.
         threshold: Shamir threshold; defaults to the planner's value.
         degree: Harary degree override (SecAgg+ only).
@@ -226,10 +316,11 @@ class MaskingAggregator(MaskingRoundSettings, Pipeline):
 
     def __init__(
         self,
-        graph: GraphChoice = "complete",
+        protocol: GraphChoice = "secagg",
         *,
-        clip: float = 1.0,
-        value_bits: int = 16,
+        graph: GraphChoice | None = None,
+        clip: float = DEFAULT_CLIP,
+        value_bits: int = DEFAULT_VALUE_BITS,
         max_weight: float | None = None,
         threshold: int | None = None,
         degree: int | None = None,
@@ -238,8 +329,10 @@ class MaskingAggregator(MaskingRoundSettings, Pipeline):
         threat_model: ThreatModel = "active",
         through_wire: bool = False,
     ) -> None:
+        backend, graph_builder = masking_choice(protocol, graph)
         policy = masking_policy(
-            graph,
+            backend,
+            graph_builder=graph_builder,
             value_bits=value_bits,
             threshold=threshold,
             degree=degree,
@@ -247,11 +340,11 @@ class MaskingAggregator(MaskingRoundSettings, Pipeline):
             corrupt_fraction=corrupt_fraction,
             threat_model=threat_model,
         )
-        self.graph = graph
+        self.protocol: MaskingBackend = backend
         self.clip = clip
         self.value_bits = value_bits
         self.max_weight = max_weight
-        self.name = "secagg+" if graph == "harary" else "secagg"
+        self.name = backend
         self.secure_sum: MaskingSum = MaskingSum(policy, through_wire=through_wire)
         # Fail on bad clip / bits / max_weight now rather than at the first round.
         UpdateEncoding(

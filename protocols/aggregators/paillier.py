@@ -11,7 +11,7 @@ together) decrypt only the product of enough signed uploads of the current round
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from protocols.aggregators.inputs import RoundInputs
 from protocols.aggregators.pipeline import (
@@ -21,6 +21,7 @@ from protocols.aggregators.pipeline import (
     declared_max_weight,
     ring_inputs,
 )
+from protocols.defaults import DEFAULT_CLIP, DEFAULT_VALUE_BITS
 from protocols.graph import ORDER_SEED_BYTES
 from protocols.identity import TrustedRoster
 from protocols.messages import MAX_DECRYPTORS
@@ -152,6 +153,8 @@ class PaillierSum:
         #: Committee indices that never answer (a test and benchmark knob).
         self.decryptor_dropouts: Collection[int] = ()
         self.last_report: SimulationReport | None = None
+        #: Called after each protocol step of a round (a progress bar), if set.
+        self.on_step: Callable[[], None] | None = None
         self.decryption: DecryptionSide | None = None
         self.roster: TrustedRoster | None = None
         self._identities: dict[int, IdentityKey] = {}
@@ -223,6 +226,7 @@ class PaillierSum:
             dropouts=request.dropouts,
             decryptor_dropouts=self.decryptor_dropouts,
             through_wire=self.through_wire,
+            on_step=self.on_step,
         ).run()
         self.last_report = report
         if report.error is not None:
@@ -245,7 +249,8 @@ class PaillierAggregator(Pipeline):
     least ``min_contributors`` signed uploads of that round.
 
     Args:
-        clip, value_bits: quantization, as for :class:`MaskingAggregator`.
+        clip, value_bits: quantization, as for :class:`MaskingAggregator` (defaults from
+            :mod:`protocols.defaults`).
         max_weight: the largest weight a client may have; required when weights are given.
         key_bits: 2048 (default) or 3072.
         mode: ``RandomnessMode.FRESH`` (default, standard assumption) or ``DJN`` (faster,
@@ -265,8 +270,8 @@ class PaillierAggregator(Pipeline):
     def __init__(
         self,
         *,
-        clip: float = 1.0,
-        value_bits: int = 16,
+        clip: float = DEFAULT_CLIP,
+        value_bits: int = DEFAULT_VALUE_BITS,
         max_weight: float | None = None,
         key_bits: int = 2048,
         mode: RandomnessMode = RandomnessMode.FRESH,

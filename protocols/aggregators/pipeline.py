@@ -30,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from protocols.aggregators.inputs import RoundInputs, check_round_inputs
-from protocols.aggregators.result import AggregationResult, FloatArray, RoundStats
+from protocols.aggregators.result import AggregationResult, FloatArray, RoundStats, UpdateLike
+from protocols.aggregators.structure import flatten_updates
 from protocols.simulate import ROUND_NAMES, SimulationReport
 from secagg.encoding import EncodedUpdate
 from secagg.errors import ParameterError
@@ -160,19 +161,25 @@ class Pipeline(ABC):
 
     def aggregate(
         self,
-        updates: Mapping[int, npt.ArrayLike],
+        updates: Mapping[int, UpdateLike],
         *,
         weights: Mapping[int, float] | None = None,
         dropouts: Mapping[int, int] | None = None,
     ) -> AggregationResult:
         """Sum ``updates`` (each clipped, then weighted); see :class:`Aggregator`.
 
+        ``state_dict`` and ``NDArrays`` updates are flattened here, once, and the result carries
+        their structure (:attr:`AggregationResult.structured_total`).
+
         Raises:
+            StructureMismatchError: the clients' ``state_dict`` / ``NDArrays`` updates differ in
+                names, number of arrays or shapes.
             ParameterError: malformed updates, weights or dropouts, or a weight above
                 ``max_weight``.
             InsufficientSurvivorsError: too few clients were left at some round.
         """
-        inputs = check_round_inputs(updates, weights, dropouts)
+        flat, structure = flatten_updates(updates)
+        inputs = check_round_inputs(flat, weights, dropouts)
         started = time.perf_counter()
         codec = self.codec(inputs)
         encoded = {u: codec.encode(inputs.updates[u], inputs.weight(u)) for u in inputs.ids}
@@ -198,7 +205,9 @@ class Pipeline(ABC):
             wall_seconds=time.perf_counter() - started,
             clipped_values=clipped,
         )
-        return AggregationResult(total, outcome.survivors, outcome.dropped, total_weight, stats)
+        return AggregationResult(
+            total, outcome.survivors, outcome.dropped, total_weight, stats, structure
+        )
 
     @property
     def session_id(self) -> bytes | None:

@@ -22,6 +22,7 @@ from protocols.aggregators.pipeline import (
     declared_max_weight,
 )
 from protocols.aggregators.result import FloatArray
+from protocols.defaults import DEFAULT_CLIP
 from protocols.simulate import SimulationReport
 from secagg.encoding import (
     EncodedUpdate,
@@ -98,13 +99,14 @@ class PlainAggregator(Pipeline):
     """Sums the float updates in the clear: the baseline the secure backends are measured by.
 
     Args:
-        clip: per-coordinate clipping bound of the updates (as for the secure backends).
+        clip: per-coordinate clipping bound of the updates (as for the secure backends;
+            default :data:`~protocols.defaults.DEFAULT_CLIP`).
         max_weight: the largest weight a client may have; required when weights are given.
     """
 
     name = "plain"
 
-    def __init__(self, *, clip: float = 1.0, max_weight: float | None = None) -> None:
+    def __init__(self, *, clip: float = DEFAULT_CLIP, max_weight: float | None = None) -> None:
         self.clip = clip
         self.max_weight = max_weight
         self.secure_sum = PlainSum()

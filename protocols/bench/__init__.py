@@ -25,6 +25,8 @@ Modules, one concept each:
 - :mod:`~protocols.bench.statistics`: per-party summaries, medians with min-max, same-run ratios.
 - :mod:`~protocols.bench.report`: :func:`execute` and the table, JSON and CSV.
 - :mod:`~protocols.bench.plots`: the PNG plots.
+- :mod:`~protocols.bench.style`: one colour, marker and line style per backend, for every plot
+  of the project (``secagg train --plot`` too).
 
 This module re-exports the public names of all of them.
 
@@ -60,7 +62,7 @@ from protocols.bench.metering import (
     Meter,
     PartyKey,
 )
-from protocols.bench.plots import write_plots
+from protocols.bench.plots import figures, write_plots
 from protocols.bench.report import (
     SCHEMA,
     BenchResult,
@@ -72,6 +74,7 @@ from protocols.bench.report import (
 )
 from protocols.bench.runners import FloatArray, GridPoint, Outcome, RingArray, Scenario
 from protocols.bench.statistics import PointResult, link, summarise
+from protocols.bench.style import BACKEND_COLOURS, series_style
 from protocols.bench.sweep import grid, measure_point
 
 if TYPE_CHECKING:  # what the kept import paths resolve to, for type checkers only
@@ -101,6 +104,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ALL",
+    "BACKEND_COLOURS",
     "CLIENT",
     "FLOWER",
     "FLOWER_MISSING",
@@ -130,6 +134,7 @@ __all__ = [
     "add_bench_arguments",
     "config_from_args",
     "execute",
+    "figures",
     "flower_status",
     "grid",
     "library_versions",
@@ -140,6 +145,7 @@ __all__ = [
     "render_csv",
     "render_table",
     "run_bench",
+    "series_style",
     "summarise",
     "write_plots",
 ]

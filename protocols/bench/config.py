@@ -44,22 +44,33 @@ __all__ = [
     "PLAIN",
     "PRESETS",
     "PROTOCOLS",
+    "RANDOMNESS",
+    "REFERENCES",
     "SEMI_HONEST",
     "THREAT_MODELS",
     "BenchConfig",
     "GridValues",
     "Preset",
+    "Selection",
     "check_config",
     "dropped_count",
+    "run_names",
+    "selection_of",
 ]
 
 PLAIN: Final = "plain"
-#: The Flower reference's protocol name in records; ``--protocols flower`` asks for it.
+#: The Flower reference's protocol name in records; ``--reference flower`` asks for it.
 FLOWER: Final = "flower-secagg+"
 FLOWER_OPTION: Final = "flower"
-#: Protocols in the order they run at each grid point (plain first: it is every ratio's base).
+#: Protocols in the order they run at each grid point (plain first: it is every ratio's base),
+#: as records name them: a backend of :data:`~protocols.defaults.BACKEND_NAMES`, Paillier once
+#: per r^n choice (``paillier-fresh``, ``paillier-djn``), and the phe reference.
 PROTOCOLS: Final = (PLAIN, "secagg", "secagg+", "paillier-fresh", "paillier-djn", "phe")
 PAILLIER_PROTOCOLS: Final = ("paillier-fresh", "paillier-djn")
+#: Paillier's choices of r^n, as ``secagg demo --randomness`` names them.
+RANDOMNESS: Final = ("fresh", "djn")
+#: The outside implementations measured beside this project's backends (``--reference``).
+REFERENCES: Final = ("phe", FLOWER_OPTION)
 #: This project's masking protocols: each runs once per requested threat model.
 MASKING_PROTOCOLS: Final = ("secagg", "secagg+")
 #: The threat models a masking protocol runs in, in the order they run: semi-honest first,
@@ -76,6 +87,59 @@ _PLANNED: Final[Mapping[str, ProtocolName]] = {
     "phe": "paillier",
     FLOWER: "secagg+",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What runs at each grid point, in the command line's words.
+
+    Attributes:
+        backends: this project's backends (:data:`~protocols.defaults.BACKEND_NAMES`).
+        randomness: Paillier's r^n choices (:data:`RANDOMNESS`); used when ``paillier`` is
+            one of ``backends``.
+        references: the outside implementations (:data:`REFERENCES`).
+    """
+
+    backends: tuple[str, ...]
+    randomness: tuple[str, ...]
+    references: tuple[str, ...]
+
+
+def run_names(selection: Selection) -> tuple[tuple[str, ...], bool]:
+    """The protocols a selection runs, as records name them, and whether Flower runs.
+
+    Args:
+        selection: the backends, r^n choices and references (names already checked).
+
+    Returns:
+        The protocols in :data:`PROTOCOLS` order (plain always, first), and whether the
+        Flower reference was asked for.
+    """
+    chosen = {PLAIN, *selection.backends}
+    if "paillier" in chosen:
+        chosen |= {f"paillier-{choice}" for choice in selection.randomness}
+    chosen |= set(selection.references)
+    return tuple(p for p in PROTOCOLS if p in chosen), FLOWER_OPTION in selection.references
+
+
+def selection_of(protocols: tuple[str, ...]) -> Selection:
+    """The selection that runs ``protocols`` (record names, ``flower`` included): the inverse
+    of :func:`run_names`, for presets and the deprecated ``--protocols`` spelling.
+
+    Args:
+        protocols: names from :data:`PROTOCOLS`, ``flower`` or ``flower-secagg+``.
+
+    Returns:
+        The backends, r^n choices and references those names mean.
+    """
+    names = set(protocols) | ({FLOWER_OPTION} if FLOWER in protocols else set())
+    paillier = [p for p in PAILLIER_PROTOCOLS if p in names]
+    backends = [b for b in (PLAIN, "secagg", "secagg+") if b in names]
+    return Selection(
+        backends=(*backends, *(("paillier",) if paillier else ())),
+        randomness=tuple(p.removeprefix("paillier-") for p in paillier),
+        references=tuple(r for r in REFERENCES if r in names),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

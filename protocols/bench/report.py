@@ -8,11 +8,14 @@ a time budget (or ``--complete-max-clients``) skipped. :func:`render_table` and
 :func:`render_csv` only format it; the JSON document (:meth:`BenchResult.document`, schema
 :data:`SCHEMA`) holds all of it.
 
-Rules: the table prints one row per grid point (a masking protocol's row names its threat
-model) and never a figure the records do not hold; a scaled figure is marked ``*``; ratios are
-read from the records, never recomputed here. When both threat models ran, a second table sets
-each active-model masking point beside its semi-honest twin: round seconds, upload bytes per
-client, their ratios, and what the active-only consistency round cost.
+Rules: the terminal table fits :data:`TABLE_WIDTH` (100) columns: one table of times and one
+of bytes and memory, one row per grid point (a masking protocol's row names its threat model)
+under its scenario's heading, and the units (:data:`UNITS`) under them; it never prints a
+figure the records do not hold, and what it leaves out (per-round figures, CPU time) is in the
+JSON and the CSV, which hold every record. A scaled figure is marked ``*``; ratios are read from
+the records, never recomputed here. When both threat models ran, a third table sets each
+active-model masking point beside its semi-honest twin: round seconds, upload bytes per client
+and their ratios.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import io
 import os
 import platform
 import sys
+import textwrap
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,11 +46,14 @@ from protocols.bench.metering import ALL, CLIENT, METRICS, SERVER, TOTAL
 from protocols.bench.runners import GridPoint, PaillierKeys
 from protocols.bench.statistics import PointResult, link, point_records
 from protocols.bench.sweep import capped_points, grid, measure_point, warm_up
+from protocols.simulate import ROUND_NAMES
 
 __all__ = [
     "PROTOCOL_LABELS",
     "SCHEMA",
+    "TABLE_WIDTH",
     "THREAT_MODEL_LABELS",
+    "UNITS",
     "BenchResult",
     "execute",
     "library_versions",
@@ -195,6 +202,11 @@ def _notes(config: BenchConfig, points: Sequence[GridPoint]) -> list[str]:
             "peak memory comes from one extra run with tracemalloc on (Python and numpy "
             "allocations; GMP's own are not traced); timed runs do not trace"
         )
+    if protocols & {*PAILLIER_PROTOCOLS, "phe"}:
+        notes.append(
+            "paillier-*, phe: Paillier has no masks, so no unmasking round: its records' round "
+            "masked_input is encryption (clients) and addition (server), unmasking is decryption"
+        )
     if protocols & set(PAILLIER_PROTOCOLS):
         notes.append(
             f"paillier-*: measured on about {config.paillier_max_dim} values (whole "
@@ -308,6 +320,15 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="bench", unit="point", file=sys.stderr, disable=not enabled)
 
 
+#: The widest line the terminal table prints; longer legend lines wrap.
+TABLE_WIDTH: Final = 100
+#: What the suffixes of the time and the bytes tables mean, printed under each.
+UNITS: Final = {
+    "time": "units: u = microseconds, m = milliseconds, no suffix = seconds; x = ratio",
+    "bytes": "units: B = bytes, KiB = 2^10 B, MiB = 2^20 B, GiB = 2^30 B; x = ratio",
+}
+
+
 def _seconds(value: float) -> str:
     if value >= 100:
         return f"{value:.0f}"
@@ -327,10 +348,10 @@ def _span(stats: Mapping[str, float] | None) -> str:
 def _size(value: float | None) -> str:
     if value is None:
         return "-"
-    for unit, factor in (("G", 2**30), ("M", 2**20), ("k", 2**10)):
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if value >= factor:
             return f"{value / factor:.1f}{unit}"
-    return f"{value:.0f}"
+    return f"{value:.0f}B"
 
 
 def _times(value: float | None) -> str:
@@ -341,64 +362,98 @@ def _times(value: float | None) -> str:
     return f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
 
 
-_TABLE_COLUMNS: Final = (
-    ("protocol", 16),
-    ("mode", 11),
-    ("n", 5),
-    ("d", 8),
-    ("drop", 8),
+def _wrap(text: str) -> list[str]:
+    """A legend or note line, wrapped at :data:`TABLE_WIDTH` (continuations indented)."""
+    return textwrap.wrap(text, TABLE_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+
+
+#: A table's columns: (title, width); the first is left-aligned, the others right-aligned.
+_Columns = Sequence[tuple[str, int]]
+_NAME_COLUMNS: Final = (("protocol", 15), ("mode", 11))
+_TIME_COLUMNS: Final = (
+    *_NAME_COLUMNS,
     ("client s [min-max]", 22),
     ("server s [min-max]", 22),
     ("round s", 8),
-    ("xplain", 8),
+    ("xplain", 7),
+    ("xflower", 7),
+)
+_BYTES_COLUMNS: Final = (
+    *_NAME_COLUMNS,
     ("client up", 10),
-    ("xplain", 8),
-    ("xflower", 8),
-    ("peak client", 12),
-    ("peak server", 12),
+    ("xplain", 7),
+    ("client down", 11),
+    ("all bytes", 10),
+    ("peak client", 11),
+    ("peak server", 11),
 )
 
 #: The records of one grid point by (party, round).
 _Group = Mapping[tuple[str, str], Mapping[str, Any]]
 
 
-def _scenario_cells(any_record: Mapping[str, Any]) -> list[str]:
+def _name_cells(any_record: Mapping[str, Any]) -> list[str]:
     name = any_record["protocol"] + ("*" if any_record["scale"] != 1 else "")
-    drop = f"{any_record['dropout']:.0%}@r{any_record['drop_at']}"
-    mode = any_record["threat_model"] or "-"
-    return [name, mode, str(any_record["clients"]), str(any_record["dim"]), drop]
+    return [name, any_record["threat_model"] or "-"]
 
 
-def _row_cells(group: _Group) -> list[str]:
+def _scenario_line(any_record: Mapping[str, Any]) -> str:
+    """The heading of one grid point's rows: n, d and who drops when."""
+    round_index = any_record["drop_at"]
+    return (
+        f"n = {any_record['clients']}, d = {any_record['dim']}, {any_record['dropout']:.0%} "
+        f"of clients dropping at round {round_index} ({ROUND_NAMES[round_index]})"
+    )
+
+
+def _failed(group: _Group) -> str | None:
     any_record = next(iter(group.values()))
-    scenario = _scenario_cells(any_record)
-    if any_record["status"] != "ok":
-        return [*scenario, f"FAILED: {any_record['error']}"]
+    return None if any_record["status"] == "ok" else f"FAILED: {any_record['error']}"
+
+
+def _median(group: _Group, party: str, metric: str, show: Callable[[float], str]) -> str:
+    stats = group.get((party, TOTAL), {}).get(metric)
+    return show(stats["median"]) if stats else "-"
+
+
+def _time_cells(group: _Group) -> list[str]:
     client, server, whole = (group.get((p, TOTAL), {}) for p in (CLIENT, SERVER, ALL))
     ratio = whole.get("ratio_to_plain") or {}
-    client_ratio = client.get("ratio_to_plain") or {}
     flower = whole.get("ratio_to_flower") or {}
     return [
-        *scenario,
         _span(client.get("wall_s")),
         _span(server.get("wall_s")),
-        _seconds(whole["wall_s"]["median"]) if whole.get("wall_s") else "-",
+        _median(group, ALL, "wall_s", _seconds),
         _times(ratio.get("wall_s")),
-        _size(client["bytes_sent"]["median"]) + "B" if client.get("bytes_sent") else "-",
-        _times(client_ratio.get("bytes_sent")),
         _times(flower.get("wall_s")) if flower else "",
-        _size(client.get("peak_bytes")) + "B" if client.get("peak_bytes") else "-",
-        _size(server.get("peak_bytes")) + "B" if server.get("peak_bytes") else "-",
     ]
 
 
-def _format_row(cells: Sequence[str], columns: Sequence[tuple[str, int]]) -> str:
-    """Cells right-aligned under their column, the first left-aligned (a short row stops)."""
-    widths = [w for _, w in columns][: len(cells)]
+def _bytes_cells(group: _Group) -> list[str]:
+    client, server = (group.get((p, TOTAL), {}) for p in (CLIENT, SERVER))
+    client_ratio = client.get("ratio_to_plain") or {}
+    return [
+        _median(group, CLIENT, "bytes_sent", _size),
+        _times(client_ratio.get("bytes_sent")),
+        _median(group, CLIENT, "bytes_received", _size),
+        _median(group, ALL, "bytes_sent", _size),
+        _size(client.get("peak_bytes")),
+        _size(server.get("peak_bytes")),
+    ]
+
+
+def _format_row(cells: Sequence[str], columns: _Columns) -> str:
+    """Cells under their columns: the first left-aligned, the others right-aligned."""
     return " ".join(
         f"{c:>{w}}" if i else f"{c:<{w}}"
-        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        for i, (c, (_, w)) in enumerate(zip(cells, columns, strict=True))
     )
+
+
+def _header(columns: _Columns) -> list[str]:
+    titles = [title for title, _ in columns]
+    line = _format_row(titles, columns)
+    return [line, "-" * len(line)]
 
 
 def _groups(records: Sequence[Mapping[str, Any]]) -> dict[tuple[object, ...], dict[Any, Any]]:
@@ -411,8 +466,38 @@ def _groups(records: Sequence[Mapping[str, Any]]) -> dict[tuple[object, ...], di
     return groups
 
 
+def _point_table(
+    groups: Mapping[tuple[object, ...], _Group],
+    columns: _Columns,
+    cells: Callable[[_Group], list[str]],
+) -> list[str]:
+    """One row per grid point under ``columns``, the points of one scenario under its heading."""
+    lines = _header(columns)
+    previous: tuple[object, ...] | None = None
+    for point, group in groups.items():
+        any_record = next(iter(group.values()))
+        if point[:4] != previous:
+            lines += ([""] if previous is not None else []) + [_scenario_line(any_record)]
+            previous = point[:4]
+        failed = _failed(group)
+        names = _format_row(_name_cells(any_record), columns[:2])
+        if failed is None:
+            row = _format_row([*_name_cells(any_record), *cells(group)], columns)
+            lines.append(row.rstrip())
+        else:
+            lines += textwrap.wrap(
+                f"{names} {failed}", TABLE_WIDTH, subsequent_indent=" " * (len(names) + 1)
+            )
+    return lines
+
+
 def render_table(result: BenchResult) -> str:
-    """The terminal table: one row per grid point, the threat-model comparison, the notes.
+    """The terminal table, at most :data:`TABLE_WIDTH` columns wide.
+
+    Two tables of one row per grid point, the points of a scenario under its heading: time
+    (client, server and round seconds, ratios to plain and Flower), then bytes and peak memory;
+    the units under each; the threat-model comparison; the legend and the notes. Every figure of the
+    records, the per-round ones included, is in ``--json`` and ``--csv``.
 
     Args:
         result: the finished benchmark.
@@ -421,32 +506,35 @@ def render_table(result: BenchResult) -> str:
         The table's text, without a final newline.
     """
     groups = _groups(result.records)
-    header = " ".join(f"{title:>{width}}" for title, width in _TABLE_COLUMNS)
-    lines = [header, "-" * len(header)]
-    previous: tuple[object, ...] | None = None
-    for point, group in groups.items():
-        if previous is not None and point[:4] != previous[:4]:
-            lines.append("")
-        previous = point
-        lines.append(_format_row(_row_cells(group), _TABLE_COLUMNS))
-    return "\n".join([*lines, "", *_threat_model_table(groups), *_footer(result)])
+    repeats = result.config.repeats
+    lines = [
+        f"time: seconds per protocol round, median [min-max] over {repeats} runs",
+        *_point_table(groups, _TIME_COLUMNS, _time_cells),
+        UNITS["time"],
+        "",
+        "bytes and memory: bytes per protocol round (median), peak memory (tracemalloc)",
+        *_point_table(groups, _BYTES_COLUMNS, _bytes_cells),
+        UNITS["bytes"],
+        "",
+        *_threat_model_table(groups),
+        *_footer(result),
+    ]
+    return "\n".join(lines)
 
 
 _MODE_COLUMNS: Final = (
-    ("protocol", 9),
+    ("protocol", 8),
     ("n", 5),
-    ("d", 8),
-    ("drop", 8),
-    ("k/t semi", 9),
-    ("k/t active", 10),
-    ("semi s", 9),
-    ("active s", 9),
-    ("xsemi", 7),
-    ("semi up B", 12),
-    ("active up B", 12),
-    ("xsemi", 7),
-    ("r3 client s", 11),
-    ("r3 server s", 11),
+    ("d", 7),
+    ("drop", 6),
+    ("semi k/t", 8),
+    ("act k/t", 7),
+    ("semi s", 8),
+    ("active s", 8),
+    ("xsemi", 6),
+    ("semi up B", 9),
+    ("act up B", 9),
+    ("xsemi", 6),
 )
 
 
@@ -458,24 +546,11 @@ def _degree_threshold(record: Mapping[str, Any]) -> str:
 def _mode_cells(semi: _Group, active: _Group) -> list[str]:
     """One comparison row: the semi-honest and active figures of one point, and their ratios."""
     any_active = next(iter(active.values()))
-    name, _, *scenario = _scenario_cells(any_active)
-    cells = [name, *scenario]
-    failed = [g for g in (semi, active) if next(iter(g.values()))["status"] != "ok"]
-    if failed:
-        return [*cells, f"FAILED: {next(iter(failed[0].values()))['error']}"]
+    drop = f"{any_active['dropout']:.0%}@r{any_active['drop_at']}"
+    cells = [any_active["protocol"], str(any_active["clients"]), str(any_active["dim"]), drop]
     whole, client = active.get((ALL, TOTAL), {}), active.get((CLIENT, TOTAL), {})
     whole_ratio = whole.get("ratio_to_semi_honest") or {}
     client_ratio = client.get("ratio_to_semi_honest") or {}
-
-    def median(group: _Group, party: str, round_name: str, metric: str) -> float | None:
-        stats = group.get((party, round_name), {}).get(metric)
-        return None if not stats else float(stats["median"])
-
-    def exact(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0f}"
-
-    def seconds(value: float | None) -> str:
-        return "-" if value is None else f"{value:.4f}"
 
     def ratio(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}x"
@@ -484,14 +559,12 @@ def _mode_cells(semi: _Group, active: _Group) -> list[str]:
         *cells,
         _degree_threshold(next(iter(semi.values()))),
         _degree_threshold(any_active),
-        seconds(median(semi, ALL, TOTAL, "wall_s")),
-        seconds(median(active, ALL, TOTAL, "wall_s")),
+        _median(semi, ALL, "wall_s", lambda v: f"{v:.4f}"),
+        _median(active, ALL, "wall_s", lambda v: f"{v:.4f}"),
         ratio(whole_ratio.get("wall_s")),
-        exact(median(semi, CLIENT, TOTAL, "bytes_sent")),
-        exact(median(active, CLIENT, TOTAL, "bytes_sent")),
+        _median(semi, CLIENT, "bytes_sent", lambda v: f"{v:.0f}"),
+        _median(active, CLIENT, "bytes_sent", lambda v: f"{v:.0f}"),
         ratio(client_ratio.get("bytes_sent")),
-        seconds(median(active, CLIENT, "consistency", "wall_s")),
-        seconds(median(active, SERVER, "consistency", "wall_s")),
     ]
 
 
@@ -502,42 +575,63 @@ def _threat_model_table(groups: Mapping[tuple[object, ...], _Group]) -> list[str
         if point[5] in (None, SEMI_HONEST):
             continue
         semi = groups.get((*point[:5], SEMI_HONEST))
-        if semi is not None:
+        if semi is None:
+            continue
+        failed = _failed(semi) or _failed(active)
+        if failed is None:
             rows.append(_format_row(_mode_cells(semi, active), _MODE_COLUMNS))
+        else:
+            rows += _wrap(f"{point[4]} n = {point[0]}, d = {point[1]}: {failed}")
     if not rows:
         return []
-    header = " ".join(f"{title:>{width}}" for title, width in _MODE_COLUMNS)
+    legend = (
+        "k/t: degree and threshold (semi-honest, active); semi s, active s: round seconds "
+        "(every party's summed, median); up B: bytes a client sends (mean per finishing client, "
+        "median); xsemi: active over semi-honest; the consistency round (3, active only) is in "
+        "--json and --csv (round 'consistency')"
+    )
     return [
         "active against semi-honest (same run, inputs and dropouts):",
-        header,
-        "-" * len(header),
+        *_header(_MODE_COLUMNS),
         *rows,
-        "k/t: degree and threshold; semi s / active s: round seconds (every party's summed, "
-        "median); up B: bytes a client sends (mean per finishing client, median); xsemi: "
-        "active over semi-honest; r3: the consistency round (mean client, server), active only",
+        *_wrap(legend),
         "",
     ]
 
 
 def _footer(result: BenchResult) -> list[str]:
     m = result.machine
-    lines = [
+    legend = (
         "mode: the threat model of a masking run (- where the protocol has one whatever the "
-        "threat); client s / server s: per-client and server seconds per round, median "
-        f"[min-max] over {result.config.repeats} runs; round s: every party's seconds summed; "
-        "xplain: ratio to the plain sum of the same run; client up: bytes a client sends; "
-        "xflower: round time over Flower's; peak: tracemalloc; * measured on a smaller d and "
-        "scaled (see notes)",
-        f"machine: {m['cpu_count']} x {m['cpu_model']}, Python {m['python']}; run {result.run_id}",
-        result.flower["reason"],
-        "protocols: " + "; ".join(f"{p} = {PROTOCOL_LABELS[p]}" for p in result.protocol_names()),
-        "threat models: "
-        + "; ".join(f"{m} = {THREAT_MODEL_LABELS[m]}" for m in result.config.threat_models),
+        "threat); client s, server s: per-client and server seconds per round; round s: every "
+        "party's seconds summed; xplain: ratio to the plain sum of the same run; xflower: round "
+        "time over Flower's; client up, client down: bytes a client sends, receives (mean per "
+        "finishing client); all bytes: every byte sent, counted once; peak: tracemalloc; "
+        "* measured on a smaller d and scaled (see notes); paillier-fresh, paillier-djn: "
+        "--protocol paillier with --randomness fresh, djn"
+    )
+    lines = [
+        *_wrap(legend),
+        *_wrap(
+            f"machine: {m['cpu_count']} x {m['cpu_model']}, Python {m['python']}; "
+            f"run {result.run_id}"
+        ),
+        *_wrap(result.flower["reason"]),
+        *_wrap(
+            "protocols: "
+            + "; ".join(f"{p} = {PROTOCOL_LABELS[p]}" for p in result.protocol_names())
+        ),
     ]
-    lines.extend(f"note: {note}" for note in result.notes)
+    if result.config.threat_models:
+        lines += _wrap(
+            "threat models: "
+            + "; ".join(f"{t} = {THREAT_MODEL_LABELS[t]}" for t in result.config.threat_models)
+        )
+    for note in result.notes:
+        lines += _wrap(f"note: {note}")
     for skip in result.skipped:
         mode = "" if skip["threat_model"] is None else f"/{skip['threat_model']}"
-        lines.append(
+        lines += _wrap(
             f"skipped ({skip['reason']}): {skip['protocol']}{mode} n={skip['clients']} "
             f"d={skip['dim']} dropout={skip['dropout']:g}@r{skip['drop_at']}"
         )

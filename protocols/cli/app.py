@@ -7,8 +7,9 @@
 modules. This keeps ``secagg demo`` fast and working without the optional extras.
 
 :func:`main` is the one place that turns a :class:`~secagg.errors.SecAggError` into
-``secagg: error: ...`` on stderr with exit status 2; argparse exits with status 2 on a usage
-error by itself.
+``secagg <command>: error: ...`` on stderr with exit status 2: the same prefix as argparse's own
+usage errors of that subcommand (which exit with status 2 by themselves), and plain
+``secagg: error:`` only when no subcommand was named.
 
 ``bench``'s command line is :mod:`protocols.cli.bench`; imports flow ``protocols.cli`` ->
 ``protocols.bench`` and never back, so it is imported here like ``demo``.
@@ -24,12 +25,21 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 import secagg
+from protocols.cli import bench, demo, keys
 from protocols.cli.bench import add_bench_arguments, run_bench
 from protocols.cli.demo import add_demo_arguments, run_demo
 from protocols.cli.keys import add_keys_arguments, run_keys
-from secagg.errors import SecAggError
+from secagg.errors import PackageShadowedError, SecAggError
 
-__all__ = ["MODELS_COMMANDS", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "DESCRIPTION",
+    "EPILOG",
+    "MODELS_COMMANDS",
+    "build_parser",
+    "command_prog",
+    "main",
+]
 
 #: Commands implemented under ``models`` (they need torch): name -> module. Each module has
 #: ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -37,6 +47,19 @@ MODELS_COMMANDS: Final[dict[str, str]] = {
     "train": "models.commands.train",
     "recommend": "models.commands.recommend",
 }
+#: ``secagg --help``'s text above and below the list of commands.
+DESCRIPTION: Final = """\
+Secure aggregation for federated recommenders: a server learns the sum of the
+clients' updates and nothing else. Run one round and see what the server saw
+(demo), measure each protocol's cost (bench), deal a deployment's keys (keys),
+train a recommender over a secure backend (train) and serve it (recommend).
+Every command has its own --help."""
+EPILOG: Final = """\
+examples:
+  secagg demo --clients 20 --dim 1000
+  secagg train --protocol secagg+ --rounds 10"""
+#: Every subcommand of ``secagg``.
+COMMANDS: Final = ("demo", "bench", "keys", *MODELS_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,30 +71,51 @@ def build_parser() -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
+    return _build_parsers()[0]
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``secagg`` parser, and its subcommands' parsers by name."""
     parser = argparse.ArgumentParser(
-        prog="secagg", description="Secure aggregation for federated recommenders."
+        prog="secagg",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"secagg {secagg.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     add_demo_arguments(
         commands.add_parser(
-            "demo", help="run one secure-aggregation round in-process and explain it"
+            "demo",
+            help="run one secure-aggregation round in-process and explain it",
+            description=demo.DESCRIPTION,
+            epilog=demo.EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
     add_bench_arguments(
         commands.add_parser(
-            "bench", help="measure the overhead of each protocol against a plain sum"
+            "bench",
+            help="measure the overhead of each protocol against a plain sum",
+            # protocols.cli.bench may give its --help a DESCRIPTION and an EPILOG.
+            description=getattr(bench, "DESCRIPTION", None),
+            epilog=getattr(bench, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
     add_keys_arguments(
         commands.add_parser(
-            "keys", help="write a roster and identity key files for an active-model deployment"
+            "keys",
+            help="write a roster and identity key files for an active-model deployment",
+            description=keys.DESCRIPTION,
+            epilog=keys.EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
     # train and recommend need torch (the 'models' extra); their options are parsed lazily.
     commands.add_parser("train", help="federated training of a recommender on a secure backend")
     commands.add_parser("recommend", help="top-K items for a user from a training checkpoint")
-    return parser
+    return parser, dict(commands.choices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(arguments)
     except SecAggError as error:
-        print(f"secagg: error: {error}", file=sys.stderr)
+        print(f"{command_prog(arguments)}: error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # The reader of our output left (``| head``): not a failure of the command.
@@ -95,10 +139,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def command_prog(arguments: Sequence[str]) -> str:
+    """The name errors of this command line start with: ``secagg demo``, or ``secagg``.
+
+    The top-level parser takes no option with a value, so a subcommand, when there is one, is
+    the first argument.
+
+    Args:
+        arguments: the arguments after the program name.
+
+    Returns:
+        ``secagg <command>`` when ``arguments`` name a subcommand, else ``secagg``.
+    """
+    if arguments and arguments[0] in COMMANDS:
+        return f"secagg {arguments[0]}"
+    return "secagg"
+
+
 def _dispatch(arguments: list[str]) -> int:
     if arguments and arguments[0] in MODELS_COMMANDS:
         return _models_command(arguments[0], arguments[1:])
-    args = build_parser().parse_args(arguments)
+    parser, subcommands = _build_parsers()
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown:
+        # The subcommand's own parser reports them, with its prefix (``secagg demo: error:``).
+        subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "demo":
         return run_demo(args)
     if args.command == "bench":
@@ -112,15 +177,23 @@ def _models_command(name: str, rest: Sequence[str]) -> int:
     """Run ``train`` / ``recommend``, which live in ``models`` and need torch."""
     try:
         module = importlib.import_module(MODELS_COMMANDS[name])
+    except PackageShadowedError:
+        raise  # a clash of package names, not a missing extra: main() prints it
     except ImportError as error:
         print(
-            f"secagg: error: '{name}' needs the models extra: pip install 'secagg[models]' "
-            f"({error})",
+            f"secagg {name}: error: this command needs the models extra: pip install "
+            f"'secagg[models]' ({error})",
             file=sys.stderr,
         )
         return 2
     add_arguments: Callable[[argparse.ArgumentParser], None] = module.add_arguments
     run: Callable[[argparse.Namespace], int] = module.run
-    parser = argparse.ArgumentParser(prog=f"secagg {name}")
+    # A command module may give its --help a DESCRIPTION and an EPILOG (pre-wrapped text).
+    parser = argparse.ArgumentParser(
+        prog=f"secagg {name}",
+        description=getattr(module, "DESCRIPTION", None),
+        epilog=getattr(module, "EPILOG", None),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     return run(parser.parse_args(rest))

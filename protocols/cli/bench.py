@@ -10,8 +10,13 @@ import path resolved on first use).
 
 Rules: every option arrives as text and is validated by
 :func:`~protocols.cli.bench_options.config_from_options`, which raises :class:`ParameterError`
-naming the flag; ``-`` as a ``--json`` or ``--csv`` path means standard output, and then the
-table is not printed.
+naming the flag. What runs is named as everywhere else: ``--protocol`` takes the backends of
+:data:`~protocols.defaults.BACKEND_NAMES` (as ``secagg demo --protocol`` and ``secagg train
+--aggregator`` do), ``--randomness`` Paillier's r^n choices (as ``secagg demo --randomness``),
+and ``--reference`` the outside implementations (phe, Flower), which are no backend of this
+project. The old ``--protocols`` spelling still works, hidden, with a warning that gives the
+new one. ``--json`` and ``--csv`` alone (or with ``-``) write to standard output, as ``--json``
+does in every other command, and then the table is not printed.
 """
 
 from __future__ import annotations
@@ -25,15 +30,16 @@ from pathlib import Path
 from protocols.bench.config import (
     DEFAULT_PRESET,
     FLOWER,
-    FLOWER_OPTION,
     PRESETS,
-    PROTOCOLS,
+    RANDOMNESS,
+    REFERENCES,
     THREAT_MODELS,
     BenchConfig,
 )
 from protocols.bench.plots import write_plots
 from protocols.bench.report import execute, render_csv, render_table
-from protocols.cli.bench_options import OPTION_DEFAULTS, config_from_options
+from protocols.cli.bench_options import OPTION_DEFAULTS, config_from_options, deprecation_line
+from protocols.defaults import BACKEND_NAMES
 from protocols.simulate import ROUND_NAMES
 from secagg.errors import SecAggError
 
@@ -68,13 +74,19 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         help="; ".join(f"{name}: {p.description}" for name, p in PRESETS.items())
         + f" (default: {DEFAULT_PRESET})",
     )
-    names = ", ".join((*PROTOCOLS, FLOWER_OPTION))
-    grid.add_argument(
-        "--protocols", nargs="+", default=None, help=f"any of: {names} (plain always runs)"
-    )
+    _add_selection_arguments(grid)
     grid.add_argument("--clients", nargs="+", default=None, help="numbers of clients n")
-    grid.add_argument("--dims", nargs="+", default=None, help="vector lengths d (1e5 works)")
-    grid.add_argument("--dropouts", nargs="+", default=None, help="dropout rates in [0, 1)")
+    grid.add_argument(
+        "--dims", "--dim", dest="dims", nargs="+", default=None, help="vector lengths d (1e5 works)"
+    )
+    grid.add_argument(
+        "--dropouts",
+        "--dropout",
+        dest="dropouts",
+        nargs="+",
+        default=None,
+        help="dropout rates in [0, 1)",
+    )
     rounds = ", ".join(f"{i} {name}" for i, name in enumerate(ROUND_NAMES))
     grid.add_argument(
         "--drop-at",
@@ -83,8 +95,8 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"protocol rounds at which clients drop ({rounds}; a semi-honest round has no 3)",
     )
     grid.add_argument(
-        "--threat-models",
         "--threat-model",
+        "--threat-models",
         dest="threat_models",
         nargs="+",
         default=None,
@@ -99,15 +111,50 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--repeats", default=None, help="timed runs per grid point")
 
 
+def _add_selection_arguments(grid: argparse._ArgumentGroup) -> None:
+    """What runs: backends (as in ``secagg demo --protocol``), r^n choices, references."""
+    grid.add_argument(
+        "--protocol",
+        nargs="+",
+        default=None,
+        metavar="{" + ",".join(BACKEND_NAMES) + "}",
+        help=f"backends to measure, any of: {', '.join(BACKEND_NAMES)} (plain always runs; "
+        "with --protocol or --reference given, the other one defaults to none, else the "
+        "preset chooses)",
+    )
+    grid.add_argument(
+        "--randomness",
+        nargs="+",
+        default=None,
+        metavar="{" + ",".join(RANDOMNESS) + "}",
+        help="Paillier's r^n, one or both: fresh (standard assumption), djn (DJN short "
+        "exponent, faster); default: both",
+    )
+    grid.add_argument(
+        "--reference",
+        nargs="+",
+        default=None,
+        metavar="{" + ",".join(REFERENCES) + "}",
+        help=f"outside implementations to measure beside them, any of: {', '.join(REFERENCES)} "
+        "(phe's per-value Paillier; Flower 1.42's SecAgg+, needs the flower extra)",
+    )
+    # The spelling before one vocabulary; run_bench says how to write it now.
+    grid.add_argument("--protocols", nargs="+", default=None, help=argparse.SUPPRESS)
+
+
 def _add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     proto = parser.add_argument_group("protocol parameters")
     proto.add_argument("--threshold", default=None, help="Shamir threshold / min contributors")
     proto.add_argument("--degree", default=None, help="SecAgg+ neighbour count k (even)")
     proto.add_argument(
-        "--value-bits", default=OPTION_DEFAULTS["value_bits"], help="quantization bits per value"
+        "--value-bits",
+        default=OPTION_DEFAULTS["value_bits"],
+        help="quantization bits per value (default: %(default)s, every entry point's)",
     )
     proto.add_argument(
-        "--clip", default=OPTION_DEFAULTS["clip"], help="clipping bound of the float updates"
+        "--clip",
+        default=OPTION_DEFAULTS["clip"],
+        help="clipping bound of the float updates (default: %(default)s)",
     )
     proto.add_argument(
         "--key-bits", default=OPTION_DEFAULTS["key_bits"], help="Paillier key size: 2048 or 3072"
@@ -130,8 +177,16 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--seed", default=OPTION_DEFAULTS["seed"], help="seed of the benchmark's DATA only"
     )
-    run.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="'-': stdout")
-    run.add_argument("--csv", dest="csv_path", default=None, metavar="PATH", help="'-': stdout")
+    for flag, what in (("--json", "the JSON document"), ("--csv", "one CSV row per record")):
+        run.add_argument(
+            flag,
+            dest=flag[2:] + "_path",
+            nargs="?",
+            const="-",
+            default=None,
+            metavar="PATH",
+            help=f"write {what} to PATH; alone or '-': to stdout, instead of the table",
+        )
     run.add_argument("--plot-dir", default=None, metavar="DIR", help="write PNG plots here")
 
 
@@ -174,6 +229,9 @@ def run_bench(args: argparse.Namespace) -> int:
             threshold, ...), with the fix in the message.
     """
     config = config_from_args(args)
+    deprecated = deprecation_line(vars(args))
+    if deprecated is not None:
+        print(f"secagg: warning: {deprecated}", file=sys.stderr)
     result = execute(config)
     to_stdout = "-" in (config.json_path, config.csv_path)
     if not to_stdout:

@@ -8,7 +8,13 @@ parser (:mod:`protocols.cli.bench`), and :mod:`protocols.bench` never imports th
 
 Rules: :func:`config_from_options` takes the raw values by name (the ``dest`` of each flag), so
 it serves argparse and any other caller; it checks every option, then hands the configuration to
-:func:`protocols.bench.config.check_config` for what is about the grid as a whole.
+:func:`protocols.bench.config.check_config` for what is about the grid as a whole. What runs
+is named as in every other command: ``--protocol`` takes backends
+(:data:`~protocols.defaults.BACKEND_NAMES`), ``--randomness`` Paillier's r^n choices and
+``--reference`` the outside implementations; the deprecated ``--protocols`` names are translated
+into them (:func:`deprecation_line` says how to write them now), and a name given to the wrong
+option is refused with its right spelling. ``--value-bits`` and ``--clip`` default to
+:mod:`protocols.defaults`, as everywhere.
 """
 
 from __future__ import annotations
@@ -20,12 +26,16 @@ from protocols.bench.config import (
     DEFAULT_PRESET,
     FLOWER,
     FLOWER_OPTION,
-    PLAIN,
     PRESETS,
     PROTOCOLS,
+    RANDOMNESS,
+    REFERENCES,
     THREAT_MODELS,
     BenchConfig,
+    Selection,
     check_config,
+    run_names,
+    selection_of,
 )
 from protocols.cli.arguments import (
     optional_positive_int,
@@ -34,31 +44,113 @@ from protocols.cli.arguments import (
     positive_ints,
     split_values,
 )
+from protocols.defaults import BACKEND_NAMES, DEFAULT_CLIP, DEFAULT_VALUE_BITS
 from protocols.rounds import RoundPolicy, ThreatModel
 from protocols.simulate import ROUND_NAMES
 from secagg.errors import ParameterError
 from secagg.hazmat.paillier import SUPPORTED_KEY_BITS
 
-__all__ = ["OPTION_DEFAULTS", "config_from_options"]
+__all__ = ["OPTION_DEFAULTS", "config_from_options", "deprecation_line"]
 
-#: Defaults of the options that no preset sets (raw text, as a command line gives them).
+#: Defaults of the options that no preset sets (raw text, as a command line gives them); the
+#: quantization is every entry point's (:mod:`protocols.defaults`).
 OPTION_DEFAULTS: Final[Mapping[str, str]] = {
-    "value_bits": "16",
-    "clip": "1.0",
+    "value_bits": str(DEFAULT_VALUE_BITS),
+    "clip": str(DEFAULT_CLIP),
     "key_bits": "2048",
     "seed": "0",
 }
 
+#: The names the deprecated ``--protocols`` took: record names, and ``flower``.
+_OLD_NAMES: Final = (*PROTOCOLS, FLOWER_OPTION, FLOWER)
 
-def _check_protocols(names: Sequence[str]) -> tuple[tuple[str, ...], bool]:
-    known = (*PROTOCOLS, FLOWER_OPTION, FLOWER)
+
+def _new_spelling(selection: Selection) -> str:
+    """``selection`` as the ``--protocol``, ``--randomness`` and ``--reference`` options."""
+    words = ["--protocol", *selection.backends] if selection.backends else []
+    if "paillier" in selection.backends and selection.randomness:
+        words += ["--randomness", *selection.randomness]
+    if selection.references:
+        words += ["--reference", *selection.references]
+    return " ".join(words)
+
+
+def _old_selection(names: Sequence[str]) -> Selection:
+    """What the deprecated ``--protocols NAME ...`` asks for."""
+    for name in names:
+        if name not in _OLD_NAMES:
+            raise ParameterError(
+                f"--protocols: unknown protocol {name!r}: choose from "
+                f"{', '.join((*PROTOCOLS, FLOWER_OPTION))} (or use --protocol, --randomness "
+                "and --reference)"
+            )
+    return selection_of(tuple(names))
+
+
+def _names(option: str, names: Sequence[str], known: Sequence[str], hint: str) -> tuple[str, ...]:
+    """The names given to ``option``, each one of ``known``, in ``known``'s order."""
     for name in names:
         if name not in known:
-            raise ParameterError(
-                f"unknown protocol {name!r}: choose from {', '.join((*PROTOCOLS, FLOWER_OPTION))}"
+            old = (
+                f"; {name!r} is {_new_spelling(_old_selection([name]))}"
+                if name in _OLD_NAMES
+                else ""
             )
-    chosen = tuple(p for p in PROTOCOLS if p in names or p == PLAIN)
-    return chosen, FLOWER_OPTION in names or FLOWER in names
+            raise ParameterError(
+                f"{option}: unknown name {name!r}: choose from {', '.join(known)}{hint}{old}"
+            )
+    return tuple(k for k in known if k in names)
+
+
+def _selection(given: _Options) -> Selection:
+    """What runs: ``--protocol`` and ``--reference`` (else the preset's), ``--randomness``.
+
+    Give either of ``--protocol`` and ``--reference`` and the other one defaults to none
+    (plain always runs); give neither and the preset chooses.
+    """
+    old = split_values(given.raw("protocols"))
+    backends, references, randomness = (
+        split_values(given.raw(name)) for name in ("protocol", "reference", "randomness")
+    )
+    if old:
+        if backends or references or randomness:
+            raise ParameterError(
+                "--protocols is the deprecated spelling of --protocol, --randomness and "
+                "--reference: use only the new options"
+            )
+        return _old_selection(old)
+    preset = selection_of(given.preset.protocols)
+    chosen = Selection(
+        backends=_names("--protocol", backends, BACKEND_NAMES, " (phe, flower: --reference)"),
+        randomness=_names("--randomness", randomness, RANDOMNESS, ""),
+        references=_names("--reference", references, REFERENCES, ""),
+    )
+    if not (backends or references):
+        chosen = Selection(preset.backends, chosen.randomness, preset.references)
+    if randomness and "paillier" not in chosen.backends:
+        raise ParameterError("--randomness applies to --protocol paillier only")
+    if not randomness:
+        chosen = Selection(chosen.backends, preset.randomness or RANDOMNESS, chosen.references)
+    return chosen
+
+
+def deprecation_line(options: Mapping[str, object]) -> str | None:
+    """The warning for the deprecated ``--protocols`` spelling, with the new one, or None.
+
+    Args:
+        options: option values by ``dest`` name (the old spelling's is ``protocols``).
+
+    Returns:
+        One line (``--protocols is deprecated: write --protocol secagg --reference phe``), or
+        None when ``--protocols`` was not given.
+
+    Raises:
+        ParameterError: ``--protocols`` names an unknown protocol.
+    """
+    old = split_values(options.get("protocols"))
+    if not old:
+        return None
+    return f"--protocols is deprecated: write {_new_spelling(_old_selection(old))}"
 
 
 def _check_dropouts(texts: Iterable[str]) -> tuple[float, ...]:
@@ -184,7 +276,9 @@ def config_from_options(options: Mapping[str, object]) -> BenchConfig:
     """
     given = _Options(options)
     preset = given.preset
-    protocols, flower = _check_protocols(given.texts("protocols", preset.protocols))
+    if given.path("json_path") == given.path("csv_path") == "-":
+        raise ParameterError("--json and --csv cannot both write to stdout: give one a PATH")
+    protocols, flower = run_names(_selection(given))
     threshold = _check_threshold(given.raw("threshold"))
     degree = given.raw("degree")
     key_bits = _check_key_bits(given.text("key_bits"))

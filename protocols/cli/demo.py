@@ -21,16 +21,26 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from protocols.aggregators.paillier import check_committee
-from protocols.cli.arguments import non_negative_int, positive_int, unit_fraction
+from protocols.cli.arguments import (
+    MAX_VALUE_BITS,
+    check_committee_options,
+    check_ring,
+    non_negative_int,
+    positive_int,
+    positive_real,
+    unit_fraction,
+    value_bits,
+)
 from protocols.cli.transcript import print_transcript
+from protocols.defaults import BACKEND_NAMES, DEFAULT_CLIP, DEFAULT_VALUE_BITS
 from protocols.identity import trusted_setup
-from protocols.messages import EncryptedInput, MaskedInput, Message
+from protocols.messages import MAX_DECRYPTORS, EncryptedInput, MaskedInput, Message
 from protocols.paillier import (
     DecryptionSide,
     DecryptorSettings,
@@ -38,7 +48,13 @@ from protocols.paillier import (
     PaillierParams,
     PaillierSimulator,
 )
-from protocols.rounds import THREAT_MODELS, RoundPlan, RoundPolicy, tolerated_dropout
+from protocols.rounds import (
+    DEFAULT_CORRUPT_FRACTION,
+    THREAT_MODELS,
+    RoundPlan,
+    RoundPolicy,
+    tolerated_dropout,
+)
 from protocols.simulate import (
     ROUND_NAMES,
     Interceptor,
@@ -57,7 +73,20 @@ from secagg.hazmat.paillier import (
 )
 from secagg.paillier_keys import PaillierKeypair, RandomnessMode, generate_paillier_keypair
 
-__all__ = ["add_demo_arguments", "run_demo"]
+__all__ = ["DEMO_PROTOCOLS", "DESCRIPTION", "EPILOG", "add_demo_arguments", "run_demo"]
+
+#: The backends a demo round can run: every backend but the plain sum, which has no protocol.
+DEMO_PROTOCOLS: Final = tuple(name for name in BACKEND_NAMES if name != "plain")
+#: ``secagg demo --help``'s text above and below the options (pre-wrapped).
+DESCRIPTION: Final = """\
+Run one real secure-aggregation round in-process: n clients mask (or encrypt)
+seeded random updates, some drop out, and the server sums the rest. Shows what
+the server saw, checks the sum bit for bit, and reports time and bytes per party
+and round. Exit status 0 when the sum is exact, 1 when the round aborted."""
+EPILOG: Final = """\
+examples:
+  secagg demo --clients 20 --dim 1e4 --dropout 0.2
+  secagg demo --protocol paillier --clients 10 --dim 1000 --json"""
 
 #: The server views the demo shows (the first clients to upload).
 _SHOWN_UPLOADS = 3
@@ -75,19 +104,44 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: the (sub)parser to extend.
     """
-    parser.add_argument("--protocol", choices=("secagg", "secagg+", "paillier"), default="secagg+")
-    parser.add_argument("--clients", type=positive_int, default=50)
-    parser.add_argument("--dim", type=positive_int, default=10_000)
     parser.add_argument(
-        "--dropout", type=unit_fraction, default=0.1, help="fraction of clients lost"
+        "--protocol",
+        choices=DEMO_PROTOCOLS,
+        default="secagg+",
+        help="secagg: masks on the complete graph; secagg+: masks on a sparse Harary graph of "
+        "--degree neighbours; paillier: additively homomorphic encryption (default: "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--clients",
+        metavar="N",
+        type=positive_int,
+        default=50,
+        help="clients invited to the round, at least 2 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dim",
+        metavar="D",
+        type=positive_int,
+        default=10_000,
+        help="length of each client's update vector, 1e5 or 100000 alike (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dropout",
+        metavar="FRACTION",
+        type=unit_fraction,
+        default=0.1,
+        help="fraction of the clients that drop out, in [0, 1) (default: %(default)s)",
     )
     parser.add_argument(
         "--drop-at",
-        type=int,
+        type=non_negative_int,
         choices=range(len(ROUND_NAMES)),
         default=None,
-        help="protocol round (0-4, 3 = consistency) at which they drop; default: spread over "
-        "all rounds",
+        metavar="ROUND",
+        help="protocol round at which they drop: 0 advertise keys, 1 share keys, 2 masked "
+        "input, 3 consistency (active server only), 4 unmasking (default: spread over every "
+        "round)",
     )
     parser.add_argument(
         "--threat-model",
@@ -96,45 +150,115 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="active (default): signed keys against a trusted roster, a public SecAgg+ graph "
         "and the consistency round; semi-honest: trust the server to follow the protocol",
     )
-    parser.add_argument("--value-bits", type=positive_int, default=16)
-    parser.add_argument("--clip", type=float, default=1.0)
-    parser.add_argument("--degree", type=positive_int, default=None, help="SecAgg+ degree k")
-    parser.add_argument("--threshold", type=positive_int, default=None)
+    _add_encoding_arguments(parser)
     _add_paillier_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the demo's DATA only")
-    parser.add_argument("--through-wire", action="store_true", help="encode every message")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_output_arguments(parser)
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data seed and how the demo shows its round."""
+    parser.add_argument(
+        "--seed",
+        metavar="SEED",
+        type=non_negative_int,
+        default=0,
+        help="seed of the demo's DATA only; keys, masks and shares always come from the OS "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--through-wire",
+        action="store_true",
+        help="encode and decode every message as it would travel, and count its bytes",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the transcript"
+    )
+
+
+def _add_encoding_arguments(parser: argparse.ArgumentParser) -> None:
+    """The quantization and masking-graph options of ``secagg demo``."""
+    parser.add_argument(
+        "--value-bits",
+        metavar="BITS",
+        type=value_bits,
+        default=DEFAULT_VALUE_BITS,
+        help=f"bits of one quantized value, 1 .. {MAX_VALUE_BITS}; the ring adds ceil(log2 "
+        "--clients) bits of headroom (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--clip",
+        metavar="CLIP",
+        type=positive_real,
+        default=DEFAULT_CLIP,
+        help="each value is clipped to [-CLIP, CLIP] before quantization (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--degree",
+        metavar="K",
+        type=positive_int,
+        default=None,
+        help="secagg+ only: neighbours of each client, even, at least 2 and below --clients "
+        "(default: chosen from --clients and --dropout)",
+    )
+    parser.add_argument(
+        "--threshold",
+        metavar="T",
+        type=positive_int,
+        default=None,
+        help="secagg and secagg+ only: shares of a client's secrets needed to recover them, at "
+        "least 2 and at most its neighbours + 1 (default: chosen for --dropout and the threat "
+        "model)",
+    )
 
 
 def _add_paillier_arguments(parser: argparse.ArgumentParser) -> None:
     """The Paillier options of ``secagg demo``: key, randomness, committee, processes."""
-    parser.add_argument("--key-bits", type=int, choices=SUPPORTED_KEY_BITS, default=2048)
+    parser.add_argument(
+        "--key-bits",
+        metavar="BITS",
+        type=positive_int,
+        choices=SUPPORTED_KEY_BITS,
+        default=2048,
+        help="Paillier: bits of the modulus n, one of "
+        f"{', '.join(str(bits) for bits in SUPPORTED_KEY_BITS)} (default: %(default)s)",
+    )
     parser.add_argument(
         "--randomness",
         choices=("fresh", "djn"),
         default="fresh",
-        help="Paillier r^n: fresh (standard assumption) or DJN short exponent (faster)",
+        help="Paillier r^n: fresh (standard assumption) or DJN short exponent (faster) "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--decryptors",
+        metavar="M",
         type=positive_int,
         default=1,
-        help="Paillier: m parties holding shares of the secret key (1: a single key holder)",
+        help="Paillier: m parties holding shares of the secret key, 1 .. "
+        f"{MAX_DECRYPTORS} (default: %(default)s, a single key holder)",
     )
     parser.add_argument(
         "--decryption-threshold",
+        metavar="T",
         type=positive_int,
         default=None,
-        help="Paillier: t of the m decryptors decrypt together (default: a majority)",
+        help="Paillier: t of the m decryptors decrypt together, a majority: m/2 < t <= m "
+        "(default: the smallest majority)",
     )
     parser.add_argument(
         "--decryptor-dropouts",
+        metavar="COUNT",
         type=non_negative_int,
         default=0,
-        help="Paillier: how many committee members never answer, the first ones (at most m - t)",
+        help="Paillier: how many committee members never answer, the first ones, at most m - t "
+        "(default: %(default)s)",
     )
     parser.add_argument(
-        "--processes", type=positive_int, default=1, help="Paillier worker processes"
+        "--processes",
+        metavar="P",
+        type=positive_int,
+        default=1,
+        help="Paillier: worker processes that encrypt and decrypt (default: %(default)s)",
     )
 
 
@@ -149,8 +273,9 @@ def run_demo(args: argparse.Namespace) -> int:
     """
     rng = np.random.default_rng(args.seed)  # demo data only; protocol randomness is the OS's
     n, d = args.clients, args.dim
-    _check_paillier_only(args)
+    _check_options(args)
     policy = _round_policy(args)
+    _check_threshold(args, policy)
     # Planning refuses fewer than 2 clients, for every protocol, before any data is drawn.
     planned = None if args.protocol == "paillier" else _plan_masking(args, policy)
     plan = policy.plan(range(n)) if planned is None else None
@@ -182,16 +307,42 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if summary["exact"] else 1
 
 
-def _check_paillier_only(args: argparse.Namespace) -> None:
-    """The committee options mean something only for Paillier: refuse them elsewhere; and a
-    SecAgg+ degree must fit the round."""
-    if args.protocol == "secagg+" and args.degree is not None and args.degree >= args.clients:
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse, naming the flags, options no round can run with, before any key or data.
+
+    The library checks the same limits again, in terms of its own parameters.
+    """
+    if args.clients < 2:
         raise ParameterError(
-            f"--degree {args.degree} must be below --clients {args.clients}: a client has at most "
-            f"{args.clients - 1} neighbours (--protocol secagg is the complete graph)"
+            f"--clients {args.clients}: a secure round needs at least 2 clients (one client's "
+            "sum is its own input)"
         )
+    check_ring(args.value_bits, args.clients, "--clients")
     if args.protocol == "paillier":
-        return
+        _check_paillier_options(args)
+    else:
+        _check_masking_options(args)
+
+
+def _check_masking_options(args: argparse.Namespace) -> None:
+    """SecAgg / SecAgg+: the degree, the dropout it can survive, the threshold's floor; and no
+    committee option."""
+    _check_degree(args)
+    if (
+        args.protocol == "secagg+"
+        and tolerated_dropout(args.dropout) + DEFAULT_CORRUPT_FRACTION >= 0.5
+    ):
+        most = 0.5 - DEFAULT_CORRUPT_FRACTION
+        raise ParameterError(
+            f"--dropout {args.dropout} is too high for --protocol secagg+: its graph is sized for "
+            f"that fraction of lost clients plus {DEFAULT_CORRUPT_FRACTION:g} colluding with the "
+            "server, and once they reach half no threshold is both reachable and secure; use "
+            f"--dropout below {most:g}, or --protocol secagg"
+        )
+    if args.threshold is not None and args.threshold < 2:
+        raise ParameterError(
+            f"--threshold {args.threshold} must be at least 2: one share must never reveal a key"
+        )
     given = [
         flag
         for flag, value, default in (
@@ -202,7 +353,70 @@ def _check_paillier_only(args: argparse.Namespace) -> None:
         if value != default
     ]
     if given:
-        raise ParameterError(f"{', '.join(given)} apply to --protocol paillier only")
+        raise ParameterError(f"{_flags_apply(given)} to --protocol paillier only")
+
+
+def _flags_apply(flags: list[str]) -> str:
+    """``--a applies`` or ``--a, --b apply``."""
+    return f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'}"
+
+
+def _check_degree(args: argparse.Namespace) -> None:
+    """A ``--degree`` belongs to SecAgg+ and must make a Harary graph of ``--clients``."""
+    if args.degree is None:
+        return
+    if args.protocol != "secagg+":
+        raise ParameterError(
+            f"--degree applies to --protocol secagg+ only (--protocol {args.protocol} masks on "
+            "the complete graph: every client is a neighbour of every other)"
+        )
+    if args.degree >= args.clients:
+        raise ParameterError(
+            f"--degree {args.degree} must be below --clients {args.clients}: a client has at most "
+            f"{args.clients - 1} neighbours (--protocol secagg is the complete graph)"
+        )
+    if args.degree < 2 or args.degree % 2:
+        raise ParameterError(
+            f"--degree {args.degree} must be even and at least 2: each client has degree/2 "
+            "neighbours on either side of the Harary ring"
+        )
+
+
+def _check_paillier_options(args: argparse.Namespace) -> None:
+    """Paillier: no masking-graph option, and a committee that can decrypt."""
+    ignored = [flag for flag in ("--degree", "--threshold") if getattr(args, flag[2:]) is not None]
+    if ignored:
+        raise ParameterError(
+            f"{_flags_apply(ignored)} to --protocol secagg and secagg+ only: the Paillier key "
+            "holder decrypts only a sum of a majority of --clients"
+        )
+    check_committee_options(args.decryptors, args.decryption_threshold)
+    members = args.decryptors
+    threshold = args.decryption_threshold or members // 2 + 1
+    if args.decryptor_dropouts > members - threshold:
+        raise ParameterError(
+            f"--decryptor-dropouts {args.decryptor_dropouts} leaves fewer than the "
+            f"--decryption-threshold {threshold} of {members} decryptors"
+        )
+
+
+def _check_threshold(args: argparse.Namespace, policy: RoundPolicy) -> None:
+    """A ``--threshold`` of a masking round must not exceed a neighbourhood's share holders."""
+    if args.threshold is None or args.protocol == "paillier":
+        return
+    holders = policy.degree_for(args.clients) + 1
+    if args.threshold <= holders:
+        return
+    if args.protocol == "secagg":
+        raise ParameterError(
+            f"--threshold {args.threshold} exceeds --clients {args.clients}: on the complete "
+            "graph every client's secrets are shared among all the clients"
+        )
+    raise ParameterError(
+        f"--threshold {args.threshold} exceeds the {holders} share holders of a neighbourhood "
+        f"(a client and its {holders - 1} neighbours, --degree): lower --threshold or raise "
+        "--degree"
+    )
 
 
 def _round_policy(args: argparse.Namespace) -> RoundPolicy:
@@ -301,11 +515,6 @@ def _run_paillier(
 ) -> tuple[SimulationReport, dict[str, Any]]:
     """Generate the keys, run a Paillier round; return its report and the summary's setup."""
     members, threshold = check_committee(args.decryptors, args.decryption_threshold)
-    if args.decryptor_dropouts > members - threshold:
-        raise ParameterError(
-            f"--decryptor-dropouts {args.decryptor_dropouts} leaves fewer than the "
-            f"--decryption-threshold {threshold} of {members} decryptors"
-        )
     mode = RandomnessMode.DJN if args.randomness == "djn" else RandomnessMode.FRESH
     started = time.perf_counter()
     keys = _deal_keys(args.key_bits, mode, members, threshold)

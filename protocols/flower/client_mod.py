@@ -107,6 +107,14 @@ FloatArray = npt.NDArray[np.float64]
 RingArray = npt.NDArray[np.generic]
 
 
+class _TrainFunctionError(LocalProtocolError):
+    """No upload from this node this round: its own training failed, not the server's message.
+
+    The user's train function (or a Mod after ours) raised a secagg error or returned an error
+    reply, or its reply cannot be encoded (no weight, a weight out of bounds, other arrays).
+    """
+
+
 @dataclass
 class _ClientMemory:
     """What a node keeps between messages of one run, in ``context.state[STATE_RECORD]``."""
@@ -152,7 +160,10 @@ class SecAggMod:
 
     Protocol failures (a malicious or confused server, a replay, a bad setup) poison the machine,
     are logged and answered with an :class:`~protocols.messages.Abort`; the poisoned state is kept
-    in ``context.state`` so no later message of that round gets an answer.
+    in ``context.state`` so no later message of that round gets an answer. A train function
+    that fails with a ``secagg.errors`` exception ends the round for this node the same way,
+    logged and answered as "the train function failed: ..."; any other exception propagates to
+    Flower, which sends it as the node's error reply.
 
     Args:
         min_threshold: the smallest Shamir threshold this node accepts from the server (in the
@@ -238,6 +249,9 @@ class SecAggMod:
             if setup is not None and not isinstance(setup, ConfigRecord):
                 raise RemoteProtocolError(f"{SETUP_RECORD!r} must be a ConfigRecord")
             outgoing, metrics = self._step(incoming, setup, memory, message, context, call_next)
+        except _TrainFunctionError as error:
+            logger.warning("secagg: no upload from this node: %s", error)
+            outgoing = _abort_reply(incoming, str(error))
         except SecAggError as error:
             logger.warning("secagg: refused %s: %s", type(incoming).__name__, error)
             outgoing = _abort_reply(incoming, str(error))
@@ -428,11 +442,19 @@ def _train_and_encode(
     if settings is None:
         raise LocalProtocolError("no quantization settings were received for this round")
     layout = ArrayLayout.of(message.content)
-    reply = call_next(message, context)
+    try:
+        reply = call_next(message, context)
+    except SecAggError as error:
+        # The user's own training raised one of our errors (e.g. a model setting it refused):
+        # a failure of this node, not a refusal of the server's message, and it says so.
+        raise _TrainFunctionError(f"the train function failed: {error}") from error
     if reply.has_error():
-        raise LocalProtocolError(f"the train function failed: {reply.error.reason}")
-    weight = weight_of(reply.content, settings.weight_key)
-    vector = _encode_update(settings, layout.flatten(reply.content), weight)
+        raise _TrainFunctionError(f"the train function failed: {reply.error.reason}")
+    try:
+        weight = weight_of(reply.content, settings.weight_key)
+        vector = _encode_update(settings, layout.flatten(reply.content), weight)
+    except LocalProtocolError as error:
+        raise _TrainFunctionError(str(error)) from error
     return vector, without_weight(reply.content, settings.weight_key)
 
 

@@ -47,6 +47,7 @@ from typing import Final, Literal, Protocol, TypeVar
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
+from protocols.defaults import DEFAULT_VALUE_BITS, FLOWER_CLIP
 from protocols.flower.keys import check_claim
 from protocols.flower.records import (
     IDENTIFY_RECORD,
@@ -183,9 +184,14 @@ class SecureAggregationWorkflow:
         timeout: deadline in seconds of each protocol round; silent nodes are dropped. Flower's
             SuperLink and SuperNodes poll every 3 s, so keep it well above 6.
         upload_timeout: deadline of the round that includes local training (default ``timeout``).
-        clip: each node clips its values to ``[-clip, clip]`` before weighting them.
-        value_bits: quantization bits; the ring adds ceil(log2 n) bits of headroom, so 22 bits
-            keep uploads in uint32 up to 1024 nodes (Flower's SecAgg+ default precision).
+        clip: each node clips its values to ``[-clip, clip]`` before weighting them. The
+            default, :data:`~protocols.defaults.FLOWER_CLIP`, is larger than the Python
+            aggregators' :data:`~protocols.defaults.DEFAULT_CLIP` because this workflow sums
+            the model *parameters* each ClientApp returns (FedAvg), not small update deltas;
+            it is Flower SecAgg+'s own ``clipping_range``.
+        value_bits: quantization bits (default :data:`~protocols.defaults.DEFAULT_VALUE_BITS`);
+            the ring adds ceil(log2 n) bits of headroom, so 22 bits keep uploads in uint32 up to
+            1024 nodes (Flower's SecAgg+ default precision).
         max_weight: the largest FedAvg weight a node may report.
         weighted_by_key: the train metric holding the weight (FedAvg's ``weighted_by_key``).
         threshold, degree, dropout_fraction, corrupt_fraction: as for
@@ -213,8 +219,8 @@ class SecureAggregationWorkflow:
         *,
         timeout: float = 30.0,
         upload_timeout: float | None = None,
-        clip: float = 8.0,
-        value_bits: int = 22,
+        clip: float = FLOWER_CLIP,
+        value_bits: int = DEFAULT_VALUE_BITS,
         max_weight: float = 1000.0,
         weighted_by_key: str = "num-examples",
         threshold: int | None = None,

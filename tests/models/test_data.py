@@ -273,5 +273,5 @@ def test_cli_train_data_format_reads_a_file_whose_name_says_nothing(
     base = ["train", "--data", str(path), "--rounds", "1", "--clients-per-round", "4", "--dim", "4"]
     assert main(base) == 2
     assert "--data-format" in capsys.readouterr().err
-    assert main([*base, "--aggregator", "plain", "--data-format", "ml-1m"]) == 0
+    assert main([*base, "--protocol", "plain", "--data-format", "ml-1m"]) == 0
     assert "12 users" in capsys.readouterr().out

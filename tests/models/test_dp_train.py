@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -20,8 +21,10 @@ from models import (
     synthetic_interactions,
 )
 from models.commands.train import _Output, _RoundTable
-from models.factory import make_dp_aggregator
+from models.factory import AGGREGATORS, DP_BACKENDS, make_aggregator, make_dp_aggregator
+from protocols.aggregators import make_aggregator as protocols_make_aggregator
 from protocols.cli import main
+from protocols.defaults import BACKEND_NAMES
 from protocols.dp_aggregator import DistributedDPAggregator
 from secagg.dp import PrivacyAccountant, choose_parameters
 from secagg.errors import ParameterError
@@ -57,7 +60,7 @@ def test_train_dp_json_reports_epsilon_every_round_as_the_accountant_does(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = main(
-        ["train", "--aggregator", "secagg", "--dp-epsilon", "8", "--dp-delta", "1e-5",
+        ["train", "--protocol", "secagg", "--dp-epsilon", "8", "--dp-delta", "1e-5",
          "--dp-clip", "0.5", "--rounds", "3", "--eval-every", "1", "--dropout", "0.2",
          "--json", *SMALL]
     )  # fmt: skip
@@ -112,7 +115,7 @@ def test_train_dp_table_has_an_epsilon_column_and_a_privacy_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = main(
-        ["train", "--aggregator", "secagg+", "--dp-epsilon", "4", "--dp-mechanism", "skellam",
+        ["train", "--protocol", "secagg+", "--dp-epsilon", "4", "--dp-mechanism", "skellam",
          "--rounds", "2", "--eval-every", "1", *SMALL]
     )  # fmt: skip
     assert code == 0
@@ -137,9 +140,9 @@ def test_train_dp_table_has_an_epsilon_column_and_a_privacy_line(
 def test_train_dp_refuses_backends_without_masking(
     backend: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["train", "--aggregator", backend, "--dp-epsilon", "8", "--rounds", "1", *SMALL])
+    code = main(["train", "--protocol", backend, "--dp-epsilon", "8", "--rounds", "1", *SMALL])
     assert code == 2
-    assert "--aggregator secagg or secagg+" in capsys.readouterr().err
+    assert "--protocol secagg or secagg+" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -153,7 +156,7 @@ def test_train_dp_rejects_bad_arguments(args: list[str]) -> None:
 
 
 def test_train_without_dp_reports_no_epsilon(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--aggregator", "plain", "--rounds", "1", "--json", *SMALL]) == 0
+    assert main(["train", "--protocol", "plain", "--rounds", "1", "--json", *SMALL]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0]["epsilon"] is None
     assert lines[0]["released"] is None and lines[0]["noise_multiplier"] is None
@@ -251,3 +254,29 @@ def test_make_dp_aggregator_needs_two_guaranteed_survivors() -> None:
             dimension=10,
             clip_norm=1.0,
         )
+
+
+def test_models_factory_uses_the_shared_backend_names_and_factory() -> None:
+    """``secagg train`` chooses from the one set of names, mapped once, in protocols."""
+    assert AGGREGATORS == BACKEND_NAMES
+    assert make_aggregator is protocols_make_aggregator
+    assert DP_BACKENDS == ("secagg", "secagg+")
+
+
+@pytest.mark.parametrize("name", ["secagg", "secagg+"])
+def test_make_dp_aggregator_runs_on_the_named_masking_backend(name: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecated graph name on the way
+        aggregator = make_dp_aggregator(
+            name,
+            epsilon=8.0,
+            delta=1e-5,
+            rounds=1,
+            clients_per_round=6,
+            population=60,
+            dropout=0.0,
+            dimension=10,
+            clip_norm=1.0,
+        )
+    assert aggregator.protocol == aggregator.policy.protocol == name
+    assert aggregator.name == f"dp-{name}"

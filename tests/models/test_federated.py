@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +31,7 @@ from models import (
     rating_split,
     synthetic_interactions,
 )
-from protocols.aggregators import AggregationResult, Aggregator, PlainAggregator
+from protocols.aggregators import AggregationResult, Aggregator, PlainAggregator, UpdateLike
 from secagg.errors import InsufficientSurvivorsError, ParameterError
 
 
@@ -46,12 +47,14 @@ class SpyAggregator:
 
     def aggregate(
         self,
-        updates: Mapping[int, npt.ArrayLike],
+        updates: Mapping[int, UpdateLike],
         *,
         weights: Mapping[int, float] | None = None,
         dropouts: Mapping[int, int] | None = None,
     ) -> AggregationResult:
-        self.inputs.append({u: np.array(x, copy=True) for u, x in updates.items()})
+        self.inputs.append(
+            {u: np.array(cast(npt.ArrayLike, x), copy=True) for u, x in updates.items()}
+        )
         self.dropouts.append(None if dropouts is None else dict(dropouts))
         result = self.inner.aggregate(updates, weights=weights, dropouts=dropouts)
         self.results.append(result)

@@ -44,7 +44,7 @@ def test_masking_mf_matches_plain_mf(
         # Semi-honest: the sums are the same in both threat models (tests/protocols/masking
         # pins that bit for bit); the active rounds' signatures would only cost time here.
         MaskingAggregator(
-            "complete", clip=mf_config.clip, value_bits=VALUE_BITS, threat_model="semi-honest"
+            "secagg", clip=mf_config.clip, value_bits=VALUE_BITS, threat_model="semi-honest"
         ),
     )
     plain_metrics = plain_mf_trainer.history.last_ranking()
@@ -83,7 +83,7 @@ def test_masking_neumf_matches_plain_neumf(synthetic_split: LeaveOneOutSplit) ->
     plain = _train_neumf(synthetic_split, PlainAggregator())
     secure = _train_neumf(
         synthetic_split,
-        MaskingAggregator("complete", clip=1.0, value_bits=VALUE_BITS, threat_model="semi-honest"),
+        MaskingAggregator("secagg", clip=1.0, value_bits=VALUE_BITS, threat_model="semi-honest"),
     )
     plain_metrics = plain.history.last_ranking()
     secure_metrics = secure.history.last_ranking()
@@ -102,7 +102,7 @@ def test_secagg_plus_with_dropouts_tracks_plain_training() -> None:
     vectors = []
     for aggregator in (
         PlainAggregator(),
-        MaskingAggregator("harary", clip=1.0, value_bits=VALUE_BITS),
+        MaskingAggregator("secagg+", clip=1.0, value_bits=VALUE_BITS),
     ):
         model = MatrixFactorization(80, 120, 8, seed=0)
         trainer = FederatedTrainer(model, split.train, aggregator, config)

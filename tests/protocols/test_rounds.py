@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocols.defaults import DEFAULT_VALUE_BITS
 from protocols.graph import NeighbourGraph, complete_graph, secagg_plus_parameters
 from protocols.rounds import RoundPolicy, plan_round
 from secagg.errors import ParameterError
@@ -18,7 +19,8 @@ def test_plan_secagg_is_complete_with_majority_threshold(n: int) -> None:
     assert plan.graph is not None and plan.graph.is_complete()
     assert plan.degree == n - 1
     assert plan.threshold == max(2, n // 2 + 1)
-    assert plan.modulus_bits == 16 + (n - 1).bit_length()
+    assert plan.value_bits == DEFAULT_VALUE_BITS  # the shared default
+    assert plan.modulus_bits == DEFAULT_VALUE_BITS + (n - 1).bit_length()
 
 
 @given(n=st.integers(3, 300))

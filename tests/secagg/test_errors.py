@@ -17,6 +17,7 @@ from secagg.errors import (
     InvalidSignatureError,
     KeyReuseError,
     LocalProtocolError,
+    PackageShadowedError,
     ParameterError,
     ProtocolError,
     ReconstructionError,
@@ -30,6 +31,7 @@ from secagg.errors import (
 #: Every error class and the classes it must directly derive from.
 _PARENTS: dict[type[Exception], tuple[type[Exception], ...]] = {
     ParameterError: (SecAggError, ValueError),
+    PackageShadowedError: (SecAggError, ImportError),
     ProtocolError: (SecAggError,),
     LocalProtocolError: (ProtocolError,),
     RemoteProtocolError: (ProtocolError,),
@@ -83,6 +85,15 @@ def test_errors_decryptor_errors_name_the_decryptor_and_survive_pickling(
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
     assert (str(copy), getattr(copy, attribute)) == (str(error), 2)
+
+
+def test_errors_package_shadowed_error_is_an_import_error_and_survives_pickling() -> None:
+    # Code that guards an optional import with `except ImportError` must still catch it.
+    error = PackageShadowedError("models is taken", name="models.mf", path="/tmp/p/models")
+    assert isinstance(error, ImportError)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is PackageShadowedError
+    assert (str(copy), copy.name, copy.path) == ("models is taken", "models.mf", "/tmp/p/models")
 
 
 def test_errors_wire_format_error_is_a_remote_protocol_error() -> None:

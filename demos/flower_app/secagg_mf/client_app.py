@@ -3,7 +3,8 @@
 The only secure-aggregation code a Flower user adds on the client is the Mod on the train
 function: ``@app.train(mods=[secagg_mod])``. :func:`backend_mod` exists only so that the same
 app can also run Flower's own SecAgg+ (``backend = "flower-secagg+"``) for the side-by-side
-timing; a real app installs one of the two Mods directly.
+timing, and give the virtual nodes of Flower's simulation runtime their key files
+(:mod:`secagg_mf.simulation`); a real app installs one Mod directly.
 
 Flower starts a fresh ClientApp process for every message, so this module imports torch (through
 :mod:`secagg_mf.task`) only inside the functions that train or evaluate: the three protocol rounds
@@ -16,6 +17,13 @@ server sends in their place), or ``secagg-threat-model="semi-honest"`` to run wi
 (SecAgg and SecAgg+ only); for Paillier also ``secagg-paillier-key``, the node's copy of the
 decryptors' public key file, which it pins (there is no trust on first use); and,
 to play a device that stalls (the deployment test kills it meanwhile), ``stall-from-round``.
+
+Flower's simulation runtime gives each virtual node only ``partition-id`` and ``num-partitions``:
+a virtual node takes its key files from the run config's ``simulation-keys`` directory instead
+(:mod:`secagg_mf.simulation` says why that is honest only in a simulation). To lose a node there,
+the run config names it: ``fail-partition = i`` makes partition ``i``'s train function raise from
+round ``fail-from-round`` on, after the node has taken part in the key rounds, so the server
+drops it at the upload and recovers its masks (this works on a deployment too).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from protocols.flower import secagg_mod
+from secagg_mf.simulation import node_mod
 
 if TYPE_CHECKING:
     from secagg_mf.task import Settings
@@ -40,13 +48,21 @@ CallNext = Callable[[Message, Context], Message]
 STATES_RECORD = "user-states"
 
 
+class NodeFailureError(RuntimeError):
+    """The failure a run asks of one node (run config ``fail-partition``): a crashed device."""
+
+
 def backend_mod(message: Message, context: Context, call_next: CallNext) -> Message:
-    """Our ``secagg_mod``, or Flower's ``secaggplus_mod`` when the run asks for the baseline."""
+    """Our ``secagg_mod``, or Flower's ``secaggplus_mod`` when the run asks for the baseline.
+
+    A virtual node of Flower's simulation runtime gets the Mod with its key files from
+    :func:`secagg_mf.simulation.node_mod`; a deployed node the plain ``secagg_mod``.
+    """
     if context.run_config.get("backend") == "flower-secagg+":
         from secagg_mf import baseline
 
         return baseline.flower_secaggplus_mod(message, context, call_next)
-    return secagg_mod(message, context, call_next)
+    return node_mod(context)(message, context, call_next)
 
 
 def _partition(context: Context, settings: Settings) -> tuple[int, np.ndarray]:
@@ -80,6 +96,12 @@ def train(message: Message, context: Context) -> Message:
         print(f"secagg-demo: node {partition_id} stalls in round {server_round}", flush=True)
         sys.stdout.flush()
         time.sleep(settings.stall_seconds)
+    if partition_id == settings.fail_partition and server_round >= settings.fail_from_round:
+        print(f"secagg-demo: node {partition_id} fails in round {server_round}", flush=True)
+        raise NodeFailureError(
+            f"partition {partition_id} fails from round {settings.fail_from_round} on "
+            "(run config fail-partition)"
+        )
     arrays, states, loss, interactions = task.local_train(
         settings,
         task.arrays_of(message),

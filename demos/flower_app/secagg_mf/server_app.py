@@ -11,10 +11,15 @@ needs ``roster``, the path of the deployment's roster file on the ServerApp's ma
 it, and one key file per node, with ``python -m protocols.flower DIR --clients N``); each node
 holds its own key file and copy of the roster in its node config (``secagg-identity-key``,
 ``secagg-roster``). ``"semi-honest"`` needs no keys; its nodes say
-``secagg-threat-model="semi-honest"`` in their node config.
+``secagg-threat-model="semi-honest"`` in their node config. In Flower's simulation runtime the
+virtual nodes have no node config of their own: ``simulation-keys`` names the directory of the
+simulation's key files (``secagg keys DIR --clients N``), from which this app takes the roster
+(unless ``roster`` is set) and each virtual node its own key (:mod:`secagg_mf.simulation`).
 
 With ``result-path`` set, the app writes a JSON report (per-round wall time, survivors, dropped
-nodes, evaluation) and the arrays after each round (``<result-path>.npz``).
+nodes, ``"aborted": true`` for a secure round that aborted, evaluation) and the arrays after each
+round (``<result-path>.npz``). A run whose secure rounds all aborted trained nothing: the app
+then raises :class:`RoundsAbortedError`, so that Flower marks the run failed.
 
 Paillier (``paillier-keys``, the directory written by ``secagg keys DIR --clients N --decryptors
 M``, and ``roster``): the decryptors (the single key holder, or the committee members of which
@@ -136,30 +141,38 @@ def make_workflow(settings: task.Settings, run_id: int) -> SecureAggregationWork
     backend = settings.backend
     if backend == "plain" or backend == "flower-secagg+":
         raise ValueError(f"backend {backend!r} does not run a SecureAggregationWorkflow")
+    roster = settings.server_roster()
     if backend != "paillier":
         # The ServerApp's copy of the roster only lets it plan the public graph and check the
         # signatures; each node trusts its own copy, never anything this app sends.
         threat_model = check_threat_model(settings.threat_model)
-        roster = (settings.roster or None) if threat_model == "active" else None
+        if threat_model == "semi-honest":
+            return SecureAggregationWorkflow(backend, threat_model=threat_model, **common)
+        if not roster:
+            raise ParameterError(
+                "threat-model='active' needs roster='DIR/roster.txt' (a deployment) or "
+                "simulation-keys='DIR' (a simulation) in the run config (write them with: "
+                "secagg keys DIR --clients N), or threat-model='semi-honest'"
+            )
         return SecureAggregationWorkflow(
             backend, threat_model=threat_model, roster=roster, **common
         )
-    if not settings.paillier_keys or not settings.roster:
+    paillier_keys = settings.server_paillier_keys()
+    if not paillier_keys or not roster:
         raise ParameterError(
-            "backend='paillier' needs paillier-keys='DIR' and roster='DIR/roster.txt' in the run "
-            "config (write them with: secagg keys DIR --clients N --decryptors M)"
+            "backend='paillier' needs paillier-keys='DIR' and roster='DIR/roster.txt' (a "
+            "deployment) or simulation-keys='DIR' (a simulation) in the run config (write them "
+            "with: secagg keys DIR --clients N --decryptors M)"
         )
     # Demo only: a deployment runs each decryptor as its own party (see the module docstring).
     decryptors = load_decryptors(
-        settings.paillier_keys,
+        paillier_keys,
         session_id=flower_session_id(run_id),
-        roster=settings.roster,
+        roster=roster,
         value_bits=settings.value_bits,
         max_clients=1024,
     )
-    return SecureAggregationWorkflow(
-        "paillier", decryptors=decryptors, roster=settings.roster, **common
-    )
+    return SecureAggregationWorkflow("paillier", decryptors=decryptors, roster=roster, **common)
 
 
 def make_strategy(settings: task.Settings, run_id: int) -> TimedFedAvg | TimedSecAggFedAvg:
@@ -173,6 +186,14 @@ def make_strategy(settings: task.Settings, run_id: int) -> TimedFedAvg | TimedSe
     if settings.backend == "plain":
         return TimedFedAvg(**common)
     return TimedSecAggFedAvg(make_workflow(settings, run_id), **common)
+
+
+#: The backends whose rounds run our protocol (and may abort).
+_SECURE_BACKENDS = ("secagg", "secagg+", "paillier")
+
+
+class RoundsAbortedError(RuntimeError):
+    """Every secure round of the run aborted, so no model was trained: the run has failed."""
 
 
 #: Our loggers: the app's, the library's (``secagg.*``) and its protocol packages'.
@@ -216,6 +237,12 @@ def main(grid: Grid, context: Context) -> None:
         }
         np.savez(path.with_suffix(".npz"), **named)
         path.write_text(json.dumps(report, indent=2))
+    if settings.backend in _SECURE_BACKENDS and settings.num_server_rounds > 0 and not arrays:
+        # Flower would mark the run completed; a run that trained nothing has failed.
+        raise RoundsAbortedError(
+            f"all {settings.num_server_rounds} secure rounds aborted (the 'round N aborted' "
+            "warnings above say why): no model was trained"
+        )
 
 
 def _run_strategy(
@@ -234,9 +261,9 @@ def _run_strategy(
         timeout=settings.upload_timeout,
         train_config=ConfigRecord(),
     )
-    secure = strategy.results if isinstance(strategy, TimedSecAggFedAvg) else {}
+    secure = strategy.results if isinstance(strategy, TimedSecAggFedAvg) else None
     report["rounds"] = [
-        _round_entry(r, s, secure.get(r)) for r, s in sorted(strategy.clock.seconds.items())
+        _round_entry(r, s, secure) for r, s in sorted(strategy.clock.seconds.items())
     ]
     report["evaluate"] = {
         str(r): dict(m) for r, m in sorted(result.evaluate_metrics_clientapp.items())
@@ -245,11 +272,17 @@ def _run_strategy(
 
 
 def _round_entry(
-    server_round: int, seconds: float, secure: SecureRoundResult | None
+    server_round: int, seconds: float, secure: dict[int, SecureRoundResult] | None
 ) -> dict[str, object]:
+    """One round of the report; a secure round without a result aborted (the log says why)."""
     entry: dict[str, object] = {"round": server_round, "seconds": seconds}
-    if secure is not None:
-        entry["survivors"] = [str(n) for n in secure.survivors]
-        entry["dropped"] = {str(n): r for n, r in secure.dropped.items()}
-        entry["protocol_seconds"] = secure.seconds
+    if secure is None:
+        return entry
+    result = secure.get(server_round)
+    if result is None:
+        entry["aborted"] = True
+        return entry
+    entry["survivors"] = [str(n) for n in result.survivors]
+    entry["dropped"] = {str(n): r for n, r in result.dropped.items()}
+    entry["protocol_seconds"] = result.seconds
     return entry

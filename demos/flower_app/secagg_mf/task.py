@@ -22,8 +22,10 @@ ClientApp, the ServerApp and the baseline, with a clear error when a record has 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
@@ -48,7 +50,9 @@ from models import (
     synthetic_interactions,
 )
 from models.training import train_user
+from protocols.defaults import DEFAULT_VALUE_BITS, FLOWER_CLIP
 from protocols.flower.records import config_value
+from protocols.keyfiles import ROSTER_FILE
 
 #: The aggregation backends of the demo (``backend`` in the run config).
 Backend = Literal["plain", "secagg", "secagg+", "paillier", "flower-secagg+"]
@@ -73,14 +77,17 @@ class Settings:
     local_epochs: int = 2
     learning_rate: float = 1.0
     seed: int = 0
-    clip: float = 8.0
-    value_bits: int = 22
+    clip: float = FLOWER_CLIP
+    value_bits: int = DEFAULT_VALUE_BITS
     max_weight: float = 10000.0
     paillier_keys: str = ""
     stall_seconds: float = 120.0
     result_path: str = ""
     threat_model: str = "active"
     roster: str = ""
+    simulation_keys: str = ""
+    fail_partition: int = -1
+    fail_from_round: int = 1
 
     @classmethod
     def from_run_config(cls, config: UserConfig) -> Settings:
@@ -96,6 +103,16 @@ class Settings:
         if settings.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {settings.backend!r}")
         return settings
+
+    def server_roster(self) -> str:
+        """The roster file of the ServerApp: ``roster``, else the simulation's (or ``""``)."""
+        if self.roster or not self.simulation_keys:
+            return self.roster
+        return str(Path(self.simulation_keys) / ROSTER_FILE)
+
+    def server_paillier_keys(self) -> str:
+        """The Paillier key directory: ``paillier-keys``, else the simulation's (or ``""``)."""
+        return self.paillier_keys or self.simulation_keys
 
 
 def _as_type_of(default: object, value: UserConfigValue) -> str | int | float:
@@ -211,17 +228,23 @@ def local_evaluate(
 
 
 def fedavg_reference(
-    settings: Settings, arrays: ArrayRecord, num_partitions: int, server_round: int = 1
+    settings: Settings,
+    arrays: ArrayRecord,
+    num_partitions: int,
+    server_round: int = 1,
+    partitions: Iterable[int] | None = None,
 ) -> tuple[dict[str, np.ndarray], float]:
     """Plain FedAvg of round ``server_round`` from ``arrays``, recomputed offline (test oracle).
 
     Valid for the first round, where every node starts from its initial private states.
+    ``partitions`` are the nodes in the average (default: all ``num_partitions``), e.g. the
+    survivors of a round that lost a node.
 
     Returns:
         The weighted average of the nodes' trained arrays, and the total weight.
     """
     trained, weights = [], []
-    for partition in range(num_partitions):
+    for partition in range(num_partitions) if partitions is None else partitions:
         users = partition_users(settings, partition, num_partitions)
         states = initial_user_states(settings, users)
         record, _, _, weight = local_train(

@@ -32,11 +32,11 @@ def _backends(clip: float, max_weight: float | None, keys: PaillierKeypair) -> d
     options: dict[str, Any] = {"clip": clip, "value_bits": VALUE_BITS, "max_weight": max_weight}
     semi: dict[str, Any] = {**options, "threat_model": "semi-honest"}
     return {
-        "secagg": MaskingAggregator("complete", **options),
-        "secagg semi-honest": MaskingAggregator("complete", **semi),
+        "secagg": MaskingAggregator("secagg", **options),
+        "secagg semi-honest": MaskingAggregator("secagg", **semi),
         # Against an active server a neighbourhood of 7 needs t = 5 (t > (k + c) / 2).
-        "secagg+": MaskingAggregator("harary", degree=6, **options),
-        "secagg+ semi-honest": MaskingAggregator("harary", degree=4, **semi),
+        "secagg+": MaskingAggregator("secagg+", degree=6, **options),
+        "secagg+ semi-honest": MaskingAggregator("secagg+", degree=4, **semi),
         "paillier": PaillierAggregator(max_clients=32, keypair=keys, **options),
     }
 

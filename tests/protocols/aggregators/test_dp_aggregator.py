@@ -60,7 +60,7 @@ def weak() -> DistributedDPAggregator:
         max_clients=CLIENTS,
         dimension=DIMENSION,
         clip_norm=1.0,
-        graph="harary",
+        protocol="secagg+",
         mechanism="skellam",
     )
 
@@ -302,10 +302,10 @@ def test_dp_aggregator_secagg_plus_graph_is_sparse_for_many_clients(
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"graph": "ring"}, "graph"),
+        ({"protocol": "ring"}, "protocol"),
         ({"expected_clients": 0}, "expected_clients"),
         ({"max_clients": 3}, "max_clients"),
-        ({"graph": "harary", "dropout_fraction": 0.3, "corrupt_fraction": 0.3}, "below 0.5"),
+        ({"protocol": "secagg+", "dropout_fraction": 0.3, "corrupt_fraction": 0.3}, "below 0.5"),
         ({"sampling_rate": 1.5}, "sampling_rate"),
         ({"target_epsilon": 0.0}, "target_epsilon"),
         ({"clip_norm": -1.0}, "clip_norm"),
@@ -323,3 +323,51 @@ def test_dp_aggregator_rejects_bad_parameters(overrides: dict[str, Any], match: 
     arguments.update(overrides)
     with pytest.raises(ParameterError, match=match):
         DistributedDPAggregator(**arguments)
+
+
+def _small_dp(**backend: Any) -> DistributedDPAggregator:
+    return DistributedDPAggregator(
+        target_epsilon=4.0,
+        target_delta=DELTA,
+        rounds=1,
+        sampling_rate=1.0,
+        expected_clients=2,
+        dimension=4,
+        **backend,
+    )
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"),
+    [
+        ({"protocol": "complete"}, "secagg"),
+        ({"protocol": "harary"}, "secagg+"),
+        ({"graph": "complete"}, "secagg"),
+        ({"graph": "harary"}, "secagg+"),
+        ({"graph": "secagg+"}, "secagg+"),
+    ],
+    ids=repr,
+)
+def test_dp_aggregator_old_graph_spellings_still_work_with_one_deprecation_warning(
+    backend: dict[str, str], expected: str
+) -> None:
+    with pytest.warns(DeprecationWarning, match="deprecated") as caught:
+        aggregator = _small_dp(**backend)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert aggregator.protocol == aggregator.policy.protocol == expected
+    assert aggregator.name == f"dp-{expected}"
+
+
+@pytest.mark.parametrize("protocol", ["secagg", "secagg+"])
+def test_dp_aggregator_backend_names_do_not_warn(protocol: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aggregator = _small_dp(protocol=protocol)
+    assert aggregator.policy.protocol == protocol
+
+
+def test_dp_aggregator_refuses_the_backend_given_twice_or_a_custom_graph() -> None:
+    with pytest.raises(ParameterError, match="once"):
+        _small_dp(protocol="secagg+", graph="secagg")
+    with pytest.raises(ParameterError, match="custom graph"):
+        _small_dp(protocol=lambda ids: None, threat_model="semi-honest")

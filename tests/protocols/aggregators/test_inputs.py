@@ -34,9 +34,9 @@ def _backend(name: str, keys: PaillierKeypair) -> Any:
     if name == "plain":
         return PlainAggregator()
     if name == "secagg":
-        return MaskingAggregator("complete")
+        return MaskingAggregator("secagg")
     if name == "secagg+":
-        return MaskingAggregator("harary", degree=2, threat_model="semi-honest")
+        return MaskingAggregator("secagg+", degree=2, threat_model="semi-honest")
     if name == "paillier":
         return PaillierAggregator(max_clients=8, keypair=keys)
     return DistributedDPAggregator(
@@ -61,7 +61,7 @@ BAD_UPDATES: list[tuple[str, object, str]] = [
     ("booleans", np.array([True, False, True]), "dtype bool"),
     ("dates", np.array(["2024-01-01"] * 3, dtype="datetime64[D]"), "datetime64"),
     ("a ragged list", [[1.0], [2.0, 3.0]], "not an array of numbers"),
-    ("a mapping", {"a": 1.0}, "dtype object"),
+    ("a mapping among 1-D updates", {"a": 1.0}, "is a mapping of names to arrays"),
 ]
 
 

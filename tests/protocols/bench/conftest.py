@@ -28,9 +28,9 @@ from secagg.hazmat import paillier as hazmat_paillier
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 SCENARIO_KEYS = ("clients", "dim", "dropout", "drop_at")
 TINY_GRID = (
-    "--protocols", "plain", "secagg", "secagg+", "paillier-fresh", "paillier-djn", "phe",
-    "flower", "--clients", "4", "--dims", "16", "48", "--dropouts", "0", "0.25",
-    "--drop-at", "2", "--repeats", "2", "--paillier-max-dim", "24", "--phe-max-dim", "3",
+    "--protocol", "plain", "secagg", "secagg+", "paillier", "--randomness", "fresh", "djn",
+    "--reference", "phe", "flower", "--clients", "4", "--dims", "16", "48", "--dropouts", "0",
+    "0.25", "--drop-at", "2", "--repeats", "2", "--paillier-max-dim", "24", "--phe-max-dim", "3",
     "--no-progress",
 )  # fmt: skip
 

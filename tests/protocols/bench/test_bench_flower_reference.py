@@ -19,7 +19,7 @@ def test_bench_without_flower_says_why_and_has_no_column(
     flower_missing: str, run_main: RunMain
 ) -> None:
     code, out, _ = run_main(
-        ["--protocols", "plain", "secagg+", "flower", "--clients", "3", "--dims", "8",
+        ["--protocol", "plain", "secagg+", "--reference", "flower", "--clients", "3", "--dims", "8",
          "--dropouts", "0", "--repeats", "1", "--no-memory", "--no-progress", "--json", "-"]
     )  # fmt: skip
     assert code == 0
@@ -34,7 +34,7 @@ def test_bench_without_flower_says_why_and_has_no_column(
 @pytest.mark.skipif(not FLOWER_INSTALLED, reason="flwr is not installed")
 def test_bench_reports_flower_halting_on_early_dropout_without_failing(run_main: RunMain) -> None:
     code, out, _ = run_main(
-        ["--protocols", "plain", "secagg+", "flower", "--clients", "4", "--dims", "8",
+        ["--protocol", "plain", "secagg+", "--reference", "flower", "--clients", "4", "--dims", "8",
          "--dropouts", "0.25", "--drop-at", "1", "--repeats", "1", "--no-memory",
          "--no-progress", "--json", "-"]
     )  # fmt: skip

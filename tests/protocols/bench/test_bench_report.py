@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 from protocols import bench
+from protocols.bench.report import TABLE_WIDTH, UNITS
 
 if TYPE_CHECKING:
     from conftest import BenchRun, RunMain
@@ -17,6 +18,64 @@ def test_bench_exits_zero_and_prints_a_table(tiny: BenchRun) -> None:
     assert tiny.code == 0
     assert "xplain" in tiny.stdout and "secagg+" in tiny.stdout
     assert "machine:" in tiny.stdout
+
+
+def test_bench_table_fits_the_terminal(tiny: BenchRun) -> None:
+    lines = tiny.stdout.splitlines()
+    assert max(len(line) for line in lines) <= TABLE_WIDTH == 100
+    assert all(line == line.rstrip() for line in lines)
+
+
+def _table(stdout: str, title: str) -> list[str]:
+    """The lines of the table whose title line starts with ``title``, up to its units line."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("units:"))
+    return lines[start : end + 1]
+
+
+def _rows(table: list[str]) -> list[list[str]]:
+    """The cells of each grid point's row: below title, header and rule, above the units."""
+    return [line.split() for line in table[3:-1] if line and not line.startswith("n = ")]
+
+
+def _size(value: float) -> str:
+    return f"{value / 1024:.1f}KiB" if value >= 1024 else f"{value:.0f}B"
+
+
+def test_bench_tables_of_time_and_bytes_each_say_their_units(tiny: BenchRun) -> None:
+    """A row per grid point in both tables, under its scenario; the units under each table."""
+    time, size = _table(tiny.stdout, "time:"), _table(tiny.stdout, "bytes and memory:")
+    assert time[-1] == UNITS["time"] and "u = microseconds" in time[-1]
+    assert size[-1] == UNITS["bytes"] and "KiB = 2^10 B" in size[-1]
+    headings = [line for line in time if line.startswith("n = ")]
+    assert headings == [line for line in size if line.startswith("n = ")]
+    assert headings[0] == "n = 4, d = 16, 0% of clients dropping at round 2 (masked_input)"
+    assert len(headings) == 4
+    points = {(r["protocol"], r["threat_model"], *tiny.scenario(r)) for r in tiny.records}
+    rows = _rows(size)
+    assert len(rows) == len(points) == len(_rows(time))
+    assert [cells[:2] for cells in rows] == [cells[:2] for cells in _rows(time)]
+    by_point = {(r["protocol"], r["threat_model"], *tiny.scenario(r), r["party"], r["round"]): r
+                for r in tiny.records}  # fmt: skip
+    scenario = (4, 16, 0.0, 2)
+    for cells in rows[: len(points) // 4]:  # the first scenario's rows
+        protocol, mode = cells[0].rstrip("*"), None if cells[1] == "-" else cells[1]
+        client = by_point[(protocol, mode, *scenario, "client", bench.TOTAL)]
+        assert cells[2] == _size(client["bytes_sent"]["median"])
+        ratio = client["ratio_to_plain"]["bytes_sent"]
+        assert cells[3] == (f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x")
+        assert cells[4] == _size(client["bytes_received"]["median"])
+
+
+def test_bench_json_and_csv_hold_what_the_table_leaves_out(tiny: BenchRun) -> None:
+    """Per-round records and CPU time are in the CSV (and the JSON), not in the table."""
+    rows = list(csv.DictReader(io.StringIO(tiny.csv_text)))
+    rounds = {row["round"] for row in rows}
+    assert {"advertise_keys", "share_keys", "masked_input", "unmasking", "consistency"} <= rounds
+    for row, record in zip(rows, tiny.records, strict=True):
+        assert float(row["cpu_s_median"]) == record["cpu_s"]["median"]
+        assert float(row["bytes_received_max"]) == record["bytes_received"]["max"]
 
 
 def test_bench_json_top_level_schema(tiny: BenchRun) -> None:
@@ -72,15 +131,26 @@ def test_bench_csv_has_one_row_per_record(tiny: BenchRun) -> None:
 
 def test_bench_table_mentions_missing_flower(flower_missing: str, run_main: RunMain) -> None:
     code, out, _ = run_main(
-        ["--protocols", "plain", "--clients", "2", "--dims", "4", "--dropouts", "0",
+        ["--protocol", "plain", "--clients", "2", "--dims", "4", "--dropouts", "0",
          "--repeats", "1", "--no-progress"]
     )  # fmt: skip
     assert code == 0 and flower_missing in out
 
 
+def test_bench_json_alone_writes_to_stdout(run_main: RunMain) -> None:
+    """``--json`` without a PATH is stdout, as in demo, train and recommend; so is ``--csv``."""
+    plain = ["--protocol", "plain", "--clients", "2", "--dims", "4", "--dropouts", "0",
+             "--repeats", "1", "--no-progress", "--no-memory"]  # fmt: skip
+    code, out, _ = run_main([*plain, "--json"])
+    doc = json.loads(out)
+    assert code == 0 and doc["schema"] == bench.SCHEMA and doc["records"]
+    code, out, _ = run_main([*plain, "--csv"])
+    assert code == 0 and out.startswith("id,run_id,protocol,") and "xplain" not in out
+
+
 def test_bench_time_budget_skips_points_and_says_which(run_main: RunMain) -> None:
     code, out, _ = run_main(
-        ["--protocols", "plain", "secagg", "--clients", "2", "3", "--dims", "4",
+        ["--protocol", "plain", "secagg", "--clients", "2", "3", "--dims", "4",
          "--dropouts", "0", "--repeats", "1", "--no-progress", "--no-flower",
          "--time-budget", "1e-9", "--json", "-"]
     )  # fmt: skip

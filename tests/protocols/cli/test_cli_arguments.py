@@ -55,7 +55,6 @@ def test_arguments_reject_values_out_of_range(
 @pytest.mark.parametrize(
     "convert",
     [
-        arguments.positive_int,
         arguments.unit_fraction,
         arguments.positive_real,
         arguments.probability,
@@ -66,6 +65,123 @@ def test_arguments_non_numbers_are_value_errors_for_argparse(
 ) -> None:
     with pytest.raises(ValueError):
         convert("abc")
+
+
+@pytest.mark.parametrize(
+    ("convert", "text", "expected"),
+    [
+        (arguments.positive_int, "100000", 100_000),
+        (arguments.positive_int, "1e5", 100_000),
+        (arguments.positive_int, "1E5", 100_000),
+        (arguments.positive_int, "2.5e3", 2_500),
+        (arguments.positive_int, "100.0", 100),
+        (arguments.positive_int, "123456789012345678901", 123_456_789_012_345_678_901),
+        (arguments.non_negative_int, "0e0", 0),
+        (arguments.non_negative_int, "1e3", 1_000),
+        (arguments.value_bits, "2.2e1", 22),
+    ],
+)
+def test_arguments_integers_take_exact_scientific_notation(
+    convert: Callable[[str], int], text: str, expected: int
+) -> None:
+    assert convert(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("convert", "text", "message"),
+    [
+        (
+            arguments.positive_int,
+            "1.5",
+            "must be a positive integer (a whole number such as 100000 or 1e5), got '1.5'",
+        ),
+        (
+            arguments.positive_int,
+            "1e-3",
+            "must be a positive integer (a whole number such as 100000 or 1e5), got '1e-3'",
+        ),
+        (
+            arguments.positive_int,
+            "abc",
+            "must be a positive integer (a whole number such as 100000 or 1e5), got 'abc'",
+        ),
+        (
+            arguments.non_negative_int,
+            "inf",
+            "must be an integer >= 0 (a whole number such as 100000 or 1e5), got 'inf'",
+        ),
+        (arguments.non_negative_int, "-1e2", "must be an integer >= 0, got -1e2"),
+        (
+            arguments.value_bits,
+            "64",
+            "must be an integer in 1 .. 53 (the precision of a float64), got 64",
+        ),
+        (
+            arguments.value_bits,
+            "0",
+            "must be an integer in 1 .. 53 (the precision of a float64), got 0",
+        ),
+    ],
+)
+def test_arguments_integers_refuse_fractions_with_a_clear_message(
+    convert: Callable[[str], int], text: str, message: str
+) -> None:
+    with pytest.raises(argparse.ArgumentTypeError) as error:
+        convert(text)
+    assert str(error.value) == message
+
+
+def test_arguments_fraction_given_to_an_integer_option_names_the_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser(prog="secagg demo")
+    parser.add_argument("--dim", type=arguments.positive_int)
+    assert parser.parse_args(["--dim", "1e5"]).dim == 100_000
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--dim", "1e-3"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "secagg demo: error: argument --dim: must be a positive integer (a whole number such as "
+        "100000 or 1e5), got '1e-3'"
+    )
+
+
+def test_arguments_check_ring_names_value_bits_and_the_clients_option() -> None:
+    arguments.check_ring(53, 2048, "--clients")  # 53 + 11 bits: the largest ring exactly
+    with pytest.raises(ParameterError) as error:
+        arguments.check_ring(53, 4096, "--clients-per-round")
+    assert str(error.value) == (
+        "--value-bits 53 with --clients-per-round 4096 needs a 65-bit ring, and the largest is "
+        "64: lower --value-bits to 52 or fewer"
+    )
+
+
+@pytest.mark.parametrize(
+    ("decryptors", "threshold", "message"),
+    [
+        (0, None, "--decryptors must be in 1 .. 64, got 0"),
+        (
+            1,
+            2,
+            "--decryption-threshold 2 needs a committee: with --decryptors 1 the single key "
+            "holder decrypts alone",
+        ),
+        (
+            4,
+            2,
+            "--decryption-threshold must be in 3 .. 4 for --decryptors 4, got 2: with at most "
+            "half the members, two disjoint groups could each decrypt a different subset of one "
+            "round",
+        ),
+    ],
+)
+def test_arguments_check_committee_options_names_the_flags(
+    decryptors: int, threshold: int | None, message: str
+) -> None:
+    with pytest.raises(ParameterError) as error:
+        arguments.check_committee_options(decryptors, threshold)
+    assert str(error.value) == message
+    arguments.check_committee_options(4, 3)
+    arguments.check_committee_options(1, None)
 
 
 def test_arguments_usage_error_exits_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,7 +203,8 @@ def test_arguments_split_values_takes_spaces_and_commas() -> None:
 def test_arguments_parse_int_accepts_whole_floats_and_names_the_option() -> None:
     assert arguments.parse_int("--dims", "1e3") == 1000
     assert arguments.parse_int("--dims", "100.0") == 100
-    for text in ("1.5", "inf", "ten"):
+    assert arguments.parse_int("--dims", "12345678901234567891") == 12_345_678_901_234_567_891
+    for text in ("1.5", "1e-3", "inf", "ten"):
         with pytest.raises(ParameterError, match=r"--dims: .* is not an integer"):
             arguments.parse_int("--dims", text)
 

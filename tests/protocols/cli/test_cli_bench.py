@@ -14,6 +14,7 @@ from protocols.cli import bench as command
     ("argv", "message"),
     [
         (["--protocols", "rot13"], "unknown protocol 'rot13'"),
+        (["--protocol", "phe"], "--protocol: unknown name 'phe'"),
         (["--dims", "0"], "d must be a positive integer, got 0"),
         (["--dims", "-5"], "d must be a positive integer"),
     ],
@@ -33,12 +34,15 @@ def test_bench_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> No
     assert raised.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: secagg bench")
-    flags = ["--preset", "--protocols", "--clients", "--dims", "--dropouts", "--drop-at",
-             "--threat-models", "--complete-max-clients", "--repeats", "--threshold",
-             "--degree", "--value-bits", "--clip", "--key-bits", "--paillier-max-dim",
-             "--phe-max-dim", "--phe-clients", "--time-budget", "--no-memory", "--no-flower",
-             "--no-progress", "--seed", "--json", "--csv", "--plot-dir"]  # fmt: skip
+    flags = ["--preset", "--protocol", "--randomness", "--reference", "--clients", "--dims",
+             "--dropouts", "--drop-at", "--threat-models", "--complete-max-clients", "--repeats",
+             "--threshold", "--degree", "--value-bits", "--clip", "--key-bits",
+             "--paillier-max-dim", "--phe-max-dim", "--phe-clients", "--time-budget",
+             "--no-memory", "--no-flower", "--no-progress", "--seed", "--json", "--csv",
+             "--plot-dir"]  # fmt: skip
     assert [flag for flag in flags if flag not in text] == []
+    assert "--protocols" not in text  # the old spelling works, hidden
+    assert "--json [PATH]" in text and "--csv [PATH]" in text
 
 
 def test_bench_command_keeps_its_old_import_paths() -> None:

@@ -11,14 +11,30 @@ import pytest
 from protocols import bench
 from protocols.bench.sweep import capped_points, grid
 from protocols.cli import bench as command
+from protocols.cli.bench_options import deprecation_line
+from protocols.defaults import DEFAULT_CLIP, DEFAULT_VALUE_BITS
 from secagg.errors import ParameterError
 
 #: Enough survivors for the semi-honest t = 51 but not for the active t > (100 + 5) / 2.
-ACTIVE_ONLY_TOO_FEW = ["--protocols", "secagg", "--clients", "100", "--dropouts", "0.48",
+ACTIVE_ONLY_TOO_FEW = ["--protocol", "secagg", "--clients", "100", "--dropouts", "0.48",
                        "--threat-models", "active"]  # fmt: skip
 
 BAD_ARGUMENTS = [
-    (["--protocols", "rot13"], "unknown protocol 'rot13'"),
+    (["--protocols", "rot13"], "--protocols: unknown protocol 'rot13'"),
+    (["--protocol", "rot13"], "--protocol: unknown name 'rot13': choose from plain, secagg, "),
+    (["--protocol", "phe"], "(phe, flower: --reference); 'phe' is --reference phe"),
+    (["--protocol", "paillier-djn"], "'paillier-djn' is --protocol paillier --randomness djn"),
+    (["--reference", "secagg+"], "--reference: unknown name 'secagg+': choose from phe, flower"),
+    (["--randomness", "short"], "--randomness: unknown name 'short': choose from fresh, djn"),
+    (
+        ["--protocol", "secagg", "--randomness", "djn"],
+        "--randomness applies to --protocol paillier",
+    ),
+    (["--preset", "active", "--randomness", "djn"], "--randomness applies to --protocol paillier"),
+    (["--protocols", "secagg", "--protocol", "secagg+"], "--protocols is the deprecated spelling"),
+    (["--json", "--csv"], "--json and --csv cannot both write to stdout"),
+    (["--dim", "0"], "--dims: d must be a positive integer, got 0"),
+    (["--value-bits", "2.5"], "--value-bits: '2.5' is not an integer"),
     (["--dims", "0"], "d must be a positive integer, got 0"),
     (["--dims", "-5"], "d must be a positive integer"),
     (["--dims", "ten"], "'ten' is not an integer"),
@@ -100,7 +116,7 @@ def test_bench_active_preset_is_the_issue_measurement() -> None:
 )
 def test_bench_threat_models_option(argv: list[str], expected: tuple[str, ...]) -> None:
     """Both modes by default; a comma or space list; semi-honest first (every ratio's base)."""
-    one_cell = ["--protocols", "secagg+", "--clients", "10", "--dims", "8", "--dropouts", "0"]
+    one_cell = ["--protocol", "secagg+", "--clients", "10", "--dims", "8", "--dropouts", "0"]
     config = command.config_from_args(_namespace([*one_cell, *argv]))
     assert config.threat_models == expected
     modes = [p.threat_model for p in grid(config, False) if p.protocol == "secagg+"]
@@ -127,3 +143,76 @@ def test_bench_plot_dir_without_matplotlib_is_refused(monkeypatch: pytest.Monkey
     )
     with pytest.raises(ParameterError, match=r"pip install secagg\[plot\]"):
         command.config_from_args(_namespace(["--plot-dir", "somewhere"]))
+
+
+@pytest.mark.parametrize(
+    ("argv", "protocols", "flower"),
+    [
+        ([], bench.PROTOCOLS, True),
+        (["--protocol", "secagg+"], ("plain", "secagg+"), False),
+        (["--protocol", "paillier"], ("plain", "paillier-fresh", "paillier-djn"), False),
+        (["--protocol", "paillier", "--randomness", "djn"], ("plain", "paillier-djn"), False),
+        (["--protocol", "secagg,secagg+", "--reference", "phe"],
+         ("plain", "secagg", "secagg+", "phe"), False),
+        (["--reference", "flower"], ("plain",), True),
+        (["--randomness", "fresh"], ("plain", "secagg", "secagg+", "paillier-fresh", "phe"), True),
+        (["--preset", "active"], ("plain", "secagg", "secagg+"), False),
+        (["--preset", "active", "--protocol", "paillier"],
+         ("plain", "paillier-fresh", "paillier-djn"), False),
+    ],
+)  # fmt: skip
+def test_bench_protocol_randomness_and_reference_choose_what_runs(
+    argv: list[str], protocols: tuple[str, ...], flower: bool
+) -> None:
+    """Backends as in demo and train; either of --protocol, --reference unsets the other."""
+    config = command.config_from_args(_namespace(argv))
+    assert (config.protocols, config.flower_requested) == (protocols, flower)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (["plain"], "--protocol plain"),
+        (["secagg", "phe", "flower"], "--protocol secagg --reference phe flower"),
+        (["paillier-djn"], "--protocol paillier --randomness djn"),
+        (["paillier-fresh", "paillier-djn", "secagg+"],
+         "--protocol secagg+ paillier --randomness fresh djn"),
+        (["flower"], "--reference flower"),
+        (["flower-secagg+", "phe"], "--reference phe flower"),
+    ],
+)  # fmt: skip
+def test_bench_old_protocols_spelling_runs_what_its_new_spelling_runs(
+    old: list[str], new: str
+) -> None:
+    """The hidden --protocols still works; its warning's spelling asks for the same runs."""
+    assert deprecation_line({"protocols": old}) == f"--protocols is deprecated: write {new}"
+    before = command.config_from_args(_namespace(["--protocols", *old]))
+    after = command.config_from_args(_namespace(new.split()))
+    assert before == after
+
+
+def test_bench_deprecated_spelling_prints_one_warning_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--protocols", "plain", "--clients", "2", "--dims", "4", "--dropouts", "0",
+            "--repeats", "1", "--no-progress", "--no-memory", "--json"]  # fmt: skip
+    assert command.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "secagg: warning: --protocols is deprecated: write --protocol plain"
+    ]
+
+
+def test_bench_defaults_are_every_entry_point_s() -> None:
+    """--value-bits and --clip default to protocols.defaults; integers take 1e5; aliases."""
+    config = command.config_from_args(_namespace([]))
+    assert (config.value_bits, config.clip) == (DEFAULT_VALUE_BITS, DEFAULT_CLIP)
+    config = command.config_from_args(
+        _namespace(["--value-bits", "2e1", "--dim", "1e4", "--dropout", "0.1", "--repeats", "1e0"])
+    )
+    assert (config.value_bits, config.dims, config.dropouts, config.repeats) == (
+        20,
+        (10_000,),
+        (0.1,),
+        1,
+    )

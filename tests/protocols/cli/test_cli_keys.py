@@ -95,6 +95,7 @@ def test_cli_keys_deals_a_single_key_holder(tmp_path: Path) -> None:
     public = load_paillier_public(tmp_path / PAILLIER_PUBLIC_FILE)
     keypair = load_key_holder(tmp_path / KEY_HOLDER_FILE)
     assert stat.S_IMODE((tmp_path / KEY_HOLDER_FILE).stat().st_mode) == 0o600
+    assert not isinstance(public, ThresholdPublicKey)  # a single key holder's phe key
     assert public == keypair.public_key and public.n.bit_length() == 2048
     assert keypair.private_key.decrypt(public.encrypt(42)) == 42
 
@@ -102,15 +103,70 @@ def test_cli_keys_deals_a_single_key_holder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--decryptors", "5", "--decryption-threshold", "1"], "two disjoint groups"),
-        (["--decryptors", "3", "--decryption-threshold", "4"], "decryption_threshold"),
-        (["--decryptors", "65"], "decryptors must lie in 1 .. 64"),
-        (["--decryption-threshold", "2"], "needs --decryptors"),
+        (
+            ["--decryptors", "5", "--decryption-threshold", "1"],
+            "--decryption-threshold must be in 3 .. 5 for --decryptors 5, got 1: with at most "
+            "half the members, two disjoint groups could each decrypt a different subset of one "
+            "round",
+        ),
+        (
+            ["--decryptors", "3", "--decryption-threshold", "4"],
+            "--decryption-threshold must be in 2 .. 3 for --decryptors 3, got 4: with at most "
+            "half the members, two disjoint groups could each decrypt a different subset of one "
+            "round",
+        ),
+        (["--decryptors", "65"], "--decryptors must be in 1 .. 64, got 65"),
+        (["--decryption-threshold", "2"], "--decryption-threshold needs --decryptors M"),
+        (
+            ["--degree", "3"],
+            "--degree 3 must be below the 3 clients (--clients): a client has at most 2 neighbours",
+        ),
+        (
+            ["--threshold", "4"],
+            "--threshold 4 must be in 2 .. 3: at least 2 (one share must "
+            "never reveal a key) and at most the 3 share holders of a neighbourhood (a client and "
+            "its neighbours)",
+        ),
     ],
 )
 def test_cli_keys_bad_committees_are_refused_before_anything_is_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     assert main(["keys", str(tmp_path / "d"), "--clients", "3", *args]) == 2
-    assert message in capsys.readouterr().err
+    assert capsys.readouterr().err == f"secagg keys: error: {message}\n"
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--clients", "1"], "--clients: a deployment needs at least 2 clients, got 1"),
+        (["--ids", "4", "4"], "--ids: the clients' ids must be distinct"),
+        (["--ids", "1", "2", "3", "4", "--degree", "1"], "--degree 1 must be even and at least 2"),
+        (["--ids", "1", "2", "3", "4", "--degree", "3"], "--degree 3 must be even and at least 2"),
+        (
+            ["--ids", "1", "2", "3", "4", "5", "--degree", "2", "--threshold", "4"],
+            "--threshold 4 must be in 2 .. 3: at least 2 (one share must never reveal a key) and "
+            "at most the 3 share holders of a neighbourhood (a client and its neighbours)",
+        ),
+    ],
+)
+def test_cli_keys_bad_rosters_name_the_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["keys", str(tmp_path / "d"), *args]) == 2
+    assert capsys.readouterr().err == f"secagg keys: error: {message}\n"
+    assert not (tmp_path / "d").exists()
+
+
+def test_cli_keys_ids_take_scientific_notation_and_refuse_negatives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", str(tmp_path / "d"), "--ids", "1e3", "2"]) == 0
+    assert "client 1000 (give it to this client only)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", str(tmp_path / "e"), "--ids", "-1", "2"])
+    assert exit_info.value.code == 2
+    assert "secagg keys: error: argument --ids: must be an integer >= 0, got -1" in (
+        capsys.readouterr().err
+    )

@@ -7,6 +7,9 @@ imports flwr at import time, so the suite still collects without the ``flower`` 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
 from secagg.hazmat import paillier as hazmat_paillier
@@ -35,3 +38,33 @@ def committee_keys() -> hazmat_paillier.ThresholdKeyset:
     return hazmat_paillier._generate_threshold_keypair_unchecked_size(
         1024, decryptors=5, threshold=3
     )
+
+
+@pytest.fixture
+def progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Show a line on the terminal at once, while a long test runs (pytest captures ``print``).
+
+    A test calls it with its own milestones, and ``LocalDeployment.wait(run, progress=progress)``
+    (or ``wait_for_log``, ``wait_for_nodes``) hands it each line of the run's log that says how
+    far the run got.
+    Each line is prefixed with the seconds since the fixture was set up. It writes through
+    pytest's terminal reporter with capturing suspended, so the line shows at once, also under
+    ``-q`` and when the output goes to a file.
+    """
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    started = time.monotonic()
+
+    def show(line: str) -> None:
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()  # after the file name and its dots
+            # Under -q the dots stand alone on the current line: start a new one as well.
+            writer = getattr(reporter, "_tw", None)
+            if writer is not None and writer.width_of_current_line:
+                reporter.write("\n")
+            reporter.write_line(f"    {time.monotonic() - started:6.1f} s  {line}")
+
+    return show

@@ -316,3 +316,29 @@ def test_mod_needs_a_threshold_of_at_least_two_and_a_pinnable_key() -> None:
         SecAggMod(min_threshold=1)
     with pytest.raises(ParameterError, match="paillier_public_key must be a phe key"):
         SecAggMod(paillier_public_key=12345)  # type: ignore[arg-type]
+
+
+def test_mod_says_when_the_train_function_itself_fails_with_a_secagg_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The user's training raises one of our own errors (here: a model setting it refuses). The
+    # node must say that its training failed, not that it refused the server's message.
+    broken = NODE_BASE + 2
+    reason = "need 2 <= min_per_user (20) <= max_per_user (60) <= num_items (40)"
+
+    def weight(node: int) -> float:
+        if node == broken:
+            raise ParameterError(reason)
+        return node_weight(node)
+
+    grid = LoopbackGrid(make_client_app(weight=weight), 4)
+    caplog.set_level(logging.WARNING, logger="protocols.flower")
+    result = make_workflow("secagg").aggregate(
+        grid, grid.nodes, train_content(global_arrays()), server_round=1
+    )
+    assert broken not in result.survivors and len(result.survivors) == 3
+    (answer,) = wire_messages(grid.replies_by_node[broken][2])
+    assert isinstance(answer, Abort)
+    assert answer.reason == f"the train function failed: {reason}"
+    (logged,) = [r.getMessage() for r in caplog.records if reason in r.getMessage()]
+    assert logged == f"secagg: no upload from this node: the train function failed: {reason}"
