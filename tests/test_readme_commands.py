@@ -140,7 +140,10 @@ def _run_here(command: Command, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> i
     """Run one ``secagg`` command in-process in ``cwd``, absolute /tmp paths moved under it."""
     monkeypatch.chdir(cwd)
     argv = [str(cwd / a.lstrip("/")) if a.startswith("/tmp/") else a for a in command.argv[1:]]
-    return main(argv)
+    try:
+        return main(argv)
+    except SystemExit as error:  # --help exits through argparse
+        return int(error.code or 0)
 
 
 CHEAP = [c for c in SECAGG if c.argv[1] == "keys" and "--decryptors" not in c.argv] + [
