@@ -523,17 +523,17 @@ def _train(args: argparse.Namespace, setup: _Setup, out: _Output) -> TrainingHis
 def _paillier_steps_bar(args: argparse.Namespace, aggregator: Aggregator) -> Any:
     """A second bar that moves with every client's step inside a Paillier round (one round
     of encryption can take minutes); ``None`` for the other backends or with ``--json``."""
-    if args.json or not isinstance(aggregator, PaillierAggregator):
+    if not isinstance(aggregator, PaillierAggregator):
         return None
-    from tqdm import tqdm
-
-    bar = tqdm(desc="paillier protocol steps", unit="msg", file=sys.stderr, leave=False)
-    aggregator.secure_sum.on_step = lambda: bar.update(1)
+    bar = _progress_bar(args, None, "paillier protocol steps", "msg")
+    if bar is not None:
+        aggregator.secure_sum.on_step = lambda: bar.update(1)
     return bar
 
 
-def _progress_bar(args: argparse.Namespace, total: int, what: str, unit: str) -> Any:
-    """A tqdm bar on stderr, or ``None`` with ``--json`` (JSON output stays machine-only)."""
+def _progress_bar(args: argparse.Namespace, total: int | None, what: str, unit: str) -> Any:
+    """A tqdm bar on stderr (``total`` None: a counter), or ``None`` with ``--json`` (JSON
+    output stays machine-only)."""
     if args.json:
         return None
     from tqdm import tqdm

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 import secagg
-from protocols.cli import bench, demo, keys
+from protocols.cli import demo, keys
 from protocols.cli.bench import add_bench_arguments, run_bench
 from protocols.cli.demo import add_demo_arguments, run_demo
 from protocols.cli.keys import add_keys_arguments, run_keys
@@ -97,9 +97,6 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         commands.add_parser(
             "bench",
             help="measure the overhead of each protocol against a plain sum",
-            # protocols.cli.bench may give its --help a DESCRIPTION and an EPILOG.
-            description=getattr(bench, "DESCRIPTION", None),
-            epilog=getattr(bench, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
