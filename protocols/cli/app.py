@@ -97,7 +97,6 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         commands.add_parser(
             "bench",
             help="measure the overhead of each protocol against a plain sum",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
     add_keys_arguments(
