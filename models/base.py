@@ -182,6 +182,11 @@ class Recommender(nn.Module):
             if isinstance(module, ItemTable):
                 yield module
 
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """The shared parameters outside every :class:`ItemTable` (MLPs, global biases)."""
+        item_ids = {id(table.weight) for table in self.item_tables()}
+        return [p for p in self.shared_parameters() if id(p) not in item_ids]
+
     def shared_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """``(name, parameter)`` of every shared parameter, in a fixed order (the upload layout)."""
         return [(n, p) for n, p in self.named_parameters() if not n.startswith("users.")]

@@ -30,11 +30,13 @@ import numpy.typing as npt
 from secagg.errors import ParameterError
 
 __all__ = [
+    "MOVIELENS_100K_SHAPE",
     "MOVIELENS_FORMATS",
     "DataError",
     "Interactions",
     "LeaveOneOutSplit",
     "MovieLensFormat",
+    "MovieLensShape",
     "RatingSplit",
     "detect_format",
     "leave_one_out_split",
@@ -42,6 +44,7 @@ __all__ = [
     "rating_split",
     "sample_unseen_items",
     "synthetic_interactions",
+    "synthetic_movielens",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -345,6 +348,7 @@ def synthetic_interactions(
     zipf_exponent: float = 0.8,
     affinity: float = 2.0,
     rating_noise: float = 0.5,
+    per_user: IntArray | None = None,
     seed: int = 0,
 ) -> Interactions:
     """Draw a synthetic interaction data set with latent-factor taste and long-tail popularity.
@@ -366,6 +370,9 @@ def synthetic_interactions(
         zipf_exponent: how steep the popularity long tail is (0 = no popularity effect).
         affinity: how strongly taste (rather than popularity) drives the picks.
         rating_noise: standard deviation of the Gaussian noise on ratings.
+        per_user: shape ``(num_users,)`` the number of items each user picks; replaces the
+            uniform draw from ``[min_per_user, max_per_user]`` (:func:`synthetic_movielens` gives
+            a heavy-tailed one).
         seed: seed of the data generator.
 
     Returns:
@@ -383,7 +390,11 @@ def synthetic_interactions(
     item_factors = rng.normal(0.0, scale, size=(num_items, latent_dim))
     popularity_rank = rng.permutation(num_items)
     log_popularity = -zipf_exponent * np.log1p(popularity_rank)
-    counts = rng.integers(min_per_user, max_per_user + 1, size=num_users)
+    counts = (
+        rng.integers(min_per_user, max_per_user + 1, size=num_users)
+        if per_user is None
+        else _checked_counts(per_user, num_users, num_items)
+    )
     # With entries of variance 1/sqrt(latent_dim), every taste score p_u . q_j has unit variance.
     affinity_logits = user_factors @ item_factors.T
     logits = affinity * affinity_logits + log_popularity
@@ -392,6 +403,75 @@ def synthetic_interactions(
         for u in range(num_users)
     ]
     return _stack_events(events, num_users, num_items)
+
+
+class MovieLensShape(NamedTuple):
+    """The size and shape of a MovieLens data set, for :func:`synthetic_movielens`."""
+
+    users: int
+    items: int
+    interactions: int
+    min_per_user: int
+    max_per_user: int
+    median_per_user: int
+
+
+#: MovieLens-100K (GroupLens, ``u.data``): 943 users, 1,682 items, 100,000 ratings, every user
+#: with at least 20; a user's count is heavy-tailed (median 65, at most 737).
+MOVIELENS_100K_SHAPE: Final = MovieLensShape(943, 1682, 100_000, 20, 737, 65)
+
+
+def synthetic_movielens(
+    shape: MovieLensShape = MOVIELENS_100K_SHAPE, *, latent_dim: int = 16, seed: int = 0
+) -> Interactions:
+    """A synthetic data set of MovieLens's size and shape (the real one cannot be shipped).
+
+    The users, items and interactions are exactly ``shape``'s. Each user's count is
+    ``min_per_user`` plus a log-normal draw whose median puts the user median at
+    ``shape.median_per_user``, capped at ``max_per_user`` and rescaled until the counts add up
+    to ``shape.interactions``; so most users have few interactions and some have hundreds, as in
+    MovieLens. Picks follow :func:`synthetic_interactions` (latent taste of ``latent_dim``
+    dimensions and a Zipf-like long tail of item popularity, exponent 1).
+
+    Args:
+        shape: the data set to imitate (default MovieLens-100K).
+        latent_dim: dimension of the true taste vectors (a 32-dimensional MF can learn 16).
+        seed: seed of the generator.
+
+    Returns:
+        The events; original ids equal the dense ids.
+    """
+    rng = np.random.default_rng([seed, 100])
+    extra = rng.lognormal(0.0, 1.1, size=shape.users)
+    extra *= (shape.median_per_user - shape.min_per_user) / np.median(extra)
+    budget = shape.interactions - shape.min_per_user * shape.users
+    ceiling = shape.max_per_user - shape.min_per_user
+    for _ in range(50):  # rescale the capped tail until the counts add up to the budget
+        capped = np.minimum(extra, ceiling)
+        extra *= budget / capped.sum()
+    counts = shape.min_per_user + np.floor(np.minimum(extra, ceiling)).astype(np.int64)
+    short = shape.interactions - int(counts.sum())
+    room = np.flatnonzero(counts < shape.max_per_user)
+    counts[rng.choice(room, size=short, replace=False)] += 1
+    return synthetic_interactions(
+        shape.users,
+        shape.items,
+        latent_dim=latent_dim,
+        min_per_user=shape.min_per_user,
+        max_per_user=shape.max_per_user,
+        zipf_exponent=1.0,
+        per_user=counts,
+        seed=seed,
+    )
+
+
+def _checked_counts(per_user: IntArray, num_users: int, num_items: int) -> IntArray:
+    counts = np.asarray(per_user, dtype=np.int64)
+    if counts.shape != (num_users,) or counts.min() < 2 or counts.max() > num_items:
+        raise ParameterError(
+            f"per_user must hold {num_users} counts in [2, {num_items}], got shape {counts.shape}"
+        )
+    return counts
 
 
 def _check_synthetic_sizes(

@@ -44,8 +44,10 @@ from torch import Tensor
 from models.base import Recommender
 from models.data import Interactions, LeaveOneOutSplit, RatingSplit
 from models.evaluation import RankingMetrics, evaluate_ranking, evaluate_ratings
-from models.parameters import SharedLayout, flatten_shared, load_shared
-from models.training import LocalTrainingConfig, train_user
+from models.parameters import flatten_shared, load_shared
+from models.server import FederatedServer, ServerStep, UploadLayout
+from models.server_optimizers import ServerOptimizerConfig
+from models.training import LocalTrainingConfig, refit_states, train_user
 from protocols.aggregators import AggregationResult, Aggregator
 from protocols.defaults import DEFAULT_CLIP
 from protocols.simulate import ROUND_NAMES
@@ -83,8 +85,17 @@ class FederatedConfig:
         clip: each client clips every delta entry to ``[-clip, clip]`` (default
             :data:`~protocols.defaults.DEFAULT_CLIP`, the aggregators' own); must not exceed the
             aggregator's own ``clip`` when it has one.
-        item_learning_rate: server step on item-table entries, applied to the *sum* of deltas.
-        dense_learning_rate: server step on dense weights, applied to the *mean* over survivors.
+        item_learning_rate: the server's base step on item-table rows: applied to their mean
+            delta over the clients that touched them with ``counts``, else to their *sum*.
+        dense_learning_rate: the server's base step on dense weights, applied to their *mean*
+            over survivors.
+        server_optimizer: FedAvg (``sgd``), FedAvgM, FedAdam or FedYogi, and its schedule
+            (:mod:`models.server_optimizers`).
+        counts: clients upload one touch indicator per item inside the secure sum, so the
+            server learns per-item counts and steps each row by its mean delta
+            (:class:`~models.server.UploadLayout`).
+        eval_refit_steps: refit steps of every client's private state before an evaluation
+            (default ``local.refit_steps``; the refit copy is used for scoring only).
         dropout_fraction: share of sampled clients that drop each round, each at a random protocol
             round 0-3 (0 disables the simulation).
         eval_every: evaluate every this many rounds (and after the last); 0 evaluates only when
@@ -99,6 +110,9 @@ class FederatedConfig:
     clip: float = DEFAULT_CLIP
     item_learning_rate: float = 1.0
     dense_learning_rate: float = 1.0
+    server_optimizer: ServerOptimizerConfig = field(default_factory=ServerOptimizerConfig)
+    counts: bool = False
+    eval_refit_steps: int | None = None
     dropout_fraction: float = 0.0
     eval_every: int = 5
     top_k: int = 10
@@ -114,6 +128,8 @@ class FederatedConfig:
         for name in ("clip", "item_learning_rate", "dense_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ParameterError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.eval_refit_steps is not None and self.eval_refit_steps < 0:
+            raise ParameterError(f"eval_refit_steps must be >= 0, got {self.eval_refit_steps}")
         if not 0.0 <= self.dropout_fraction < 1.0:
             raise ParameterError(
                 f"dropout_fraction is {self.dropout_fraction}; it must lie in [0, 1)"
@@ -126,15 +142,19 @@ class ClientUpdate:
 
     Attributes:
         client_id: the client (user) id.
-        delta: shape ``(num_shared_parameters,)`` float64, clipped to ``[-clip, clip]``.
+        delta: shape ``(num_shared_parameters,)`` float64, clipped to ``[-clip, clip]``; all
+            zeros when ``diverged``.
         num_examples: training examples the client processed.
         loss: the client's mean local loss (kept for the simulation's logs only).
+        diverged: local training produced a non-finite loss or parameter; the client uploads
+            nothing this round and keeps its previous private state.
     """
 
     client_id: int
     delta: DeltaArray
     num_examples: int
     loss: float
+    diverged: bool = False
 
 
 class FederatedClient:
@@ -176,6 +196,11 @@ class FederatedClient:
         return self._items.copy()
 
     @property
+    def ratings(self) -> FloatArray:
+        """The ratings of :attr:`items` (a copy), shape ``(n,)``."""
+        return self._ratings.copy()
+
+    @property
     def seen_items(self) -> IntArray:
         """Distinct items the client has interacted with, sorted."""
         return np.unique(self._items)
@@ -213,6 +238,30 @@ class FederatedClient:
         self._items = np.concatenate([self._items, new_items])
         self._ratings = np.concatenate([self._ratings, new_ratings])
 
+    def refit(self, workspace: Recommender, config: LocalTrainingConfig, steps: int) -> Tensor:
+        """The private state refit against ``workspace``'s shared model (nothing is uploaded).
+
+        Args:
+            workspace: a model holding the current shared parameters.
+            config: objective, negatives, L2 and the refit's step size.
+            steps: Adam steps (0 returns the state as it is).
+
+        Returns:
+            The refit state, shape ``(state_dim,)``.
+        """
+        users = np.zeros(self._items.shape[0], dtype=np.int64)
+        fitted = refit_states(
+            workspace,
+            self._state.unsqueeze(0),
+            users,
+            self._items,
+            self._ratings,
+            config,
+            self._rng,
+            steps=steps,
+        )
+        return fitted[0]
+
     def local_update(
         self,
         workspace: Recommender,
@@ -220,7 +269,11 @@ class FederatedClient:
         config: LocalTrainingConfig,
         clip: float,
     ) -> ClientUpdate:
-        """Train locally from the broadcast model and return the clipped dense delta.
+        """Refit the private state, train locally from the broadcast, return the clipped delta.
+
+        A non-finite loss or parameter anywhere in local training (the *divergence guard*)
+        yields a ``diverged`` update that the trainer leaves out of the round, and the client
+        keeps its state from before the round.
 
         Args:
             workspace: a model to train in; its shared part is overwritten from ``global_vector``.
@@ -235,96 +288,17 @@ class FederatedClient:
             raise ParameterError(f"client {self.client_id} holds an item id beyond the catalogue")
         load_shared(workspace, global_vector)
         start = flatten_shared(workspace)
-        state = self._state.clone().requires_grad_(True)
+        refit = self.refit(workspace, config, config.refit_steps)
+        state = refit.clone().requires_grad_(True)
         loss, examples = train_user(workspace, state, self._items, self._ratings, config, self._rng)
-        self._state = state.detach()
         delta = flatten_shared(workspace).astype(np.float64) - start.astype(np.float64)
-        if not (np.all(np.isfinite(delta)) and np.isfinite(loss)):
-            raise ParameterError(
-                f"local training of client {self.client_id} diverged (non-finite parameters); "
-                "lower the local or server learning rates"
-            )
+        finite = np.isfinite(loss) and bool(torch.isfinite(state).all())
+        if not (finite and np.all(np.isfinite(delta))):
+            logger.warning("client %d: local training diverged; update skipped", self.client_id)
+            return ClientUpdate(self.client_id, np.zeros_like(delta), examples, loss, True)
+        self._state = state.detach()
         np.clip(delta, -clip, clip, out=delta)
         return ClientUpdate(self.client_id, delta, examples, loss)
-
-
-@dataclass(frozen=True, slots=True)
-class ServerStep:
-    """What the server did with one aggregate.
-
-    Attributes:
-        survivors: clients whose deltas were in the sum.
-        update_norm: L2 norm of the change applied to the shared vector.
-    """
-
-    survivors: int
-    update_norm: float
-
-
-class FederatedServer:
-    """Holds the global model and updates it from aggregates; never sees a single client's delta.
-
-    The update rule: ``theta_items += item_learning_rate * total`` on item-table entries and
-    ``theta_dense += dense_learning_rate * total / survivors`` on everything else (see the module
-    docstring for why).
-    """
-
-    def __init__(
-        self,
-        model: Recommender,
-        *,
-        item_learning_rate: float = 1.0,
-        dense_learning_rate: float = 1.0,
-    ) -> None:
-        """Create the server around the global model.
-
-        Args:
-            model: the global model; its user table is never used.
-            item_learning_rate: step on the summed item-table deltas.
-            dense_learning_rate: step on the averaged dense-weight deltas.
-        """
-        self.model = model
-        self.layout = SharedLayout.of(model)
-        self._per_item = self.layout.per_item_mask()
-        self.item_learning_rate = item_learning_rate
-        self.dense_learning_rate = dense_learning_rate
-
-    def broadcast(self) -> FloatArray:
-        """The current shared parameters, shape ``(layout.size,)`` float32 (a copy)."""
-        return flatten_shared(self.model)
-
-    def apply(self, result: AggregationResult) -> ServerStep:
-        """Apply one round's aggregate to the global model.
-
-        The dense part is divided by ``result.total_weight`` when the aggregate carries one
-        (weighted aggregation), else by the number of survivors. The trainer aggregates without
-        weights: an item row's sum already counts exactly the clients that touched it.
-
-        Args:
-            result: the aggregator's output: the sum over survivors and who survived.
-
-        Returns:
-            What was applied.
-
-        Raises:
-            ParameterError: the aggregate does not match the model's layout.
-        """
-        total = np.asarray(result.total, dtype=np.float64)
-        if total.shape != (self.layout.size,):
-            raise ParameterError(
-                f"aggregate has shape {total.shape}; the model expects ({self.layout.size},)"
-            )
-        survivors = len(result.survivors)
-        if survivors == 0:
-            return ServerStep(0, 0.0)
-        dense_denominator = float(result.total_weight) if result.total_weight else float(survivors)
-        step = np.where(
-            self._per_item,
-            self.item_learning_rate * total,
-            self.dense_learning_rate * total / dense_denominator,
-        )
-        load_shared(self.model, self.broadcast().astype(np.float64) + step)
-        return ServerStep(survivors, float(np.linalg.norm(step)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +318,10 @@ class RoundRecord:
         client_seconds: time spent in local training.
         aggregation_seconds: time spent in the aggregator.
         abort_reason: why the aggregation aborted (the backend's message), else None.
+        diverged: sampled clients whose local training diverged; they uploaded nothing (the
+            divergence guard), so the protocol saw them as clients that never joined.
+        touched_items: items some survivor touched (the server's per-item counts), when the
+            uploads carry counts.
     """
 
     round: int
@@ -358,6 +336,8 @@ class RoundRecord:
     client_seconds: float
     aggregation_seconds: float
     abort_reason: str | None = None
+    diverged: tuple[int, ...] = ()
+    touched_items: int | None = None
 
 
 @dataclass(slots=True)
@@ -398,6 +378,12 @@ class TrainingHistory:
                 f"{hr} {ndcg} {error} {seconds:6.2f}"
             )
         return "\n".join(lines)
+
+
+def _mean_finite(values: list[float]) -> float:
+    """Mean of the finite entries (a diverged client's NaN loss is reported, not averaged)."""
+    finite = [value for value in values if np.isfinite(value)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 class FederatedTrainer:
@@ -450,6 +436,10 @@ class FederatedTrainer:
             model,
             item_learning_rate=self.config.item_learning_rate,
             dense_learning_rate=self.config.dense_learning_rate,
+            optimizer=self.config.server_optimizer,
+            counts=self.config.counts,
+            clip=self.config.clip,
+            total_rounds=self.config.rounds,
         )
         self.evaluation = evaluation
         self.history = TrainingHistory()
@@ -512,10 +502,11 @@ class FederatedTrainer:
 
         Returns the backend's reason when it aborts for lack of survivors (the round is skipped).
         """
+        upload: UploadLayout = self.server.upload
+        inputs = {u.client_id: upload.encode(u.delta) for u in updates if not u.diverged}
+        late = {client: when for client, when in dropouts.items() if client in inputs}
         try:
-            return self.aggregator.aggregate(
-                {update.client_id: update.delta for update in updates}, dropouts=dropouts or None
-            )
+            return self.aggregator.aggregate(inputs, dropouts=late or None)
         except InsufficientSurvivorsError as exc:
             logger.warning("round %d aborted: %s", self._round, exc)
             return str(exc)
@@ -546,6 +537,7 @@ class FederatedTrainer:
         result = None if isinstance(outcome, str) else outcome
 
         step = self.server.apply(result) if result is not None else ServerStep(0, 0.0)
+        diverged = tuple(u.client_id for u in updates if u.diverged)
         evaluate_now = self.config.eval_every > 0 and (
             self._round % self.config.eval_every == 0 or self._round == self.config.rounds
         )
@@ -556,13 +548,15 @@ class FederatedTrainer:
             survivors=result.survivors if result is not None else (),
             dropped=result.dropped if result is not None else tuple(sorted(dropouts)),
             aborted=result is None,
-            client_loss=float(np.mean([u.loss for u in updates])),
+            client_loss=_mean_finite([u.loss for u in updates]),
             update_norm=step.update_norm,
             ranking=ranking,
             rmse=error,
             client_seconds=client_seconds,
             aggregation_seconds=aggregation_seconds,
             abort_reason=outcome if isinstance(outcome, str) else None,
+            diverged=diverged,
+            touched_items=step.touched_items,
         )
         self.history.records.append(record)
         logger.info(
@@ -585,11 +579,37 @@ class FederatedTrainer:
             split, ``(None, None)`` without an evaluation set.
         """
         if isinstance(self.evaluation, LeaveOneOutSplit):
-            states = self.user_states()
+            states = self.evaluation_states()
             return evaluate_ranking(self.model, states, self.evaluation, k=self.config.top_k), None
         if isinstance(self.evaluation, RatingSplit):
-            return None, evaluate_ratings(self.model, self.user_states(), self.evaluation.test)
+            states = self.evaluation_states()
+            return None, evaluate_ratings(self.model, states, self.evaluation.test)
         return None, None
+
+    def evaluation_states(self) -> Tensor:
+        """Every client's state refit against the current global model, for scoring only.
+
+        Each client would refit on its own device before recommending; the simulation refits
+        all of them in one batched pass, which gives each the result it would get alone
+        (:func:`~models.training.refit_states`). The clients' stored states are not changed, so
+        evaluating does not alter training.
+        """
+        local = self.config.local
+        steps = (
+            local.refit_steps
+            if self.config.eval_refit_steps is None
+            else self.config.eval_refit_steps
+        )
+        states = self.user_states()
+        if steps == 0:
+            return states
+        users = np.concatenate(
+            [np.full(c.num_interactions, u, dtype=np.int64) for u, c in self.clients.items()]
+        )
+        items = np.concatenate([c.items for c in self.clients.values()])
+        ratings = np.concatenate([c.ratings for c in self.clients.values()])
+        rng = np.random.default_rng([self.config.seed, self._round, 7])
+        return refit_states(self.model, states, users, items, ratings, local, rng, steps=steps)
 
     def run(
         self,

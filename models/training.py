@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from models.base import Recommender
 from models.data import DataError, Interactions
-from models.objectives import OBJECTIVES, Objective, bce_loss, bpr_loss, squared_error_loss
+from models.objectives import OBJECTIVES, Objective
 from secagg.errors import ParameterError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "LocalTrainingConfig",
     "batch_loss",
     "build_examples",
+    "refit_states",
     "sample_negatives",
     "train_centralized",
     "train_user",
@@ -50,6 +52,15 @@ class LocalTrainingConfig:
         batch_size: examples per step.
         num_negatives: sampled negatives per positive (implicit objectives).
         l2: weight of the L2 penalty on touched user states and item rows.
+        user_learning_rate: step of the private user state (default ``learning_rate``).
+        item_learning_rate: step of the item rows (default ``learning_rate``).
+        dense_learning_rate: step of the dense shared weights (default ``learning_rate``).
+        user_l2: L2 weight of the user state (default ``l2``).
+        item_l2: L2 weight of the touched item rows (default ``l2``).
+        dense_l2: L2 weight of the dense shared weights (default 0).
+        refit_steps: Adam steps that refit the private user state against the current shared
+            model before local training (:func:`refit_states`); 0 skips the refit.
+        refit_learning_rate: Adam's step size in the refit.
     """
 
     objective: Objective = "bpr"
@@ -58,6 +69,14 @@ class LocalTrainingConfig:
     batch_size: int = 32
     num_negatives: int = 4
     l2: float = 1e-2
+    user_learning_rate: float | None = None
+    item_learning_rate: float | None = None
+    dense_learning_rate: float | None = None
+    user_l2: float | None = None
+    item_l2: float | None = None
+    dense_l2: float = 0.0
+    refit_steps: int = 0
+    refit_learning_rate: float = 0.05
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -66,10 +85,35 @@ class LocalTrainingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"{name} must be a positive int, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ParameterError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.num_negatives < 1 or self.l2 < 0:
-            raise ParameterError("num_negatives must be >= 1 and l2 >= 0")
+        rates = (self.learning_rate, self.refit_learning_rate, *self.group_learning_rates())
+        if not all(rate > 0 for rate in rates):
+            raise ParameterError(f"learning rates must be > 0, got {rates}")
+        if self.num_negatives < 1 or min(self.l2, self.dense_l2, *self.group_l2()[:2]) < 0:
+            raise ParameterError("num_negatives must be >= 1 and every l2 >= 0")
+        if self.refit_steps < 0:
+            raise ParameterError(f"refit_steps must be >= 0, got {self.refit_steps}")
+
+    def group_learning_rates(self) -> tuple[float, float, float]:
+        """SGD steps of the private user state, the item rows and the dense weights.
+
+        Each falls back to :attr:`learning_rate` when not set: one step for everything, the
+        recipe of plain federated MF.
+        """
+        base = self.learning_rate
+        return (
+            base if self.user_learning_rate is None else self.user_learning_rate,
+            base if self.item_learning_rate is None else self.item_learning_rate,
+            base if self.dense_learning_rate is None else self.dense_learning_rate,
+        )
+
+    def group_l2(self) -> tuple[float, float, float]:
+        """L2 weights of the user state and the touched item rows (falling back to :attr:`l2`),
+        and of the dense weights (:attr:`dense_l2`, applied to all of them)."""
+        return (
+            self.l2 if self.user_l2 is None else self.user_l2,
+            self.l2 if self.item_l2 is None else self.item_l2,
+            self.dense_l2,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,49 +218,139 @@ def build_examples(
     )
 
 
-def batch_loss(
-    model: Recommender, states: Tensor, batch: Examples, objective: Objective, l2: float
-) -> Tensor:
-    """Objective on one batch plus ``l2`` times the mean squared norm of what it touched.
-
-    Args:
-        model: the model.
-        states: shape ``(B, state_dim)``, the user state of each example.
-        batch: ``B`` examples.
-        objective: ``"explicit"``, ``"bpr"`` or ``"bce"``.
-        l2: penalty weight.
-
-    Returns:
-        A scalar tensor.
-    """
+def _objective_terms(
+    model: Recommender, states: Tensor, batch: Examples, objective: Objective
+) -> tuple[Tensor, Tensor]:
+    """Per-example losses, shape ``(B,)``, and the items each example touched."""
     items = torch.from_numpy(batch.items)
     if objective == "bpr":
         assert batch.negatives is not None
         negatives = torch.from_numpy(batch.negatives)
         # One forward pass over positives and negatives together.
         scores = model.score(torch.cat([states, states]), torch.cat([items, negatives]))
-        loss = bpr_loss(scores[: len(batch)], scores[len(batch) :])
-        touched = torch.stack([items, negatives], dim=1)
-    else:
-        scores = model.score(states, items)
-        targets = torch.from_numpy(batch.targets)
-        loss = (
-            squared_error_loss(scores, targets)
-            if objective == "explicit"
-            else bce_loss(scores, targets)
-        )
-        touched = items
-    if l2 > 0:
-        loss = loss + l2 * model.penalty(states, touched) / len(batch)
+        losses = -F.logsigmoid(scores[: len(batch)] - scores[len(batch) :])
+        return losses, torch.stack([items, negatives], dim=1)
+    scores = model.score(states, items)
+    targets = torch.from_numpy(batch.targets)
+    if objective == "explicit":
+        return 0.5 * (targets - scores).pow(2), items
+    return F.binary_cross_entropy_with_logits(scores, targets, reduction="none"), items
+
+
+def batch_loss(
+    model: Recommender,
+    states: Tensor,
+    batch: Examples,
+    objective: Objective,
+    l2: float | tuple[float, float, float],
+) -> Tensor:
+    """Objective on one batch plus L2 on what it touched (and on the dense weights).
+
+    The batch-mean objective (:mod:`models.objectives`), plus ``user_l2`` and ``item_l2`` times
+    the mean squared norm of the user states and item rows the batch touched, plus ``dense_l2``
+    times the squared norm of the dense shared weights.
+
+    Args:
+        model: the model.
+        states: shape ``(B, state_dim)``, the user state of each example.
+        batch: ``B`` examples.
+        objective: ``"explicit"``, ``"bpr"`` or ``"bce"``.
+        l2: one weight for user states and item rows, or ``(user_l2, item_l2, dense_l2)``.
+
+    Returns:
+        A scalar tensor.
+    """
+    user_l2, item_l2, dense_l2 = (l2, l2, 0.0) if isinstance(l2, int | float) else l2
+    losses, touched = _objective_terms(model, states, batch, objective)
+    loss = losses.mean()
+    if user_l2 > 0:
+        loss = loss + user_l2 * states.pow(2).sum() / len(batch)
+    if item_l2 > 0:
+        rows = sum(table(touched).pow(2).sum() for table in model.item_tables())
+        loss = loss + item_l2 * rows / len(batch)
+    if dense_l2 > 0:
+        loss = loss + dense_l2 * sum(p.pow(2).sum() for p in model.dense_parameters())
     return loss
 
 
-def _sgd_step(parameters: Sequence[Tensor], learning_rate: float) -> None:
+def _sgd_step(groups: Sequence[tuple[Sequence[Tensor], float]]) -> None:
     with torch.no_grad():
-        for parameter in parameters:
-            if parameter.grad is not None:
-                parameter.add_(parameter.grad, alpha=-learning_rate)
-                parameter.grad = None
+        for parameters, learning_rate in groups:
+            for parameter in parameters:
+                if parameter.grad is not None:
+                    parameter.add_(parameter.grad, alpha=-learning_rate)
+                    parameter.grad = None
+
+
+def _parameter_groups(
+    model: Recommender, user_side: Sequence[Tensor], config: LocalTrainingConfig
+) -> list[tuple[Sequence[Tensor], float]]:
+    """``(parameters, step)`` for the user side, the item tables and the dense weights."""
+    user_rate, item_rate, dense_rate = config.group_learning_rates()
+    items = [table.weight for table in model.item_tables()]
+    return [(user_side, user_rate), (items, item_rate), (model.dense_parameters(), dense_rate)]
+
+
+def refit_states(
+    model: Recommender,
+    states: Tensor,
+    users: IntArray,
+    items: IntArray,
+    ratings: FloatArray,
+    config: LocalTrainingConfig,
+    rng: np.random.Generator,
+    *,
+    steps: int | None = None,
+) -> Tensor:
+    """Refit private user states against the frozen shared model (uploads nothing).
+
+    A user's state goes stale while the shared model moves between the rounds the user is
+    sampled in, so each client refits it before training and before evaluation: ``steps`` Adam
+    steps (:attr:`LocalTrainingConfig.refit_learning_rate`) on the user's own full-batch loss
+    with one fixed draw of negatives, the shared parameters untouched. The loss is a sum of
+    per-user mean losses and Adam works per coordinate, so refitting many users at once (the
+    simulation's evaluation) gives each the same result as refitting them one by one.
+
+    Args:
+        model: the model; its shared parameters are read, not changed.
+        states: shape ``(U, state_dim)`` the current states (not modified).
+        users: shape ``(n,)`` the row of ``states`` of each interaction.
+        items: shape ``(n,)`` the observed items.
+        ratings: shape ``(n,)`` their ratings.
+        config: objective, negatives, L2 and refit step size.
+        rng: the negative sampler's generator.
+        steps: Adam steps (default ``config.refit_steps``).
+
+    Returns:
+        The refit states, shape ``(U, state_dim)``, detached.
+    """
+    count = config.refit_steps if steps is None else steps
+    fitted = states.detach().clone()
+    if count == 0 or items.shape[0] == 0:
+        return fitted
+    examples = build_examples(
+        users,
+        items,
+        ratings,
+        num_items=model.num_items,
+        objective=config.objective,
+        num_negatives=config.num_negatives,
+        rng=rng,
+    )
+    example_users = torch.from_numpy(examples.users)
+    weights = 1.0 / torch.bincount(example_users, minlength=fitted.shape[0]).clamp(min=1)
+    weights = weights[example_users].to(torch.float32)
+    user_l2 = config.group_l2()[0]
+    fitted.requires_grad_(True)
+    optimizer = torch.optim.Adam([fitted], lr=config.refit_learning_rate)
+    for _ in range(count):
+        rows = fitted[example_users]
+        losses, _ = _objective_terms(model, rows, examples, config.objective)
+        loss = (weights * (losses + user_l2 * rows.pow(2).sum(dim=1))).sum()
+        (gradient,) = torch.autograd.grad(loss, [fitted])
+        fitted.grad = gradient
+        optimizer.step()
+    return fitted.detach()
 
 
 def train_user(
@@ -229,6 +363,10 @@ def train_user(
 ) -> tuple[float, int]:
     """Run local SGD for one user on their own interactions; updates ``state`` and ``model``.
 
+    The user state, item rows and dense weights each take their own step size and L2
+    (:meth:`LocalTrainingConfig.group_learning_rates`); plain SGD leaves untouched item rows
+    exactly unchanged.
+
     Args:
         model: the model whose shared parameters are trained (a client's working copy).
         state: shape ``(state_dim,)`` leaf tensor with ``requires_grad``; the user's own state.
@@ -240,7 +378,8 @@ def train_user(
     Returns:
         ``(mean loss over all steps, number of examples seen)``.
     """
-    parameters = [state, *model.shared_parameters()]
+    groups = _parameter_groups(model, [state], config)
+    l2 = config.group_l2()
     users = np.zeros(items.shape[0], dtype=np.int64)
     total_loss = 0.0
     steps = 0
@@ -257,9 +396,9 @@ def train_user(
         )
         for batch in examples.batches(config.batch_size, rng):
             states = state.unsqueeze(0).expand(len(batch), -1)
-            loss = batch_loss(model, states, batch, config.objective, config.l2)
+            loss = batch_loss(model, states, batch, config.objective, l2)
             torch.autograd.backward(loss)
-            _sgd_step(parameters, config.learning_rate)
+            _sgd_step(groups)
             total_loss += float(loss.detach())
             steps += 1
             examples_seen += len(batch)
@@ -287,7 +426,8 @@ def train_centralized(
         The mean loss of each epoch.
     """
     rng = np.random.default_rng(seed)
-    parameters = [*model.user_parameters(), *model.shared_parameters()]
+    groups = _parameter_groups(model, model.user_parameters(), config)
+    l2 = config.group_l2()
     losses: list[float] = []
     for _ in range(config.epochs):
         examples = build_examples(
@@ -303,9 +443,9 @@ def train_centralized(
         steps = 0
         for batch in examples.batches(config.batch_size, rng):
             states = model.users(torch.from_numpy(batch.users))
-            loss = batch_loss(model, states, batch, config.objective, config.l2)
+            loss = batch_loss(model, states, batch, config.objective, l2)
             torch.autograd.backward(loss)
-            _sgd_step(parameters, config.learning_rate)
+            _sgd_step(groups)
             epoch_loss += float(loss.detach())
             steps += 1
         losses.append(epoch_loss / max(steps, 1))
