@@ -45,6 +45,7 @@ __all__ = [
     "sample_unseen_items",
     "synthetic_interactions",
     "synthetic_movielens",
+    "validation_split",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -616,6 +617,52 @@ def leave_one_out_split(
         negatives=(
             np.stack(negatives) if negatives else np.zeros((0, num_negatives), dtype=np.int64)
         ),
+    )
+
+
+def validation_split(split: LeaveOneOutSplit, *, seed: int = 0) -> LeaveOneOutSplit:
+    """A second held-out interaction per user, for tuning; the test item is never touched.
+
+    For each test user, the latest training interaction whose item is not the test item is
+    held out (the second-latest overall, in MovieLens). It is ranked among
+    ``split.negatives.shape[1]`` items the user interacted with neither in training nor in the
+    test, so no validation candidate is a test item and tuning never sees the test. Users with
+    fewer than two training interactions keep them and are not validated.
+
+    Args:
+        split: the leave-one-out test split.
+        seed: seed of the validation negatives.
+
+    Returns:
+        A :class:`LeaveOneOutSplit` whose ``train`` lacks the validation items and whose
+        ``test_items`` are the validation items.
+    """
+    train = split.train
+    rng = np.random.default_rng([seed, 1])
+    test_item = dict(zip(split.test_users.tolist(), split.test_items.tolist(), strict=True))
+    count = split.negatives.shape[1]
+    held_out = np.zeros(len(train), dtype=bool)
+    users: list[int] = []
+    items: list[int] = []
+    negatives: list[IntArray] = []
+    rows_by_user = train.user_rows()
+    for user in split.test_users.tolist():
+        rows = rows_by_user[user]
+        rows = rows[train.items[rows] != test_item[user]]
+        if rows.shape[0] < 2:
+            continue
+        times = train.timestamps[rows]
+        latest = rows[np.flatnonzero(times == times.max())[-1]]
+        held_out[latest] = True
+        seen = np.union1d(train.items[rows_by_user[user]], [test_item[user]])
+        users.append(user)
+        items.append(int(train.items[latest]))
+        negatives.append(sample_unseen_items(seen, train.num_items, count, rng))
+    return LeaveOneOutSplit(
+        train=train.select(~held_out),
+        test_users=np.asarray(users, dtype=np.int64),
+        test_items=np.asarray(items, dtype=np.int64),
+        negatives=np.stack(negatives) if negatives else np.zeros((0, count), dtype=np.int64),
     )
 
 

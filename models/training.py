@@ -338,15 +338,18 @@ def refit_states(
         rng=rng,
     )
     example_users = torch.from_numpy(examples.users)
-    weights = 1.0 / torch.bincount(example_users, minlength=fitted.shape[0]).clamp(min=1)
-    weights = weights[example_users].to(torch.float32)
+    per_user = torch.bincount(example_users, minlength=fitted.shape[0])
+    weights = (1.0 / per_user.clamp(min=1))[example_users].to(torch.float32)
+    # Each user's mean L2 term over their examples is user_l2 * |state|^2, counted once.
+    penalised = (per_user > 0).to(torch.float32).unsqueeze(1)
     user_l2 = config.group_l2()[0]
     fitted.requires_grad_(True)
     optimizer = torch.optim.Adam([fitted], lr=config.refit_learning_rate)
     for _ in range(count):
-        rows = fitted[example_users]
-        losses, _ = _objective_terms(model, rows, examples, config.objective)
-        loss = (weights * (losses + user_l2 * rows.pow(2).sum(dim=1))).sum()
+        losses, _ = _objective_terms(
+            model, F.embedding(example_users, fitted), examples, config.objective
+        )
+        loss = (weights * losses).sum() + user_l2 * (penalised * fitted.pow(2)).sum()
         (gradient,) = torch.autograd.grad(loss, [fitted])
         fitted.grad = gradient
         optimizer.step()

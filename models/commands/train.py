@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from inspect import signature
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -41,6 +42,7 @@ from models.data import (
     leave_one_out_split,
     load_movielens,
     synthetic_interactions,
+    validation_split,
 )
 from models.evaluation import RankingMetrics, evaluate_ranking, popularity_ranking
 from models.factory import (
@@ -52,7 +54,9 @@ from models.factory import (
     make_model,
 )
 from models.federated import FederatedConfig, FederatedTrainer, RoundRecord, TrainingHistory
-from models.training import LocalTrainingConfig, train_centralized
+from models.recipes import DEFAULT_COHORT, Recipe, derived_cohort, derived_rounds, recipe_for
+from models.server_optimizers import SCHEDULES, SERVER_OPTIMIZERS
+from models.training import train_centralized
 from protocols.aggregators import Aggregator, PaillierAggregator
 from protocols.cli.arguments import (
     MAX_VALUE_BITS,
@@ -71,7 +75,6 @@ from secagg.errors import ParameterError
 from secagg.paillier_keys import PaillierKeypair
 
 __all__ = [
-    "CENTRALIZED_EPOCHS",
     "DEFAULT_DP_CLIP",
     "DEFAULT_DP_SERVER_LR",
     "DESCRIPTION",
@@ -88,8 +91,6 @@ __all__ = [
 #: Without DP the server step stays 1.0.
 DEFAULT_DP_CLIP = 0.1
 DEFAULT_DP_SERVER_LR = 0.3
-#: Epochs of the optional centralized (pooled data, no privacy) reference model.
-CENTRALIZED_EPOCHS = 20
 #: The most items a synthetic user sees, and the unseen items each held-out item is ranked
 #: against: the synthetic data needs more items than the two together.
 _SYNTHETIC_MOST_PER_USER: Final[int] = (
@@ -197,20 +198,37 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_round_arguments(parser: argparse.ArgumentParser) -> None:
     """Rounds, clients, local training and the quantization of the updates."""
-    for flag, default, text in (
-        ("--rounds", 40, "federated rounds"),
-        ("--clients-per-round", 50, "clients sampled each round, at least 2 for a secure sum"),
-        ("--local-epochs", 2, "passes of each client over its own data per round"),
-        ("--eval-every", 5, "evaluate HR@10 / NDCG@10 every this many rounds"),
-        ("--dim", 16, "embedding size"),
+    for flag, text in (
+        (
+            "--rounds",
+            "federated rounds (default: enough for each user to be sampled --participations times)",
+        ),
+        (
+            "--participations",
+            "times each user is sampled over the run, which sets the "
+            "default --rounds (default: the model's recipe, 6)",
+        ),
+        (
+            "--clients-per-round",
+            f"clients sampled each round, at least 2 for a secure sum "
+            f"(default: {DEFAULT_COHORT}, or every user when fewer)",
+        ),
+        (
+            "--local-epochs",
+            "passes of each client over its own data per round (default: the model's recipe)",
+        ),
+        (
+            "--eval-every",
+            "evaluate HR@10 / NDCG@10 every this many rounds (default: about 6 times a run)",
+        ),
+        ("--dim", "embedding size (default: the model's recipe, 32 for mf, 16 otherwise)"),
+        (
+            "--seeds",
+            "run this many seeds (--seed, --seed + 1, ...) and report the mean and "
+            "range (default: 1)",
+        ),
     ):
-        parser.add_argument(
-            flag,
-            type=positive_int,
-            default=default,
-            metavar="N",
-            help=f"{text} (default: %(default)s)",
-        )
+        parser.add_argument(flag, type=positive_int, default=None, metavar="N", help=text)
     parser.add_argument(
         "--dropout",
         type=unit_fraction,
@@ -219,21 +237,13 @@ def _add_round_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of each round's clients lost at a random protocol round, in [0, 1) "
         "(default: %(default)s)",
     )
-    real = (
-        ("--lr", 1.0, "the clients' SGD step"),
-        ("--clip", DEFAULT_CLIP, "each coordinate of an update is clipped to [-CLIP, CLIP]"),
-    )
-    for flag, value, text in real:
-        parser.add_argument(
-            flag, type=positive_real, default=value, help=f"{text} (default: %(default)s)"
-        )
     parser.add_argument(
-        "--server-lr",
+        "--clip",
         type=positive_real,
-        default=None,
-        help=f"server step on summed item deltas (default 1.0; {DEFAULT_DP_SERVER_LR} with "
-        "--dp-epsilon)",
+        default=DEFAULT_CLIP,
+        help="each coordinate of an update is clipped to [-CLIP, CLIP] (default: %(default)s)",
     )
+    _add_optimizer_arguments(parser)
     parser.add_argument(
         "--value-bits",
         type=value_bits,
@@ -242,10 +252,51 @@ def _add_round_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"bits of one quantized value, 1 .. {MAX_VALUE_BITS} (default: %(default)s)",
     )
     parser.add_argument(
-        "--centralized",
-        action="store_true",
-        help=f"also train the same model on the pooled data ({CENTRALIZED_EPOCHS} epochs, no "
-        "privacy) as a reference",
+        "--evaluate-on",
+        choices=("test", "validation"),
+        default="test",
+        help="rank each user's held-out latest item (test), or their second-latest one "
+        "(validation, for tuning: the test item then stays out of every candidate list) "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-centralized",
+        dest="centralized",
+        action="store_false",
+        help="skip the centralized reference (the same model trained on the pooled data, no "
+        "privacy) that is otherwise printed beside the run",
+    )
+    parser.add_argument(
+        "--centralized", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+
+def _add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Client and server steps; unset ones come from the model's recipe."""
+    for flag, text in (
+        ("--lr", "the clients' SGD step on their user state and item rows"),
+        ("--dense-lr", "the clients' SGD step on dense weights (MLPs, towers)"),
+        (
+            "--server-lr",
+            f"the server's step on item rows ({DEFAULT_DP_SERVER_LR} with --dp-epsilon)",
+        ),
+        ("--server-dense-lr", "the server's step on dense weights"),
+    ):
+        parser.add_argument(
+            flag, type=positive_real, default=None, help=f"{text} (default: the model's recipe)"
+        )
+    parser.add_argument(
+        "--server-optimizer",
+        choices=SERVER_OPTIMIZERS,
+        default=None,
+        help="how the server steps from the aggregate: sgd (FedAvg), fedavgm, fedadam, fedyogi "
+        "(default: the model's recipe, fedadam; sgd with --dp-epsilon)",
+    )
+    parser.add_argument(
+        "--server-schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="the server learning rate's schedule over the rounds (default: %(default)s)",
     )
 
 
@@ -312,13 +363,21 @@ class _Output:
 
 
 @dataclass(frozen=True, slots=True)
+class _Centralized:
+    """The centralized reference's quality and training time."""
+
+    metrics: RankingMetrics
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Setup:
     """Everything a run is made of, built before the first round."""
 
     data: Interactions
     split: LeaveOneOutSplit
     popularity: RankingMetrics
-    centralized: RankingMetrics | None
+    centralized: _Centralized | None
     model: Recommender
     aggregator: Aggregator
     private: DistributedDPAggregator | None
@@ -342,6 +401,26 @@ def run(args: argparse.Namespace) -> int:
     _check_arguments(args)
     _check_protocol_options(args)
     out = _Output(as_json=args.json, stream=sys.stdout)
+    seeds = args.seeds or 1
+    if seeds == 1:
+        return _run_seed(args, out)[0]
+    if args.plot is not None or args.save is not None:
+        raise ParameterError("--plot and --save write one run's results; give them without --seeds")
+    summaries: list[dict[str, Any]] = []
+    status = 0
+    for offset in range(seeds):
+        one = argparse.Namespace(**vars(args))
+        one.seed = args.seed + offset
+        out.say(f"--- seed {one.seed} ({offset + 1} of {seeds}) ---")
+        code, summary = _run_seed(one, out)
+        status = max(status, code)
+        summaries.append(summary)
+    _report_seeds(summaries, out)
+    return status
+
+
+def _run_seed(args: argparse.Namespace, out: _Output) -> tuple[int, dict[str, Any]]:
+    """One seed's run: set up, train, report; the exit status and the summary object."""
     setup = _set_up(args, out)
     estimate = _paillier_estimate(args, setup)
     if estimate is not None:
@@ -350,17 +429,17 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     history = _train(args, setup, out)
     seconds = time.perf_counter() - started
-    _report_summary(args, setup, history, seconds, out)
+    summary = _report_summary(args, setup, history, seconds, out)
     failure = _failure(history)
     if failure is not None:
         print(f"secagg train: error: {failure}", file=sys.stderr)
-        return 1
+        return 1, summary
     if args.plot is not None:
         plot_training_curve(
             args.plot,
             history.records,
             setup.popularity.hit_ratio,
-            setup.centralized,
+            None if setup.centralized is None else setup.centralized.metrics,
             setup.aggregator.name,
         )
         out.say(f"training curve written to {args.plot}")
@@ -375,46 +454,111 @@ def run(args: argparse.Namespace) -> int:
             item_ids=setup.data.item_ids,
         )
         out.say(f"checkpoint written to {args.save} (holds every simulated client's embedding)")
-    return 0
+    return 0, summary
+
+
+_SEED_COLUMNS: Final = (
+    ("federated HR@10", "hr@10"),
+    ("federated NDCG@10", "ndcg@10"),
+    ("federated seconds", "seconds"),
+    ("centralized HR@10", "centralized_hr@10"),
+    ("centralized NDCG@10", "centralized_ndcg@10"),
+    ("centralized seconds", "centralized_seconds"),
+)
+
+
+def _report_seeds(summaries: Sequence[dict[str, Any]], out: _Output) -> None:
+    """Mean and range over the seeds of each quality and time figure (a JSON object too)."""
+    stats: dict[str, dict[str, float]] = {}
+    for _label, key in _SEED_COLUMNS:
+        values = [float(s[key]) for s in summaries if s.get(key) is not None]
+        if values:
+            stats[key] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+    if out.as_json:
+        out.emit({"seeds": [s["seed"] for s in summaries], "over_seeds": stats})
+        return
+    seeds = ", ".join(str(s["seed"]) for s in summaries)
+    out.say(f"over seeds {seeds}: {'':<20} {'mean':>8} {'min':>8} {'max':>8}")
+    for label, key in _SEED_COLUMNS:
+        if key in stats:
+            row = stats[key]
+            out.say(f"  {label:<38} {row['mean']:>8.4f} {row['min']:>8.4f} {row['max']:>8.4f}")
 
 
 def _set_up(args: argparse.Namespace, out: _Output) -> _Setup:
     """Load the data, report the baselines, and build the model, backend and trainer."""
     data = _load_data(args)
     split = leave_one_out_split(data, seed=args.seed)
+    if args.evaluate_on == "validation":
+        split = validation_split(split, seed=args.seed)
+    recipe = _resolve_defaults(args, split)
     popularity = popularity_ranking(split)
     out.say(
         f"data: {data.num_users} users (one client each), {data.num_items} items, {len(data)} "
-        f"interactions; leave-one-out with 99 negatives; popularity HR@10 "
-        f"{popularity.hit_ratio:.4f} NDCG@10 {popularity.ndcg:.4f}"
+        f"interactions; leave-one-out ({args.evaluate_on} item) with 99 negatives; popularity "
+        f"HR@10 {popularity.hit_ratio:.4f} NDCG@10 {popularity.ndcg:.4f}"
     )
-    local = LocalTrainingConfig(
-        objective="bce" if args.model == "ctr" else "bpr",
+    local = replace(
+        recipe.local,
         epochs=args.local_epochs,
         learning_rate=args.lr,
+        dense_learning_rate=args.dense_lr,
     )
     centralized = (
-        _centralized_reference(args, data, split, local, out) if args.centralized else None
+        _centralized_reference(args, data, split, recipe, out) if args.centralized else None
     )
     model = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
     aggregator, private = _build_aggregator(args, split, model)
-    server_lr = args.server_lr
-    if server_lr is None:
-        server_lr = DEFAULT_DP_SERVER_LR if private is not None else 1.0
     config = FederatedConfig(
         rounds=args.rounds,
         clients_per_round=args.clients_per_round,
         local=local,
         clip=args.clip,
-        item_learning_rate=server_lr,
+        item_learning_rate=args.server_lr,
+        dense_learning_rate=args.server_dense_lr,
+        server_optimizer=replace(
+            recipe.server_optimizer, name=args.server_optimizer, schedule=args.server_schedule
+        ),
+        counts=recipe.counts and private is None,
+        eval_refit_steps=recipe.eval_refit_steps,
         dropout_fraction=args.dropout,
         eval_every=args.eval_every,
         seed=args.seed,
     )
     trainer = FederatedTrainer(model, split.train, aggregator, config, evaluation=split)
     return _Setup(
-        data, split, popularity, centralized, model, aggregator, private, server_lr, trainer
+        data, split, popularity, centralized, model, aggregator, private, args.server_lr, trainer
     )
+
+
+def _resolve_defaults(args: argparse.Namespace, split: LeaveOneOutSplit) -> Recipe:
+    """Fill every unset option from the model's recipe and the data's size, in ``args``.
+
+    Under ``--dp-epsilon`` the server keeps the rule the DP defaults were tuned with: FedAvg
+    (``sgd``) on the summed item rows at :data:`DEFAULT_DP_SERVER_LR`, and no counts.
+    """
+    recipe = recipe_for(args.model)
+    users = int(np.unique(split.train.users).shape[0])
+    dp = args.dp_epsilon is not None
+    defaults: dict[str, Any] = {
+        "dim": recipe.dim,
+        "clients_per_round": derived_cohort(users),
+        "participations": recipe.participations,
+        "local_epochs": recipe.local.epochs,
+        "lr": recipe.local.learning_rate,
+        "dense_lr": recipe.local.group_learning_rates()[2],
+        "server_lr": DEFAULT_DP_SERVER_LR if dp else recipe.item_learning_rate,
+        "server_dense_lr": 1.0 if dp else recipe.dense_learning_rate,
+        "server_optimizer": "sgd" if dp else recipe.server_optimizer.name,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.rounds is None:
+        args.rounds = derived_rounds(users, args.clients_per_round, args.participations)
+    if args.eval_every is None:
+        args.eval_every = max(1, math.ceil(args.rounds / 6))
+    return recipe
 
 
 def _load_data(args: argparse.Namespace) -> Interactions:
@@ -427,25 +571,25 @@ def _centralized_reference(
     args: argparse.Namespace,
     data: Interactions,
     split: LeaveOneOutSplit,
-    local: LocalTrainingConfig,
+    recipe: Recipe,
     out: _Output,
-) -> RankingMetrics:
+) -> _Centralized:
     """Train the same model on the pooled data (no privacy) as a reference and report it."""
     central = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
-    config = LocalTrainingConfig(
-        objective=local.objective, epochs=CENTRALIZED_EPOCHS, learning_rate=args.lr
-    )
-    progress = _progress_bar(args, CENTRALIZED_EPOCHS, "centralized reference", "epoch")
+    config = recipe.centralized
+    progress = _progress_bar(args, config.epochs, "centralized reference", "epoch")
     on_epoch = None if progress is None else (lambda _loss: progress.update(1))
+    started = time.perf_counter()
     train_centralized(central, split.train, config, seed=args.seed, on_epoch=on_epoch)
+    seconds = time.perf_counter() - started
     if progress is not None:
         progress.close()
-    centralized = evaluate_ranking(central, central.users.weight.detach(), split)
+    metrics = evaluate_ranking(central, central.users.weight.detach(), split)
     out.say(
-        f"centralized {args.model} ({CENTRALIZED_EPOCHS} epochs, no privacy): HR@10 "
-        f"{centralized.hit_ratio:.4f} NDCG@10 {centralized.ndcg:.4f}"
+        f"centralized {args.model} ({config.epochs} epochs on the pooled data, no privacy; "
+        f"{seconds:.1f} s): HR@10 {metrics.hit_ratio:.4f} NDCG@10 {metrics.ndcg:.4f}"
     )
-    return centralized
+    return _Centralized(metrics, seconds)
 
 
 def _build_aggregator(
@@ -694,8 +838,10 @@ def _summary(
         "ndcg@10": None if final is None else final.ndcg,
         "popularity_hr@10": setup.popularity.hit_ratio,
         "popularity_ndcg@10": setup.popularity.ndcg,
-        "centralized_hr@10": None if centralized is None else centralized.hit_ratio,
-        "centralized_ndcg@10": None if centralized is None else centralized.ndcg,
+        "centralized_hr@10": None if centralized is None else centralized.metrics.hit_ratio,
+        "centralized_ndcg@10": None if centralized is None else centralized.metrics.ndcg,
+        "centralized_seconds": None if centralized is None else centralized.seconds,
+        "seed": args.seed,
         "aborted_rounds": sum(r.aborted for r in history.records),
         "epsilon": None if private is None else private.epsilon_spent,
         "privacy": None if private is None else private.privacy_report(),
@@ -706,9 +852,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse, before any data is built, options no round could run with."""
     if args.data == "synthetic":
         _check_synthetic_sizes(args)
+    cohort = DEFAULT_COHORT if args.clients_per_round is None else args.clients_per_round
     if args.protocol in ("secagg", "secagg+"):
-        check_ring(args.value_bits, args.clients_per_round, "--clients-per-round")
-    if args.protocol != "plain" and args.clients_per_round < 2:
+        check_ring(args.value_bits, cohort, "--clients-per-round")
+    if args.protocol != "plain" and cohort < 2:
         raise ParameterError(
             f"--clients-per-round {args.clients_per_round}: a secure sum needs at least 2 "
             "clients per round (one client's sum is its own update)"
@@ -772,18 +919,25 @@ def _report_summary(
     history: TrainingHistory,
     seconds: float,
     out: _Output,
-) -> None:
+) -> dict[str, Any]:
     """The summary object (``--json``), or the final quality and privacy lines."""
     summary = _summary(args, setup, history, seconds)
     if args.json:
         out.emit(summary)
-        return
+        return summary
     final = history.last_ranking()
     if final is not None:
+        central = setup.centralized
+        beside = (
+            ""
+            if central is None
+            else f", centralized HR@10 {central.metrics.hit_ratio:.4f} NDCG@10 "
+            f"{central.metrics.ndcg:.4f}"
+        )
         out.say(
             f"done in {seconds:.1f} s ({summary['aggregation_seconds_per_round']:.2f} s of "
             f"aggregation per round): federated HR@10 {final.hit_ratio:.4f} NDCG@10 "
-            f"{final.ndcg:.4f} vs item popularity HR@10 {setup.popularity.hit_ratio:.4f}"
+            f"{final.ndcg:.4f}{beside}, item popularity HR@10 {setup.popularity.hit_ratio:.4f}"
         )
     if setup.private is not None:
         report = setup.private.privacy_report()
@@ -796,3 +950,4 @@ def _report_summary(
             f"least {report['expected_clients']} noise shares; withheld rounds cost nothing; "
             f"{report['accountant']}, {report['library']})"
         )
+    return summary
