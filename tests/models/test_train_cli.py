@@ -278,7 +278,8 @@ def test_cli_train_centralized_reference_shows_a_progress_bar(
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "centralized reference" in captured.err and "epoch" in captured.err
-    assert "centralized mf (20 epochs, no privacy): HR@10" in captured.out
+    assert "centralized mf (20 epochs on the pooled data, no privacy; " in captured.out
+    assert "s): HR@10" in captured.out
     # --json keeps to JSON: no bar (the convention of every progress bar of secagg train).
     train = importlib.import_module("models.commands.train")
     assert train._progress_bar(argparse.Namespace(json=True), 20, "centralized", "epoch") is None
