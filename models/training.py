@@ -309,7 +309,7 @@ def refit_states(
     steps (:attr:`LocalTrainingConfig.refit_learning_rate`) on the user's own full-batch loss
     with one fixed draw of negatives, the shared parameters untouched. The loss is a sum of
     per-user mean losses and Adam works per coordinate, so refitting many users at once (the
-    simulation's evaluation) gives each the same result as refitting them one by one.
+    simulation's evaluation) refits each as alone, up to the draw of negatives.
 
     Args:
         model: the model; its shared parameters are read, not changed.
@@ -328,7 +328,59 @@ def refit_states(
     fitted = states.detach().clone()
     if count == 0 or items.shape[0] == 0:
         return fitted
-    examples = build_examples(
+    examples = _epoch_examples(model, users, items, ratings, config, rng)
+    example_users = torch.from_numpy(examples.users)
+    per_user = torch.bincount(example_users, minlength=fitted.shape[0])
+    weights = (1.0 / per_user.clamp(min=1))[example_users].to(torch.float32)
+    # Each user's mean L2 term over their examples is user_l2 * |state|^2, counted once.
+    penalised = (per_user > 0).to(torch.float32).unsqueeze(1)
+    user_l2 = config.group_l2()[0]
+    adam = _Adam(fitted, config.refit_learning_rate)
+    for _ in range(count):
+        fitted.requires_grad_(True)
+        losses, _ = _objective_terms(
+            model, F.embedding(example_users, fitted), examples, config.objective
+        )
+        loss = (weights * losses).sum() + user_l2 * (penalised * fitted.pow(2)).sum()
+        (gradient,) = torch.autograd.grad(loss, [fitted])
+        fitted = adam.step(fitted.detach(), gradient)
+    return fitted
+
+
+class _Adam:
+    """Adam (Kingma and Ba 2015) on one tensor, with bias correction.
+
+    Written out rather than taken from ``torch.optim``: the refit runs on every client in every
+    round, and ``torch.optim``'s first use imports ``torch._dynamo`` (seconds, and a probe of
+    every installed package).
+    """
+
+    def __init__(self, like: Tensor, learning_rate: float) -> None:
+        self._rate = learning_rate
+        self._first = torch.zeros_like(like)
+        self._second = torch.zeros_like(like)
+        self._steps = 0
+
+    def step(self, value: Tensor, gradient: Tensor) -> Tensor:
+        """``value`` after one step along ``gradient`` (betas 0.9 and 0.999, eps 1e-8)."""
+        self._steps += 1
+        self._first.mul_(0.9).add_(gradient, alpha=0.1)
+        self._second.mul_(0.999).addcmul_(gradient, gradient, value=0.001)
+        first = self._first / (1 - 0.9**self._steps)
+        second = self._second / (1 - 0.999**self._steps)
+        return value - self._rate * first / (second.sqrt() + 1e-8)
+
+
+def _epoch_examples(
+    model: Recommender,
+    users: IntArray,
+    items: IntArray,
+    ratings: FloatArray,
+    config: LocalTrainingConfig,
+    rng: np.random.Generator,
+) -> Examples:
+    """One epoch of ``config.objective``'s examples over the model's catalogue."""
+    return build_examples(
         users,
         items,
         ratings,
@@ -337,23 +389,6 @@ def refit_states(
         num_negatives=config.num_negatives,
         rng=rng,
     )
-    example_users = torch.from_numpy(examples.users)
-    per_user = torch.bincount(example_users, minlength=fitted.shape[0])
-    weights = (1.0 / per_user.clamp(min=1))[example_users].to(torch.float32)
-    # Each user's mean L2 term over their examples is user_l2 * |state|^2, counted once.
-    penalised = (per_user > 0).to(torch.float32).unsqueeze(1)
-    user_l2 = config.group_l2()[0]
-    fitted.requires_grad_(True)
-    optimizer = torch.optim.Adam([fitted], lr=config.refit_learning_rate)
-    for _ in range(count):
-        losses, _ = _objective_terms(
-            model, F.embedding(example_users, fitted), examples, config.objective
-        )
-        loss = (weights * losses).sum() + user_l2 * (penalised * fitted.pow(2)).sum()
-        (gradient,) = torch.autograd.grad(loss, [fitted])
-        fitted.grad = gradient
-        optimizer.step()
-    return fitted.detach()
 
 
 def train_user(
@@ -388,15 +423,7 @@ def train_user(
     steps = 0
     examples_seen = 0
     for _ in range(config.epochs):
-        examples = build_examples(
-            users,
-            items,
-            ratings,
-            num_items=model.num_items,
-            objective=config.objective,
-            num_negatives=config.num_negatives,
-            rng=rng,
-        )
+        examples = _epoch_examples(model, users, items, ratings, config, rng)
         for batch in examples.batches(config.batch_size, rng):
             states = state.unsqueeze(0).expand(len(batch), -1)
             loss = batch_loss(model, states, batch, config.objective, l2)
@@ -433,15 +460,7 @@ def train_centralized(
     l2 = config.group_l2()
     losses: list[float] = []
     for _ in range(config.epochs):
-        examples = build_examples(
-            train.users,
-            train.items,
-            train.ratings,
-            num_items=model.num_items,
-            objective=config.objective,
-            num_negatives=config.num_negatives,
-            rng=rng,
-        )
+        examples = _epoch_examples(model, train.users, train.items, train.ratings, config, rng)
         epoch_loss = 0.0
         steps = 0
         for batch in examples.batches(config.batch_size, rng):
