@@ -808,6 +808,7 @@ def _record_json(
         "aborted": record.aborted,
         "client_loss": record.client_loss,
         "update_norm": record.update_norm,
+        "touched_items": record.touched_items,
         "hr@10": None if record.ranking is None else record.ranking.hit_ratio,
         "ndcg@10": None if record.ranking is None else record.ranking.ndcg,
         "client_seconds": record.client_seconds,

@@ -75,6 +75,8 @@ def test_train_dp_json_reports_epsilon_every_round_as_the_accountant_does(
     survivors = [r["survivors"] for r in rounds]
     assert all(10 <= s <= 12 for s in survivors)
     assert all(r["released"] is True for r in rounds)
+    # Under DP the uploads carry no per-item counts: the server learns the noised sum alone.
+    assert all(r["touched_items"] is None for r in rounds)
 
     privacy = summary["privacy"]
     assert summary["epsilon"] == privacy["epsilon"] == epsilons[-1]
@@ -160,6 +162,8 @@ def test_train_without_dp_reports_no_epsilon(capsys: pytest.CaptureFixture[str])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0]["epsilon"] is None
     assert lines[0]["released"] is None and lines[0]["noise_multiplier"] is None
+    # Without DP the recipe's uploads carry per-item counts, which the server sees.
+    assert isinstance(lines[0]["touched_items"], int) and 0 < lines[0]["touched_items"] <= 200
     assert lines[-1]["epsilon"] is None and lines[-1]["privacy"] is None
 
 

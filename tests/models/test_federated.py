@@ -274,3 +274,32 @@ def test_federated_mf_beats_popularity(
     assert popularity.hit_ratio == pytest.approx(0.3422, abs=1e-4)
     assert federated.hit_ratio > popularity.hit_ratio + 0.1
     assert federated.ndcg > popularity.ndcg + 0.05
+
+
+def test_the_divergence_guard_skips_an_injected_nan_update(
+    small_split: LeaveOneOutSplit, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client whose local training turns non-finite uploads nothing; the others are summed."""
+    spy = SpyAggregator(PlainAggregator())
+    trainer = _small_trainer(small_split, spy, rounds=2, clients_per_round=40)
+    poisoned = 3
+    nan_state = torch.full_like(trainer.clients[poisoned].state, float("nan"))
+    trainer.clients[poisoned]._state = nan_state
+    with caplog.at_level("WARNING", logger="models.federated"):
+        history = trainer.run()
+    for record, inputs in zip(history.records, spy.inputs, strict=True):
+        assert record.diverged == (poisoned,)
+        assert poisoned not in inputs and len(inputs) == len(trainer.clients) - 1
+        assert record.survivors == tuple(sorted(inputs))
+        assert np.isfinite(record.client_loss)
+    assert np.all(np.isfinite(trainer.server.broadcast()))
+    # The client keeps the state it had before the round (here, the injected one).
+    assert torch.isnan(trainer.clients[poisoned].state).all()
+    assert f"client {poisoned}: local training diverged" in caplog.text
+    # The guard is what kept the model finite: the other clients' sum is what was applied.
+    replica = FederatedServer(
+        MatrixFactorization(small_split.train.num_users, small_split.train.num_items, 4, seed=0)
+    )
+    for result in spy.results:
+        replica.apply(result)
+    assert np.array_equal(replica.broadcast(), trainer.server.broadcast())
