@@ -386,24 +386,39 @@ def synthetic_interactions(
     if latent_dim < 1 or zipf_exponent < 0 or affinity < 0 or rating_noise < 0:
         raise ParameterError("latent_dim must be >= 1 and the other knobs non-negative")
     rng = np.random.default_rng(seed)
-    scale = 1.0 / np.sqrt(np.sqrt(latent_dim))
-    user_factors = rng.normal(0.0, scale, size=(num_users, latent_dim))
-    item_factors = rng.normal(0.0, scale, size=(num_items, latent_dim))
-    popularity_rank = rng.permutation(num_items)
-    log_popularity = -zipf_exponent * np.log1p(popularity_rank)
+    affinity_logits, log_popularity = _taste_and_popularity(
+        rng, num_users, num_items, latent_dim, zipf_exponent
+    )
     counts = (
         rng.integers(min_per_user, max_per_user + 1, size=num_users)
         if per_user is None
         else _checked_counts(per_user, num_users, num_items)
     )
-    # With entries of variance 1/sqrt(latent_dim), every taste score p_u . q_j has unit variance.
-    affinity_logits = user_factors @ item_factors.T
     logits = affinity * affinity_logits + log_popularity
     events = [
         _draw_user_events(rng, u, logits[u], affinity_logits[u], int(counts[u]), rating_noise)
         for u in range(num_users)
     ]
     return _stack_events(events, num_users, num_items)
+
+
+def _taste_and_popularity(
+    rng: np.random.Generator,
+    num_users: int,
+    num_items: int,
+    latent_dim: int,
+    zipf_exponent: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Every taste score ``p_u . q_j`` (shape ``(U, I)``, unit variance) and each item's
+    popularity log-weight (shape ``(I,)``)."""
+    # With entries of variance 1/sqrt(latent_dim), every taste score p_u . q_j has unit variance.
+    scale = 1.0 / np.sqrt(np.sqrt(latent_dim))
+    user_factors = rng.normal(0.0, scale, size=(num_users, latent_dim))
+    item_factors = rng.normal(0.0, scale, size=(num_items, latent_dim))
+    popularity_rank = rng.permutation(num_items)
+    log_popularity: npt.NDArray[np.float64] = -zipf_exponent * np.log1p(popularity_rank)
+    taste: npt.NDArray[np.float64] = user_factors @ item_factors.T
+    return taste, log_popularity
 
 
 class MovieLensShape(NamedTuple):
@@ -573,6 +588,12 @@ def sample_unseen_items(
     return np.asarray(chosen, dtype=np.int64)
 
 
+def _latest_row(interactions: Interactions, rows: IntArray) -> int:
+    """The latest of ``rows`` by timestamp; a tie goes to the later line of the input."""
+    times = interactions.timestamps[rows]
+    return int(rows[np.flatnonzero(times == times.max())[-1]])
+
+
 def leave_one_out_split(
     interactions: Interactions, *, num_negatives: int = 99, seed: int = 0
 ) -> LeaveOneOutSplit:
@@ -603,8 +624,7 @@ def leave_one_out_split(
     for user, rows in enumerate(interactions.user_rows()):
         if rows.shape[0] < 2:
             continue
-        times = interactions.timestamps[rows]
-        latest = rows[np.flatnonzero(times == times.max())[-1]]
+        latest = _latest_row(interactions, rows)
         held_out[latest] = True
         seen = np.unique(interactions.items[rows])
         test_users.append(user)
@@ -624,7 +644,8 @@ def validation_split(split: LeaveOneOutSplit, *, seed: int = 0) -> LeaveOneOutSp
     """A second held-out interaction per user, for tuning; the test item is never touched.
 
     For each test user, the latest training interaction whose item is not the test item is
-    held out (the second-latest overall, in MovieLens). It is ranked among
+    held out (the user's second-latest interaction, unless the test item was also seen
+    earlier). It is ranked among
     ``split.negatives.shape[1]`` items the user interacted with neither in training nor in the
     test, so no validation candidate is a test item and tuning never sees the test. Users with
     fewer than two training interactions keep them and are not validated.
@@ -651,8 +672,7 @@ def validation_split(split: LeaveOneOutSplit, *, seed: int = 0) -> LeaveOneOutSp
         rows = rows[train.items[rows] != test_item[user]]
         if rows.shape[0] < 2:
             continue
-        times = train.timestamps[rows]
-        latest = rows[np.flatnonzero(times == times.max())[-1]]
+        latest = _latest_row(train, rows)
         held_out[latest] = True
         seen = np.union1d(train.items[rows_by_user[user]], [test_item[user]])
         users.append(user)

@@ -174,6 +174,11 @@ class FederatedServer:
             ParameterError: the aggregate does not match the upload layout.
         """
         shared, counts = self.upload.decode(np.asarray(result.total, dtype=np.float64))
+        if counts is not None and result.total_weight is not None:
+            raise ParameterError(
+                "per-item counts need an unweighted aggregate: weighting scales the touch "
+                "indicators too, so the counts cannot be read off a weighted sum"
+            )
         survivors = len(result.survivors)
         dense_denominator = float(result.total_weight) if result.total_weight else float(survivors)
         if counts is None:

@@ -91,8 +91,11 @@ class ServerOptimizerConfig:
         for field_name in ("momentum", "beta1", "beta2"):
             if not 0.0 <= getattr(self, field_name) < 1.0:
                 raise ParameterError(f"{field_name} must lie in [0, 1)")
-        if not self.tau > 0 or not 0.0 <= self.final_fraction <= 1.0 or self.warmup_rounds < 0:
-            raise ParameterError("tau must be > 0, final_fraction in [0, 1], warmup_rounds >= 0")
+        if not (math.isfinite(self.tau) and self.tau > 0) or not 0.0 <= self.final_fraction <= 1.0:
+            raise ParameterError("tau must be finite and > 0, and final_fraction lie in [0, 1]")
+        warmup = self.warmup_rounds
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ParameterError(f"warmup_rounds must be an int >= 0, got {warmup!r}")
 
 
 def schedule_factor(config: ServerOptimizerConfig, round_number: int, total_rounds: int) -> float:
@@ -104,7 +107,7 @@ def schedule_factor(config: ServerOptimizerConfig, round_number: int, total_roun
         total_rounds: the run's planned rounds (the cosine's period).
 
     Returns:
-        A factor in ``(0, 1]``.
+        A factor in ``[final_fraction, 1]`` (in ``(0, 1]`` during the warm-up).
     """
     if round_number <= config.warmup_rounds:
         return round_number / (config.warmup_rounds + 1)
@@ -128,8 +131,9 @@ class ServerOptimizer:
       ``x += eta m / (sqrt(v) + tau)``;
     * ``fedyogi``: as FedAdam with ``v -= (1 - b2) g^2 sign(v - g^2)``.
 
-    Every step is float64 numpy on values decoded from the aggregate, so two runs fed the same
-    aggregates (a plain and a secure backend) take bit-identical steps.
+    Every step is deterministic float64 numpy on values decoded from the aggregate: two servers
+    fed equal aggregates take bit-identical steps, whichever backend produced them
+    (``tests/models/test_secure_server_step.py``).
     """
 
     def __init__(
@@ -143,11 +147,14 @@ class ServerOptimizer:
             total_rounds: planned rounds (the cosine schedule's period).
 
         Raises:
-            ParameterError: a learning rate is not positive.
+            ParameterError: a learning rate is not finite and positive, or ``total_rounds`` is
+                not a positive int.
         """
         rates = np.asarray(learning_rates, dtype=np.float64)
-        if rates.ndim != 1 or not np.all(rates > 0):
-            raise ParameterError("learning_rates must be a 1-D array of positive steps")
+        if rates.ndim != 1 or not np.all(np.isfinite(rates) & (rates > 0)):
+            raise ParameterError("learning_rates must be a 1-D array of finite positive steps")
+        if isinstance(total_rounds, bool) or not isinstance(total_rounds, int) or total_rounds < 1:
+            raise ParameterError(f"total_rounds must be a positive int, got {total_rounds!r}")
         self.config = config
         self.learning_rates = rates
         self.total_rounds = total_rounds
@@ -173,6 +180,9 @@ class ServerOptimizer:
             ParameterError: shapes differ or the gradient is not finite.
         """
         grad = np.asarray(pseudo_gradient, dtype=np.float64)
+        active = np.asarray(active)
+        if active.dtype != np.bool_:
+            raise ParameterError(f"active must be a boolean array, got dtype {active.dtype}")
         if grad.shape != self.learning_rates.shape or active.shape != grad.shape:
             raise ParameterError(
                 f"pseudo-gradient has shape {grad.shape}; expected {self.learning_rates.shape}"

@@ -36,12 +36,14 @@ from models.base import Recommender
 from models.commands.checkpoint import save_checkpoint
 from models.commands.plotting import plot_training_curve
 from models.data import (
+    MOVIELENS_100K_SHAPE,
     MOVIELENS_FORMATS,
     Interactions,
     LeaveOneOutSplit,
     leave_one_out_split,
     load_movielens,
     synthetic_interactions,
+    synthetic_movielens,
     validation_split,
 )
 from models.evaluation import RankingMetrics, evaluate_ranking, popularity_ranking
@@ -164,13 +166,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_dp_arguments(parser)
 
 
+#: ``--data`` value of the MovieLens-100K-shaped synthetic set (the recipes were tuned on it).
+SYNTHETIC_ML100K: Final = "synthetic-ml100k"
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the interactions come from: a MovieLens file or synthetic data of a given size."""
     parser.add_argument(
         "--data",
         default="synthetic",
         metavar="PATH",
-        help="'synthetic' or the path of a MovieLens ratings file (default: %(default)s)",
+        help="'synthetic' (--users by --items), 'synthetic-ml100k' (a synthetic set of "
+        "MovieLens-100K's size and shape: 943 users, 1,682 items, 100,000 interactions, at least "
+        "20 per user, long-tail popularity) or the path of a MovieLens ratings file "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--data-format",
@@ -196,38 +205,41 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The positive-integer options of the run's size, with their help.
+_COUNT_OPTIONS: Final = (
+    (
+        "--rounds",
+        "federated rounds (default: enough for each user to be sampled --participations times)",
+    ),
+    (
+        "--participations",
+        "times each user is sampled over the run, which sets the "
+        "default --rounds (default: the model's recipe, 6)",
+    ),
+    (
+        "--clients-per-round",
+        f"clients sampled each round, at least 2 for a secure sum "
+        f"(default: {DEFAULT_COHORT}, or every user when fewer)",
+    ),
+    (
+        "--local-epochs",
+        "passes of each client over its own data per round (default: the model's recipe)",
+    ),
+    (
+        "--eval-every",
+        "evaluate HR@10 / NDCG@10 every this many rounds (default: about 6 times a run)",
+    ),
+    ("--dim", "embedding size (default: the model's recipe, 32 for mf, 16 otherwise)"),
+    (
+        "--seeds",
+        "run this many seeds (--seed, --seed + 1, ...) and report the mean and range (default: 1)",
+    ),
+)
+
+
 def _add_round_arguments(parser: argparse.ArgumentParser) -> None:
     """Rounds, clients, local training and the quantization of the updates."""
-    for flag, text in (
-        (
-            "--rounds",
-            "federated rounds (default: enough for each user to be sampled --participations times)",
-        ),
-        (
-            "--participations",
-            "times each user is sampled over the run, which sets the "
-            "default --rounds (default: the model's recipe, 6)",
-        ),
-        (
-            "--clients-per-round",
-            f"clients sampled each round, at least 2 for a secure sum "
-            f"(default: {DEFAULT_COHORT}, or every user when fewer)",
-        ),
-        (
-            "--local-epochs",
-            "passes of each client over its own data per round (default: the model's recipe)",
-        ),
-        (
-            "--eval-every",
-            "evaluate HR@10 / NDCG@10 every this many rounds (default: about 6 times a run)",
-        ),
-        ("--dim", "embedding size (default: the model's recipe, 32 for mf, 16 otherwise)"),
-        (
-            "--seeds",
-            "run this many seeds (--seed, --seed + 1, ...) and report the mean and "
-            "range (default: 1)",
-        ),
-    ):
+    for flag, text in _COUNT_OPTIONS:
         parser.add_argument(flag, type=positive_int, default=None, metavar="N", help=text)
     parser.add_argument(
         "--dropout",
@@ -564,6 +576,8 @@ def _resolve_defaults(args: argparse.Namespace, split: LeaveOneOutSplit) -> Reci
 def _load_data(args: argparse.Namespace) -> Interactions:
     if args.data == "synthetic":
         return synthetic_interactions(args.users, args.items, seed=args.seed)
+    if args.data == SYNTHETIC_ML100K:
+        return synthetic_movielens(MOVIELENS_100K_SHAPE, seed=args.seed)
     return load_movielens(args.data, format=args.data_format)
 
 

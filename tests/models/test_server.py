@@ -256,6 +256,17 @@ def test_a_weighted_aggregate_averages_dense_weights_over_the_total_weight() -> 
     assert server.broadcast()[mu][0] == pytest.approx(before[mu][0] + 0.5)
 
 
+def test_counts_refuse_a_weighted_aggregate() -> None:
+    """Weights scale the touch indicators too, so no count can be read off the sum."""
+    server = FederatedServer(_model(), counts=True)
+    before = server.broadcast()
+    total = np.zeros(server.upload.size)
+    result = AggregationResult(total, survivors=(0, 1), dropped=(), total_weight=6.0)
+    with pytest.raises(ParameterError, match="unweighted aggregate"):
+        server.apply(result)
+    assert np.array_equal(server.broadcast(), before)
+
+
 def test_an_untouched_row_does_not_move_on_stale_momentum() -> None:
     """With counts, a row nobody touched keeps still under FedAvgM; without, it drifts."""
     momentum = ServerOptimizerConfig(name="fedavgm", momentum=0.9)
