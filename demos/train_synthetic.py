@@ -1,12 +1,13 @@
 """Train a federated recommender on synthetic data over a chosen aggregation backend.
 
 The end-to-end path in one screen: draw a synthetic data set with latent tastes and a long-tail
-popularity, hold out each user's latest interaction, train matrix factorization (or NeuMF) with one
-client per user whose dense, clipped item-side deltas go through plain summation, SecAgg, SecAgg+
-or Paillier, and print HR@10 / NDCG@10 per round next to the popularity baseline (and, with
-``--centralized``, the same model trained on pooled data).
+popularity, hold out each user's latest interaction, train a model with its recipe
+(``models.recipes``: local refit and SGD, FedAdam on the server, per-item counts) with one
+client per user whose dense, clipped item-side deltas go through plain summation, SecAgg,
+SecAgg+ or Paillier, and print HR@10 / NDCG@10 per round next to the popularity baseline (and,
+with ``--centralized``, the same model trained on pooled data).
 
-Run: ``python demos/train_synthetic.py --protocol secagg --rounds 40``.
+Run: ``python demos/train_synthetic.py --protocol secagg --model neumf``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from models import (
-    FederatedConfig,
     FederatedTrainer,
     Interactions,
     LeaveOneOutSplit,
-    LocalTrainingConfig,
     RoundRecord,
     evaluate_ranking,
     leave_one_out_split,
@@ -31,27 +31,20 @@ from models import (
     synthetic_interactions,
     train_centralized,
 )
-from protocols.defaults import BACKEND_NAMES, DEFAULT_CLIP, DEFAULT_VALUE_BITS
+from models.factory import MODELS
+from models.recipes import derived_cohort, derived_rounds, recipe_for
+from protocols.defaults import BACKEND_NAMES
 
 
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", choices=BACKEND_NAMES, default="plain")
-    parser.add_argument("--model", choices=["mf", "neumf"], default="mf")
+    parser.add_argument("--model", choices=MODELS, default="mf")
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--items", type=int, default=500)
-    parser.add_argument("--dim", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--clients", type=int, default=50, help="clients per round")
-    parser.add_argument("--local-epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1.0, help="client SGD step")
-    parser.add_argument(
-        "--dense-lr", type=float, default=1.0, help="server step on averaged dense weights"
-    )
+    parser.add_argument("--rounds", type=int, default=None, help="default: from the recipe")
     parser.add_argument("--dropout", type=float, default=0.0, help="fraction of clients dropping")
-    parser.add_argument("--clip", type=float, default=DEFAULT_CLIP)
-    parser.add_argument("--value-bits", type=int, default=DEFAULT_VALUE_BITS)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--centralized", action="store_true", help="also train centrally")
     parser.add_argument("--seed", type=int, default=0)
@@ -61,42 +54,38 @@ def parse_args() -> argparse.Namespace:
 def report_centralized(
     args: argparse.Namespace, data: Interactions, split: LeaveOneOutSplit
 ) -> None:
-    """Train the same model on pooled data for 20 epochs and print its ranking metrics."""
-    central = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
-    train_centralized(
-        central,
-        split.train,
-        LocalTrainingConfig(objective="bpr", epochs=20, learning_rate=args.lr),
-        seed=args.seed,
-    )
+    """Train the same model on pooled data with the recipe's reference and print its metrics."""
+    recipe = recipe_for(args.model)
+    central = make_model(args.model, data.num_users, data.num_items, recipe.dim, args.seed)
+    train_centralized(central, split.train, recipe.centralized, seed=args.seed)
     metrics = evaluate_ranking(central, central.users.weight.detach(), split)
     print(
-        f"centralized {args.model} (20 epochs): HR@10 {metrics.hit_ratio:.4f} "
-        f"NDCG@10 {metrics.ndcg:.4f}"
+        f"centralized {args.model} ({recipe.centralized.epochs} epochs): "
+        f"HR@10 {metrics.hit_ratio:.4f} NDCG@10 {metrics.ndcg:.4f}"
     )
 
 
 def make_trainer(
     args: argparse.Namespace, data: Interactions, split: LeaveOneOutSplit
 ) -> FederatedTrainer:
-    """The federated trainer the options describe, after printing what it uploads."""
-    local = LocalTrainingConfig(objective="bpr", epochs=args.local_epochs, learning_rate=args.lr)
-    model = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
-    config = FederatedConfig(
-        rounds=args.rounds,
-        clients_per_round=args.clients,
-        local=local,
-        clip=args.clip,
-        dense_learning_rate=args.dense_lr,
+    """The federated trainer of the model's recipe, after printing what it uploads."""
+    recipe = recipe_for(args.model)
+    users = int(np.unique(split.train.users).shape[0])
+    cohort = derived_cohort(users)
+    rounds = args.rounds or derived_rounds(users, cohort, recipe.participations)
+    config = recipe.federated_config(
+        rounds=rounds,
+        clients_per_round=cohort,
         dropout_fraction=args.dropout,
         eval_every=args.eval_every,
         seed=args.seed,
     )
-    aggregator = make_aggregator(args.protocol, clip=args.clip, value_bits=args.value_bits)
+    model = make_model(args.model, data.num_users, data.num_items, recipe.dim, args.seed)
+    aggregator = make_aggregator(args.protocol)
     trainer = FederatedTrainer(model, split.train, aggregator, config, evaluation=split)
     print(
         f"federated {args.model} on {aggregator.name}: {model.num_shared_parameters()} shared "
-        f"parameters uploaded densely per client, {args.clients} clients per round"
+        f"parameters uploaded densely per client, {cohort} clients per round, {rounds} rounds"
     )
     return trainer
 

@@ -19,6 +19,8 @@ from models.data import (
     load_movielens,
     rating_split,
     synthetic_interactions,
+    synthetic_movielens,
+    validation_split,
 )
 from models.evaluation import (
     RankingMetrics,
@@ -49,7 +51,9 @@ from models.mf import MatrixFactorization
 from models.ncf import NeuMF
 from models.objectives import Objective, bce_loss, bpr_loss, squared_error_loss
 from models.parameters import ParameterSlot, SharedLayout, flatten_shared, load_shared
+from models.recipes import RECIPES, Recipe, recipe_for
 from models.recommend import Recommendations, recommend_for_client, record_feedback, top_k_items
+from models.server_optimizers import ServerOptimizerConfig
 from models.training import LocalTrainingConfig, train_centralized
 from models.two_tower import TwoTower
 
@@ -58,6 +62,7 @@ __all__ = [
     "MLP",
     "MODELS",
     "MOVIELENS_FORMATS",
+    "RECIPES",
     "ClientUpdate",
     "DataError",
     "FederatedClient",
@@ -76,9 +81,11 @@ __all__ = [
     "ParameterSlot",
     "RankingMetrics",
     "RatingSplit",
+    "Recipe",
     "Recommendations",
     "Recommender",
     "RoundRecord",
+    "ServerOptimizerConfig",
     "ServerStep",
     "SharedLayout",
     "TrainingHistory",
@@ -100,6 +107,7 @@ __all__ = [
     "ndcg_at_k",
     "popularity_ranking",
     "rating_split",
+    "recipe_for",
     "recommend_for_client",
     "record_feedback",
     "rmse",
@@ -107,6 +115,8 @@ __all__ = [
     "sampled_auc",
     "squared_error_loss",
     "synthetic_interactions",
+    "synthetic_movielens",
     "top_k_items",
     "train_centralized",
+    "validation_split",
 ]

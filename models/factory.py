@@ -63,9 +63,13 @@ def make_model(name: str, num_users: int, num_items: int, dim: int, seed: int) -
     if name == "mf":
         return MatrixFactorization(num_users, num_items, dim, seed=seed)
     if name == "neumf":
-        return NeuMF(num_users, num_items, gmf_dim=dim, mlp_dim=dim, init_std=0.3, seed=seed)
+        return NeuMF(
+            num_users, num_items, gmf_dim=dim, mlp_dim=max(1, dim // 2), mf_start=True, seed=seed
+        )
     if name == "two-tower":
-        return TwoTower(num_users, num_items, embedding_dim=dim, output_dim=dim, seed=seed)
+        return TwoTower(
+            num_users, num_items, embedding_dim=dim, output_dim=dim, residual=True, seed=seed
+        )
     if name == "ctr":
         return LogisticCTR(num_users, num_items, dim, seed=seed)
     raise ParameterError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")

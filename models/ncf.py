@@ -39,6 +39,7 @@ class NeuMF(Recommender):
         mlp_dim: int = 16,
         hidden: Sequence[int] = (32, 16, 8),
         init_std: float = 0.1,
+        mf_start: bool = False,
         seed: int = 0,
     ) -> None:
         """Build the model.
@@ -50,6 +51,11 @@ class NeuMF(Recommender):
             mlp_dim: width of the MLP-branch embeddings.
             hidden: MLP layer widths (the paper halves them layer by layer).
             init_std: standard deviation of the initial embeddings.
+            mf_start: start as matrix factorization: the output layer's GMF weights at 1 (the
+                GMF logit is then the dot product of the two embeddings) and its MLP weights at
+                a tenth of their init. It stands in for He et al.'s pretraining of GMF, which
+                a federation cannot run separately; without it the randomly weighted output
+                layer hides the GMF signal and NeuMF learns slower than MF.
             seed: seed of the initial weights.
 
         Raises:
@@ -64,6 +70,10 @@ class NeuMF(Recommender):
         self.mlp_items = ItemTable(num_items, mlp_dim, init_std=init_std, generator=self.generator)
         self.mlp = MLP(2 * mlp_dim, hidden, generator=self.generator)
         self.output = seeded_linear(gmf_dim + self.mlp.out_features, 1, self.generator)
+        if mf_start:
+            with torch.no_grad():
+                self.output.weight[:, :gmf_dim] = 1.0
+                self.output.weight[:, gmf_dim:] *= 0.1
         self.reset_user_states()
 
     def score(self, states: Tensor, items: Tensor) -> Tensor:

@@ -19,9 +19,11 @@ sampled four times or more, on MovieLens-100K).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
+from models.federated import FederatedConfig
+from models.objectives import Objective
 from models.server_optimizers import ServerOptimizerConfig
 from models.training import LocalTrainingConfig
 from secagg.errors import ParameterError
@@ -65,63 +67,101 @@ class Recipe:
     eval_refit_steps: int
     centralized: LocalTrainingConfig
 
+    def federated_config(
+        self,
+        *,
+        rounds: int,
+        clients_per_round: int,
+        dropout_fraction: float = 0.0,
+        eval_every: int = 0,
+        seed: int = 0,
+    ) -> FederatedConfig:
+        """The federated run this recipe describes, for ``rounds`` rounds of a cohort."""
+        return FederatedConfig(
+            rounds=rounds,
+            clients_per_round=clients_per_round,
+            local=self.local,
+            item_learning_rate=self.item_learning_rate,
+            dense_learning_rate=self.dense_learning_rate,
+            server_optimizer=self.server_optimizer,
+            counts=self.counts,
+            eval_refit_steps=self.eval_refit_steps,
+            dropout_fraction=dropout_fraction,
+            eval_every=eval_every,
+            seed=seed,
+        )
 
-_FED_ADAM: Final = ServerOptimizerConfig(name="fedadam", beta1=0.9, beta2=0.99, tau=1e-3)
+
+_FED_ADAM: Final = ServerOptimizerConfig(
+    name="fedadam", beta1=0.9, beta2=0.99, tau=1e-3, schedule="cosine", final_fraction=0.1
+)
+
+
+def _recipe(
+    objective: Objective,
+    *,
+    dim: int,
+    dense_learning_rate: float | None = None,
+    server_dense_learning_rate: float = 0.03,
+    centralized_dense_learning_rate: float | None = None,
+) -> Recipe:
+    """The shared shape of every recipe.
+
+    Clients: 2 local epochs of SGD (batch 32, step 1) after a 10-step refit of the private
+    state. Server: FedAdam at 0.03 on item rows, with per-item counts, the rate decayed by a
+    cosine to a tenth over the run. Each user is sampled
+    about 6 times; every private state is refit for 30 steps before an evaluation. The
+    centralized reference runs 20 epochs in batches of 256 at 8 times the clients' step: the
+    same step per example as the clients' batches of 32 (the loss is a batch mean), in an
+    eighth of the optimizer steps (HR@10 0.6734 against 0.6723 at batch 64, MF on the
+    validation split).
+    """
+    local = LocalTrainingConfig(
+        objective=objective,
+        epochs=2,
+        learning_rate=1.0,
+        dense_learning_rate=dense_learning_rate,
+        refit_steps=10,
+    )
+    centralized = replace(
+        local,
+        epochs=20,
+        batch_size=256,
+        learning_rate=8.0,
+        dense_learning_rate=centralized_dense_learning_rate,
+        refit_steps=0,
+    )
+    return Recipe(
+        dim=dim,
+        local=local,
+        server_optimizer=_FED_ADAM,
+        item_learning_rate=0.03,
+        dense_learning_rate=server_dense_learning_rate,
+        counts=True,
+        participations=6,
+        eval_refit_steps=30,
+        centralized=centralized,
+    )
+
 
 #: The recipes by model name (``ctr`` trains with BCE on sampled negatives, the others BPR).
 RECIPES: Final[dict[str, Recipe]] = {
-    "mf": Recipe(
+    "mf": _recipe("bpr", dim=32),
+    "neumf": _recipe(
+        "bpr",
         dim=32,
-        local=LocalTrainingConfig(objective="bpr", epochs=2, learning_rate=1.0, refit_steps=10),
-        server_optimizer=_FED_ADAM,
-        item_learning_rate=0.03,
-        dense_learning_rate=0.03,
-        counts=True,
-        participations=6,
-        eval_refit_steps=30,
-        centralized=LocalTrainingConfig(objective="bpr", epochs=20, learning_rate=1.0),
+        dense_learning_rate=0.1,
+        server_dense_learning_rate=0.001,
+        centralized_dense_learning_rate=0.01,
     ),
-    "neumf": Recipe(
+    "two-tower": _recipe(
+        "bpr",
         dim=16,
-        local=LocalTrainingConfig(
-            objective="bpr", epochs=2, learning_rate=1.0, dense_learning_rate=0.1, refit_steps=10
-        ),
-        server_optimizer=_FED_ADAM,
-        item_learning_rate=0.03,
-        dense_learning_rate=0.003,
-        counts=True,
-        participations=6,
-        eval_refit_steps=30,
-        centralized=LocalTrainingConfig(
-            objective="bpr", epochs=20, learning_rate=1.0, dense_learning_rate=0.1
-        ),
+        dense_learning_rate=0.1,
+        server_dense_learning_rate=0.001,
+        centralized_dense_learning_rate=0.1,
     ),
-    "two-tower": Recipe(
-        dim=16,
-        local=LocalTrainingConfig(
-            objective="bpr", epochs=2, learning_rate=1.0, dense_learning_rate=0.1, refit_steps=10
-        ),
-        server_optimizer=_FED_ADAM,
-        item_learning_rate=0.03,
-        dense_learning_rate=0.003,
-        counts=True,
-        participations=6,
-        eval_refit_steps=30,
-        centralized=LocalTrainingConfig(
-            objective="bpr", epochs=20, learning_rate=1.0, dense_learning_rate=0.1
-        ),
-    ),
-    "ctr": Recipe(
-        dim=16,
-        local=LocalTrainingConfig(objective="bce", epochs=2, learning_rate=1.0, refit_steps=10),
-        server_optimizer=_FED_ADAM,
-        item_learning_rate=0.03,
-        dense_learning_rate=0.03,
-        counts=True,
-        participations=6,
-        eval_refit_steps=30,
-        centralized=LocalTrainingConfig(objective="bce", epochs=20, learning_rate=1.0),
-    ),
+    "ctr": _recipe("bce", dim=16),
 }
 
 

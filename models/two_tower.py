@@ -9,10 +9,12 @@ state; the user tower's weights are shared (they are the same function for every
 
 from __future__ import annotations
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from models.base import ItemTable, Recommender, check_positive
 from models.layers import MLP
+from secagg.errors import ParameterError
 
 __all__ = ["TwoTower"]
 
@@ -40,6 +42,7 @@ class TwoTower(Recommender):
         depth: int = 1,
         output_dim: int = 32,
         init_std: float = 0.1,
+        residual: bool = False,
         seed: int = 0,
     ) -> None:
         """Build the model.
@@ -52,10 +55,16 @@ class TwoTower(Recommender):
             depth: hidden layers per tower (0 makes each tower one linear map).
             output_dim: width of the common space.
             init_std: standard deviation of the initial embeddings.
+            residual: each tower adds its input to its output (``x + MLP(x)``), with the last
+                layer started at a tenth of its usual init: the model starts near matrix
+                factorization and the towers learn corrections to it, which is what lets
+                SGD on a hundred interactions a client train it (the plain towers stay near
+                popularity). Needs ``output_dim == embedding_dim``.
             seed: seed of the initial weights.
 
         Raises:
-            ParameterError: a size is not positive or ``depth`` is negative.
+            ParameterError: a size is not positive, ``depth`` is negative, or ``residual``
+                with ``output_dim != embedding_dim``.
         """
         check_positive("embedding_dim", embedding_dim)
         check_positive("width", width)
@@ -63,6 +72,12 @@ class TwoTower(Recommender):
         if depth < 0:
             check_positive("depth", depth)
         super().__init__(num_users, num_items, embedding_dim, user_init_std=init_std, seed=seed)
+        if residual and output_dim != embedding_dim:
+            raise ParameterError(
+                f"residual towers need output_dim == embedding_dim, got {output_dim} and "
+                f"{embedding_dim}"
+            )
+        self.residual = residual
         sizes = [width] * depth + [output_dim]
         self.item_embedding = ItemTable(
             num_items, embedding_dim, init_std=init_std, generator=self.generator
@@ -73,6 +88,13 @@ class TwoTower(Recommender):
         self.item_tower = MLP(
             embedding_dim, sizes, generator=self.generator, final_activation=False
         )
+        if residual:
+            with torch.no_grad():
+                for tower in (self.user_tower, self.item_tower):
+                    last = tower.layers[-1]
+                    assert isinstance(last, nn.Linear)
+                    last.weight.mul_(0.1)
+                    last.bias.mul_(0.1)
         self.reset_user_states()
 
     def score(self, states: Tensor, items: Tensor) -> Tensor:
@@ -85,6 +107,9 @@ class TwoTower(Recommender):
         Returns:
             Shape ``(B,)`` logits.
         """
+        embedded = self.item_embedding(items)
         user: Tensor = self.user_tower(states)
-        item: Tensor = self.item_tower(self.item_embedding(items))
+        item: Tensor = self.item_tower(embedded)
+        if self.residual:
+            user, item = states + user, embedded + item
         return (user * item).sum(dim=-1)

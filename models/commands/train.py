@@ -56,7 +56,14 @@ from models.factory import (
     make_model,
 )
 from models.federated import FederatedConfig, FederatedTrainer, RoundRecord, TrainingHistory
-from models.recipes import DEFAULT_COHORT, Recipe, derived_cohort, derived_rounds, recipe_for
+from models.recipes import (
+    DEFAULT_COHORT,
+    RECIPES,
+    Recipe,
+    derived_cohort,
+    derived_rounds,
+    recipe_for,
+)
 from models.server_optimizers import SCHEDULES, SERVER_OPTIMIZERS
 from models.training import train_centralized
 from protocols.aggregators import Aggregator, PaillierAggregator
@@ -229,7 +236,12 @@ _COUNT_OPTIONS: Final = (
         "--eval-every",
         "evaluate HR@10 / NDCG@10 every this many rounds (default: about 6 times a run)",
     ),
-    ("--dim", "embedding size (default: the model's recipe, 32 for mf, 16 otherwise)"),
+    (
+        "--dim",
+        "embedding size (default: the model's recipe: "
+        + ", ".join(f"{recipe.dim} for {name}" for name, recipe in RECIPES.items())
+        + ")",
+    ),
     (
         "--seeds",
         "run this many seeds (--seed, --seed + 1, ...) and report the mean and range (default: 1)",
@@ -307,8 +319,9 @@ def _add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server-schedule",
         choices=SCHEDULES,
-        default="constant",
-        help="the server learning rate's schedule over the rounds (default: %(default)s)",
+        default=None,
+        help="the server learning rate's schedule over the rounds (default: the model's "
+        "recipe, cosine decay to a tenth; constant with --dp-epsilon)",
     )
 
 
@@ -562,6 +575,7 @@ def _resolve_defaults(args: argparse.Namespace, split: LeaveOneOutSplit) -> Reci
         "server_lr": DEFAULT_DP_SERVER_LR if dp else recipe.item_learning_rate,
         "server_dense_lr": 1.0 if dp else recipe.dense_learning_rate,
         "server_optimizer": "sgd" if dp else recipe.server_optimizer.name,
+        "server_schedule": "constant" if dp else recipe.server_optimizer.schedule,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
