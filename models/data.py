@@ -383,17 +383,16 @@ def synthetic_interactions(
         ParameterError: the sizes are inconsistent.
     """
     _check_synthetic_sizes(num_users, num_items, min_per_user, max_per_user)
-    if latent_dim < 1 or zipf_exponent < 0 or affinity < 0 or rating_noise < 0:
+    if latent_dim < 1 or min(zipf_exponent, affinity, rating_noise) < 0:
         raise ParameterError("latent_dim must be >= 1 and the other knobs non-negative")
     rng = np.random.default_rng(seed)
     affinity_logits, log_popularity = _taste_and_popularity(
         rng, num_users, num_items, latent_dim, zipf_exponent
     )
-    counts = (
-        rng.integers(min_per_user, max_per_user + 1, size=num_users)
-        if per_user is None
-        else _checked_counts(per_user, num_users, num_items)
-    )
+    if per_user is None:
+        counts = rng.integers(min_per_user, max_per_user + 1, size=num_users)
+    else:
+        counts = _checked_counts(per_user, num_users, num_items)
     logits = affinity * affinity_logits + log_popularity
     events = [
         _draw_user_events(rng, u, logits[u], affinity_logits[u], int(counts[u]), rating_noise)

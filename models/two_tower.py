@@ -89,12 +89,8 @@ class TwoTower(Recommender):
             embedding_dim, sizes, generator=self.generator, final_activation=False
         )
         if residual:
-            with torch.no_grad():
-                for tower in (self.user_tower, self.item_tower):
-                    last = tower.layers[-1]
-                    assert isinstance(last, nn.Linear)
-                    last.weight.mul_(0.1)
-                    last.bias.mul_(0.1)
+            _shrink_last_layer(self.user_tower)
+            _shrink_last_layer(self.item_tower)
         self.reset_user_states()
 
     def score(self, states: Tensor, items: Tensor) -> Tensor:
@@ -113,3 +109,12 @@ class TwoTower(Recommender):
         if self.residual:
             user, item = states + user, embedded + item
         return (user * item).sum(dim=-1)
+
+
+def _shrink_last_layer(tower: MLP) -> None:
+    """Scale the tower's output layer to a tenth of its init: a residual tower starts near x."""
+    last = tower.layers[-1]
+    assert isinstance(last, nn.Linear)
+    with torch.no_grad():
+        last.weight.mul_(0.1)
+        last.bias.mul_(0.1)
