@@ -55,7 +55,7 @@ from models.factory import (
     make_dp_aggregator,
     make_model,
 )
-from models.federated import FederatedConfig, FederatedTrainer, RoundRecord, TrainingHistory
+from models.federated import FederatedTrainer, RoundRecord, TrainingHistory
 from models.recipes import (
     DEFAULT_COHORT,
     RECIPES,
@@ -534,9 +534,15 @@ def _set_up(args: argparse.Namespace, out: _Output) -> _Setup:
     )
     model = make_model(args.model, data.num_users, data.num_items, args.dim, args.seed)
     aggregator, private = _build_aggregator(args, split, model)
-    config = FederatedConfig(
+    recipe_run = recipe.federated_config(
         rounds=args.rounds,
         clients_per_round=args.clients_per_round,
+        dropout_fraction=args.dropout,
+        eval_every=args.eval_every,
+        seed=args.seed,
+    )
+    config = replace(
+        recipe_run,
         local=local,
         clip=args.clip,
         item_learning_rate=args.server_lr,
@@ -545,10 +551,6 @@ def _set_up(args: argparse.Namespace, out: _Output) -> _Setup:
             recipe.server_optimizer, name=args.server_optimizer, schedule=args.server_schedule
         ),
         counts=recipe.counts and private is None,
-        eval_refit_steps=recipe.eval_refit_steps,
-        dropout_fraction=args.dropout,
-        eval_every=args.eval_every,
-        seed=args.seed,
     )
     trainer = FederatedTrainer(model, split.train, aggregator, config, evaluation=split)
     return _Setup(
