@@ -58,7 +58,7 @@ class MatrixFactorization(Recommender):
         self.global_bias = nn.Parameter(torch.tensor([float(global_bias)]))
         self.reset_user_states()
 
-    def _user_bias_columns(self) -> tuple[int, ...]:
+    def user_bias_columns(self) -> tuple[int, ...]:
         return (self.dim,)
 
     def score(self, states: Tensor, items: Tensor) -> Tensor:

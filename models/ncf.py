@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
 
 from models.base import ItemTable, Recommender, check_positive
 from models.layers import MLP, seeded_linear
@@ -89,5 +90,23 @@ class NeuMF(Recommender):
         user_gmf, user_mlp = states[:, : self.gmf_dim], states[:, self.gmf_dim :]
         gmf = user_gmf * self.gmf_items(items)
         mlp = self.mlp(torch.cat([user_mlp, self.mlp_items(items)], dim=-1))
+        logits: Tensor = self.output(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
+        return logits
+
+    def score_pairs(self, states: Tensor, users: Tensor, items: Tensor) -> Tensor:
+        """:meth:`score` with the MLP's first layer applied once per distinct user and item.
+
+        That layer is linear in ``[user; item]``: ``W [u; v] + b = W_u u + (W_v v + b)``, so
+        each half is computed on the distinct rows and the pairs only add them up.
+        """
+        first = self.mlp.layers[0]
+        assert isinstance(first, nn.Linear)
+        distinct, inverse = torch.unique(items, return_inverse=True)
+        user_gmf, user_mlp = states[:, : self.gmf_dim], states[:, self.gmf_dim :]
+        user_part = F.linear(user_mlp, first.weight[:, : self.mlp_dim])
+        item_part = F.linear(self.mlp_items(distinct), first.weight[:, self.mlp_dim :], first.bias)
+        hidden = user_part.index_select(0, users) + item_part.index_select(0, inverse)
+        mlp = self.mlp.layers[1:](hidden)
+        gmf = user_gmf.index_select(0, users) * self.gmf_items(distinct).index_select(0, inverse)
         logits: Tensor = self.output(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
         return logits

@@ -335,16 +335,50 @@ def refit_states(
     # Each user's mean L2 term over their examples is user_l2 * |state|^2, counted once.
     penalised = (per_user > 0).to(torch.float32).unsqueeze(1)
     user_l2 = config.group_l2()[0]
+    pairs = _refit_pairs(users, items, examples)
+    # BPR's loss does not depend on a user bias (it cancels in the score difference): its
+    # gradient there is rounding noise, which Adam's per-coordinate scaling would turn into steps.
+    moving = torch.ones(fitted.shape[1])
+    if config.objective == "bpr":
+        moving[list(model.user_bias_columns())] = 0.0
     adam = _Adam(fitted, config.refit_learning_rate)
     for _ in range(count):
         fitted.requires_grad_(True)
-        losses, _ = _objective_terms(
-            model, F.embedding(example_users, fitted), examples, config.objective
-        )
+        losses = _refit_losses(model, fitted, pairs, examples, config.objective)
         loss = (weights * losses).sum() + user_l2 * (penalised * fitted.pow(2)).sum()
         (gradient,) = torch.autograd.grad(loss, [fitted])
-        fitted = adam.step(fitted.detach(), gradient)
+        fitted = adam.step(fitted.detach(), gradient * moving)
     return fitted
+
+
+def _refit_pairs(users: IntArray, items: IntArray, examples: Examples) -> tuple[Tensor, Tensor]:
+    """The ``(user row, item)`` pairs a refit scores: for BPR each positive once, then the
+    negatives (BPR's examples repeat each positive once per negative); else the examples."""
+    if examples.negatives is None:
+        return torch.from_numpy(examples.users), torch.from_numpy(examples.items)
+    return (
+        torch.from_numpy(np.concatenate([users, examples.users])),
+        torch.from_numpy(np.concatenate([items, examples.negatives])),
+    )
+
+
+def _refit_losses(
+    model: Recommender,
+    states: Tensor,
+    pairs: tuple[Tensor, Tensor],
+    examples: Examples,
+    objective: Objective,
+) -> Tensor:
+    """Per-example losses of :func:`_objective_terms`, scoring each pair of ``pairs`` once."""
+    scores = model.score_pairs(states, *pairs)
+    if objective == "bpr":
+        positives = scores.shape[0] - len(examples)
+        repeats = len(examples) // max(positives, 1)
+        return -F.logsigmoid(scores[:positives].repeat_interleave(repeats) - scores[positives:])
+    targets = torch.from_numpy(examples.targets)
+    if objective == "explicit":
+        return 0.5 * (targets - scores).pow(2)
+    return F.binary_cross_entropy_with_logits(scores, targets, reduction="none")
 
 
 class _Adam:
