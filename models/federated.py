@@ -42,12 +42,19 @@ import torch
 from torch import Tensor
 
 from models.base import Recommender
+from models.cohort import LocalPlan, train_cohort
 from models.data import Interactions, LeaveOneOutSplit, RatingSplit
 from models.evaluation import RankingMetrics, evaluate_ranking, evaluate_ratings
 from models.parameters import flatten_shared, load_shared
 from models.server import FederatedServer, ServerStep, UploadLayout
 from models.server_optimizers import ServerOptimizerConfig
-from models.training import LocalTrainingConfig, refit_states, train_user
+from models.training import (
+    Examples,
+    LocalTrainingConfig,
+    build_examples,
+    refit_states,
+    train_user,
+)
 from protocols.aggregators import AggregationResult, Aggregator
 from protocols.defaults import DEFAULT_CLIP
 from protocols.simulate import ROUND_NAMES
@@ -102,6 +109,9 @@ class FederatedConfig:
             asked.
         top_k: cut-off of HR@K and NDCG@K.
         seed: seed of client sampling, dropout schedules, client states and negative sampling.
+        cohort_training: simulate a round's clients in lockstep (:mod:`models.cohort`), each
+            with the result it would compute alone up to rounding; ``False`` runs them one after
+            another through :meth:`FederatedClient.local_update` (the reference, slower).
     """
 
     rounds: int = 40
@@ -117,6 +127,7 @@ class FederatedConfig:
     eval_every: int = 5
     top_k: int = 10
     seed: int = 0
+    cohort_training: bool = True
 
     def __post_init__(self) -> None:
         for name in ("rounds", "clients_per_round", "top_k"):
@@ -284,19 +295,55 @@ class FederatedClient:
         Returns:
             The update; the private state is updated in place as a side effect.
         """
-        if self._items.shape[0] and self._items.max() >= workspace.num_items:
-            raise ParameterError(f"client {self.client_id} holds an item id beyond the catalogue")
+        self._check_catalogue(workspace.num_items)
         load_shared(workspace, global_vector)
         start = flatten_shared(workspace)
         refit = self.refit(workspace, config, config.refit_steps)
         state = refit.clone().requires_grad_(True)
         loss, examples = train_user(workspace, state, self._items, self._ratings, config, self._rng)
         delta = flatten_shared(workspace).astype(np.float64) - start.astype(np.float64)
+        return self.finish_update(state.detach(), delta, loss, examples, clip)
+
+    def _check_catalogue(self, num_items: int) -> None:
+        if self._items.shape[0] and self._items.max() >= num_items:
+            raise ParameterError(f"client {self.client_id} holds an item id beyond the catalogue")
+
+    def plan_round(self, num_items: int, config: LocalTrainingConfig) -> LocalPlan:
+        """This round's draws, in the order :meth:`local_update` makes them: the refit's
+        negatives, then each epoch's examples and batch order (for :func:`train_cohort`)."""
+        self._check_catalogue(num_items)
+        users = np.zeros(self._items.shape[0], dtype=np.int64)
+
+        def draw() -> Examples:
+            return build_examples(
+                users,
+                self._items,
+                self._ratings,
+                num_items=num_items,
+                objective=config.objective,
+                num_negatives=config.num_negatives,
+                rng=self._rng,
+            )
+
+        refit = draw() if config.refit_steps > 0 and self._items.shape[0] else None
+        batches: list[Examples] = []
+        for _ in range(config.epochs):
+            batches.extend(draw().batches(config.batch_size, self._rng))
+        return LocalPlan(self._items.copy(), refit, tuple(batches))
+
+    def finish_update(
+        self, state: Tensor, delta: DeltaArray, loss: float, examples: int, clip: float
+    ) -> ClientUpdate:
+        """Keep the trained state and clip the delta, or skip both if anything diverged.
+
+        A non-finite loss, state or delta (the *divergence guard*) yields a ``diverged`` update
+        that the trainer leaves out of the round, and the client keeps its state from before.
+        """
         finite = np.isfinite(loss) and bool(torch.isfinite(state).all())
         if not (finite and np.all(np.isfinite(delta))):
             logger.warning("client %d: local training diverged; update skipped", self.client_id)
             return ClientUpdate(self.client_id, np.zeros_like(delta), examples, loss, True)
-        self._state = state.detach()
+        self._state = state.detach().clone()
         np.clip(delta, -clip, clip, out=delta)
         return ClientUpdate(self.client_id, delta, examples, loss)
 
@@ -511,6 +558,24 @@ class FederatedTrainer:
             logger.warning("round %d aborted: %s", self._round, exc)
             return str(exc)
 
+    def _local_updates(
+        self, sampled: tuple[int, ...], broadcast: npt.NDArray[np.float32]
+    ) -> list[ClientUpdate]:
+        local, clip = self.config.local, self.config.clip
+        clients = [self.clients[u] for u in sampled]
+        if not self.config.cohort_training:
+            return [c.local_update(self._workspace, broadcast, local, clip) for c in clients]
+        load_shared(self._workspace, broadcast)
+        plans = [c.plan_round(self._workspace.num_items, local) for c in clients]
+        states = torch.stack([c.state for c in clients])
+        result = train_cohort(self._workspace, states, plans, local)
+        return [
+            c.finish_update(
+                result.states[i], result.deltas[i], result.losses[i], result.examples[i], clip
+            )
+            for i, c in enumerate(clients)
+        ]
+
     def run_round(self) -> RoundRecord:
         """Run one round: sample, train locally, aggregate, update, maybe evaluate.
 
@@ -523,12 +588,7 @@ class FederatedTrainer:
         broadcast = self.server.broadcast()
 
         started = time.perf_counter()
-        updates = [
-            self.clients[u].local_update(
-                self._workspace, broadcast, self.config.local, self.config.clip
-            )
-            for u in sampled
-        ]
+        updates = self._local_updates(sampled, broadcast)
         client_seconds = time.perf_counter() - started
 
         started = time.perf_counter()

@@ -31,6 +31,9 @@ __all__ = [
     "LocalTrainingConfig",
     "batch_loss",
     "build_examples",
+    "epoch_examples",
+    "objective_terms",
+    "refit_on_examples",
     "refit_states",
     "sample_negatives",
     "train_centralized",
@@ -218,23 +221,49 @@ def build_examples(
     )
 
 
-def _objective_terms(
-    model: Recommender, states: Tensor, batch: Examples, objective: Objective
+def objective_terms(
+    model: Recommender,
+    states: Tensor,
+    items: Tensor,
+    negatives: Tensor | None,
+    targets: Tensor,
+    objective: Objective,
 ) -> tuple[Tensor, Tensor]:
-    """Per-example losses, shape ``(B,)``, and the items each example touched."""
-    items = torch.from_numpy(batch.items)
+    """Per-example losses, shape ``(B,)``, and the items each example touched.
+
+    Args:
+        model: the model.
+        states: shape ``(B, state_dim)`` the user state of each example.
+        items: int64, shape ``(B,)`` the (positive) items.
+        negatives: int64, shape ``(B,)`` BPR's paired negatives (else unused).
+        targets: shape ``(B,)`` ratings or labels (BPR: unused).
+        objective: ``"explicit"``, ``"bpr"`` or ``"bce"``.
+
+    Returns:
+        The losses, and the touched items: shape ``(B, 2)`` for BPR, ``(B,)`` otherwise.
+    """
     if objective == "bpr":
-        assert batch.negatives is not None
-        negatives = torch.from_numpy(batch.negatives)
+        assert negatives is not None
         # One forward pass over positives and negatives together.
         scores = model.score(torch.cat([states, states]), torch.cat([items, negatives]))
-        losses = -F.logsigmoid(scores[: len(batch)] - scores[len(batch) :])
+        batch = items.shape[0]
+        losses = -F.logsigmoid(scores[:batch] - scores[batch:])
         return losses, torch.stack([items, negatives], dim=1)
     scores = model.score(states, items)
-    targets = torch.from_numpy(batch.targets)
     if objective == "explicit":
         return 0.5 * (targets - scores).pow(2), items
     return F.binary_cross_entropy_with_logits(scores, targets, reduction="none"), items
+
+
+def _objective_terms(
+    model: Recommender, states: Tensor, batch: Examples, objective: Objective
+) -> tuple[Tensor, Tensor]:
+    """:func:`objective_terms` of a batch of numpy examples."""
+    negatives = None if batch.negatives is None else torch.from_numpy(batch.negatives)
+    targets = torch.from_numpy(batch.targets)
+    return objective_terms(
+        model, states, torch.from_numpy(batch.items), negatives, targets, objective
+    )
 
 
 def batch_loss(
@@ -325,10 +354,36 @@ def refit_states(
         The refit states, shape ``(U, state_dim)``, detached.
     """
     count = config.refit_steps if steps is None else steps
-    fitted = states.detach().clone()
     if count == 0 or items.shape[0] == 0:
-        return fitted
-    examples = _epoch_examples(model, users, items, ratings, config, rng)
+        return states.detach().clone()
+    examples = epoch_examples(model, users, items, ratings, config, rng)
+    return refit_on_examples(model, states, users, items, examples, config, count)
+
+
+def refit_on_examples(
+    model: Recommender,
+    states: Tensor,
+    users: IntArray,
+    items: IntArray,
+    examples: Examples,
+    config: LocalTrainingConfig,
+    steps: int,
+) -> Tensor:
+    """:func:`refit_states` on examples drawn already (each client draws its own negatives).
+
+    Args:
+        model: the model; its shared parameters are read, not changed.
+        states: shape ``(U, state_dim)`` the current states (not modified).
+        users: shape ``(n,)`` the row of ``states`` of each observed interaction.
+        items: shape ``(n,)`` the observed items.
+        examples: one epoch of ``config.objective``'s examples built from ``users``/``items``.
+        config: objective, L2 and refit step size.
+        steps: Adam steps.
+
+    Returns:
+        The refit states, shape ``(U, state_dim)``, detached.
+    """
+    fitted = states.detach().clone()
     example_users = torch.from_numpy(examples.users)
     per_user = torch.bincount(example_users, minlength=fitted.shape[0])
     weights = (1.0 / per_user.clamp(min=1))[example_users].to(torch.float32)
@@ -342,7 +397,7 @@ def refit_states(
     if config.objective == "bpr":
         moving[list(model.user_bias_columns())] = 0.0
     adam = _Adam(fitted, config.refit_learning_rate)
-    for _ in range(count):
+    for _ in range(steps):
         fitted.requires_grad_(True)
         losses = _refit_losses(model, fitted, pairs, examples, config.objective)
         loss = (weights * losses).sum() + user_l2 * (penalised * fitted.pow(2)).sum()
@@ -405,7 +460,7 @@ class _Adam:
         return value - self._rate * first / (second.sqrt() + 1e-8)
 
 
-def _epoch_examples(
+def epoch_examples(
     model: Recommender,
     users: IntArray,
     items: IntArray,
@@ -457,7 +512,7 @@ def train_user(
     steps = 0
     examples_seen = 0
     for _ in range(config.epochs):
-        examples = _epoch_examples(model, users, items, ratings, config, rng)
+        examples = epoch_examples(model, users, items, ratings, config, rng)
         for batch in examples.batches(config.batch_size, rng):
             states = state.unsqueeze(0).expand(len(batch), -1)
             loss = batch_loss(model, states, batch, config.objective, l2)
@@ -494,7 +549,7 @@ def train_centralized(
     l2 = config.group_l2()
     losses: list[float] = []
     for _ in range(config.epochs):
-        examples = _epoch_examples(model, train.users, train.items, train.ratings, config, rng)
+        examples = epoch_examples(model, train.users, train.items, train.ratings, config, rng)
         epoch_loss = 0.0
         steps = 0
         for batch in examples.batches(config.batch_size, rng):

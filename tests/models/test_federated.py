@@ -276,12 +276,15 @@ def test_federated_mf_beats_popularity(
     assert federated.ndcg > popularity.ndcg + 0.05
 
 
+@pytest.mark.parametrize("cohort", [True, False], ids=["cohort", "one-by-one"])
 def test_the_divergence_guard_skips_an_injected_nan_update(
-    small_split: LeaveOneOutSplit, caplog: pytest.LogCaptureFixture
+    small_split: LeaveOneOutSplit, caplog: pytest.LogCaptureFixture, cohort: bool
 ) -> None:
     """A client whose local training turns non-finite uploads nothing; the others are summed."""
     spy = SpyAggregator(PlainAggregator())
-    trainer = _small_trainer(small_split, spy, rounds=2, clients_per_round=40)
+    trainer = _small_trainer(
+        small_split, spy, rounds=2, clients_per_round=40, cohort_training=cohort
+    )
     poisoned = 3
     nan_state = torch.full_like(trainer.clients[poisoned].state, float("nan"))
     trainer.clients[poisoned]._state = nan_state

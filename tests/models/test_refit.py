@@ -25,7 +25,7 @@ from models import (
     flatten_shared,
 )
 from models.objectives import Objective
-from models.training import _Adam, _epoch_examples, _objective_terms, refit_states
+from models.training import _Adam, _objective_terms, epoch_examples, refit_states
 
 NUM_USERS, NUM_ITEMS = 9, 40
 
@@ -88,7 +88,7 @@ def _reference_refit(
 ) -> torch.Tensor:
     """The refit written plainly: every example scored on its own, as a batch loss would."""
     users, items, ratings = interactions
-    examples = _epoch_examples(model, users, items, ratings, config, np.random.default_rng(seed))
+    examples = epoch_examples(model, users, items, ratings, config, np.random.default_rng(seed))
     example_users = torch.from_numpy(examples.users)
     per_user = torch.bincount(example_users, minlength=states.shape[0])
     weights = (1.0 / per_user.clamp(min=1))[example_users].float()
@@ -181,7 +181,7 @@ def test_refit_lowers_each_users_loss() -> None:
     users, items, ratings = _interactions(7)
 
     def loss(candidate: torch.Tensor) -> float:
-        examples = _epoch_examples(model, users, items, ratings, config, np.random.default_rng(9))
+        examples = epoch_examples(model, users, items, ratings, config, np.random.default_rng(9))
         with torch.no_grad():
             losses, _ = _objective_terms(
                 model, candidate[torch.from_numpy(examples.users)], examples, "bpr"
