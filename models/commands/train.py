@@ -100,6 +100,8 @@ __all__ = [
 #: Without DP the server step stays 1.0.
 DEFAULT_DP_CLIP = 0.1
 DEFAULT_DP_SERVER_LR = 0.3
+#: Default evaluations over a run (each refits every user's private state: seconds apiece).
+EVALUATIONS_PER_RUN = 4
 #: The most items a synthetic user sees, and the unseen items each held-out item is ranked
 #: against: the synthetic data needs more items than the two together.
 _SYNTHETIC_MOST_PER_USER: Final[int] = (
@@ -234,7 +236,7 @@ _COUNT_OPTIONS: Final = (
     ),
     (
         "--eval-every",
-        "evaluate HR@10 / NDCG@10 every this many rounds (default: about 6 times a run)",
+        "evaluate HR@10 / NDCG@10 every this many rounds (default: 4 times a run)",
     ),
     (
         "--dim",
@@ -585,7 +587,7 @@ def _resolve_defaults(args: argparse.Namespace, split: LeaveOneOutSplit) -> Reci
     if args.rounds is None:
         args.rounds = derived_rounds(users, args.clients_per_round, args.participations)
     if args.eval_every is None:
-        args.eval_every = max(1, math.ceil(args.rounds / 6))
+        args.eval_every = max(1, math.ceil(args.rounds / EVALUATIONS_PER_RUN))
     return recipe
 
 
