@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import secrets
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +41,17 @@ from secagg.hazmat.sign import (
     verify,
 )
 
-__all__ = ["ROSTER_HEADER", "TrustedRoster", "round_order_seed", "trusted_setup"]
+__all__ = [
+    "ROSTER_HEADER",
+    "VERIFIED_CACHE_SIZE",
+    "TrustedRoster",
+    "round_order_seed",
+    "trusted_setup",
+]
 
 ROSTER_HEADER: Final = "# secagg trusted roster v1"
+#: Signature triples a roster remembers as verified (:meth:`TrustedRoster.check_signature`).
+VERIFIED_CACHE_SIZE: Final = 1 << 14
 _SEED_DOMAIN: Final = b"secagg/v1/round-order-seed"
 
 
@@ -65,6 +74,9 @@ class TrustedRoster:
     degree: int | None = None
     threshold: int | None = None
     _ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _verified: OrderedDict[tuple[int, bytes, bytes], None] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, bytes) or len(self.seed) != ORDER_SEED_BYTES:
@@ -94,6 +106,7 @@ class TrustedRoster:
             )
         object.__setattr__(self, "keys", dict(sorted(self.keys.items())))
         object.__setattr__(self, "_ids", tuple(sorted(self.keys)))
+        object.__setattr__(self, "_verified", OrderedDict())
 
     @property
     def round_degree(self) -> int:
@@ -122,7 +135,19 @@ class TrustedRoster:
         key = self.keys.get(signer)
         if key is None:
             raise InvalidSignatureError("invalid signature")
+        triple = (signer, bytes(message), bytes(signature))
+        if triple in self._verified:
+            self._verified.move_to_end(triple)
+            return
         verify(key, message, signature)
+        # Verification is a deterministic function of (key, message, signature) and a roster's
+        # keys never change, so a triple that verified once verifies again. Remembering the
+        # last few saves the peers that share this roster object (every client of an
+        # in-process simulation) from re-checking each other's identical signatures; a device
+        # holds its own roster, so nothing is shared between parties. Failures are not kept.
+        self._verified[triple] = None
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
 
     def order_seed(self, session_id: bytes, round_id: int) -> bytes:
         """The public seed of one round's ring order (:func:`round_order_seed`)."""

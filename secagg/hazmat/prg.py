@@ -18,7 +18,14 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg.errors import ParameterError
 
-__all__ = ["CHUNK_BYTES", "MASK_KEY_BYTES", "add_mask", "expand_mask", "keystream"]
+__all__ = [
+    "CHUNK_BYTES",
+    "MASK_KEY_BYTES",
+    "add_mask",
+    "expand_mask",
+    "keystream",
+    "keystream_blocks",
+]
 
 #: AES-128 key length of one mask.
 MASK_KEY_BYTES: Final = 16
@@ -50,6 +57,31 @@ def keystream(key: bytes, length: int) -> bytes:
         raise ParameterError(f"keystream length must be >= 0, got {length}")
     encryptor = Cipher(algorithms.AES(bytes(key)), modes.CTR(_ZERO_IV)).encryptor()
     return encryptor.update(bytes(length))
+
+
+def keystream_blocks(key: bytes, counters: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    """The AES-128-CTR keystream blocks of ``key`` at the given block ``counters``.
+
+    Block ``i`` of :func:`keystream` (zero IV) is ``AES_key(i)`` with ``i`` as a 128-bit
+    big-endian integer; this evaluates exactly those blocks for arbitrary ``i``, so a party that
+    needs a few blocks of a long keystream (a public PRF over row ids) does not expand it all.
+
+    Args:
+        key: the 16-byte key.
+        counters: shape ``(n,)`` block indices below 2^64.
+
+    Returns:
+        Shape ``(n, 16)``: row ``j`` is keystream block ``counters[j]``.
+    """
+    _check_key(key)
+    counters = np.asarray(counters)
+    if counters.ndim != 1 or counters.dtype != np.uint64:
+        raise ParameterError("counters must be a 1-D uint64 array")
+    blocks = np.zeros((counters.shape[0], 16), dtype=np.uint8)
+    blocks[:, 8:] = counters.astype(">u8").view(np.uint8).reshape(-1, 8)
+    encryptor = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
+    out = encryptor.update(blocks.tobytes()) + encryptor.finalize()
+    return np.frombuffer(out, dtype=np.uint8).reshape(-1, 16)
 
 
 def expand_mask(

@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+import protocols.identity as identity_module
 from protocols.identity import ROSTER_HEADER, TrustedRoster, trusted_setup
 from protocols.masking.keys import advertisement_message, consistency_message
 from secagg.errors import InvalidSignatureError, ParameterError
@@ -154,6 +155,42 @@ def test_check_signature_accepts_the_signer_only(setup):
         roster.check_signature(4, message + b"!", signature)
     with pytest.raises(InvalidSignatureError):
         roster.check_signature(4, message, sign(generate_identity(), message))
+
+
+def test_a_remembered_signature_still_binds_signer_message_and_signature(monkeypatch):
+    """The roster remembers verified triples, never a failure, and keys them by all three."""
+    roster, identities = trusted_setup([1, 2])
+    message = b"advertisement"
+    good = sign(identities[1], message)
+    calls = []
+    real_verify = identity_module.verify
+
+    def counting_verify(key, body, signature):
+        calls.append(signature)
+        real_verify(key, body, signature)
+
+    monkeypatch.setattr(identity_module, "verify", counting_verify)
+    roster.check_signature(1, message, good)
+    roster.check_signature(1, message, good)
+    assert len(calls) == 1  # the second check of the identical triple is remembered
+    with pytest.raises(InvalidSignatureError):
+        roster.check_signature(2, message, good)  # same bytes, other signer: verified, fails
+    bad = bytes(64)
+    for _ in range(2):
+        with pytest.raises(InvalidSignatureError):
+            roster.check_signature(1, message, bad)  # failures are checked every time
+    with pytest.raises(InvalidSignatureError):
+        roster.check_signature(1, message + b"!", good)
+    assert len(calls) == 5
+
+
+def test_the_remembered_signatures_are_bounded(monkeypatch):
+    monkeypatch.setattr(identity_module, "VERIFIED_CACHE_SIZE", 3)
+    roster, identities = trusted_setup([1, 2])
+    for index in range(10):
+        message = b"m%d" % index
+        roster.check_signature(1, message, sign(identities[1], message))
+    assert len(roster._verified) == 3
 
 
 def test_order_seed_differs_per_session_and_round(setup):
