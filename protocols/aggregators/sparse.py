@@ -1,0 +1,170 @@
+"""Sparse secure aggregation of an embedding table: two secure sums, no per-client row ids.
+
+A dense upload of an item table grows with the catalogue; a sparse one in the clear says which
+rows each client touched. :class:`SparseRowAggregator` runs a round in two secure sums over the
+backend it wraps (plain, SecAgg, SecAgg+, either threat model):
+
+1. **Support.** Each client uploads the support sketch of the rows it touched
+   (:class:`~secagg.support.SupportSketch`): a fixed-length Bloom-filter vector, the same length
+   for every client. The secure sum gives the server the cohort's counting filter, from which it
+   decodes the union of touched rows (every touched row, and a few untouched ones) and an upper
+   bound on each row's count. A public pool of rows (for instance the negatives every client
+   samples from) is added to it.
+2. **Rows.** Each client that took part in step 1 uploads its deltas on exactly those rows (zero
+   where it touched nothing), plus any dense part, through the wrapped aggregator. The sum on
+   those rows is the dense sum restricted to them, and the dense sum is zero elsewhere.
+
+What the server learns: the summed sketch (an aggregate of the cohort) and the summed deltas of
+the announced rows; every upload of a round has one public length, and the masked vectors are
+uniform. It never sees a client's row ids. ``docs/threat-model.md`` states this.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from protocols.aggregators.pipeline import Pipeline, SumOutcome, SumRequest
+from protocols.aggregators.result import AggregationResult
+from secagg.errors import ParameterError
+from secagg.support import RowSupport, SupportSketch
+
+__all__ = ["SparseRowAggregator", "SupportRound"]
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class SupportRound:
+    """What the server announces after the support sum.
+
+    Attributes:
+        rows: sorted rows the row sum covers: the decoded support and the public pool.
+        support: the decoded support and its count bounds (the pool not included).
+        survivors: clients whose sketch is in the sum; only they may upload rows.
+        sketch: the round's public sketch parameters.
+        outcome: the support sum as the server saw it.
+    """
+
+    rows: IntArray
+    support: RowSupport
+    survivors: tuple[int, ...]
+    sketch: SupportSketch
+    outcome: SumOutcome
+
+    def positions(self, rows: npt.ArrayLike) -> IntArray:
+        """Where each of ``rows`` sits in :attr:`rows` (a client's scatter into its upload).
+
+        Raises:
+            ParameterError: a row that the round does not cover.
+        """
+        wanted = np.asarray(rows, dtype=np.int64)
+        index = np.searchsorted(self.rows, wanted)
+        inside = index < self.rows.shape[0]
+        if not (inside.all() and np.array_equal(self.rows[index[inside]], wanted)):
+            raise ParameterError("a row the round does not cover was given")
+        return index.astype(np.int64)
+
+
+class SparseRowAggregator:
+    """Two-phase sparse secure aggregation over a pipeline backend.
+
+    Args:
+        aggregator: the backend whose secure sum runs both phases (its codec quantizes the
+            rows' deltas as it quantizes dense updates).
+        catalogue: rows of the table.
+        lanes: support-sketch lanes (:func:`~secagg.support.lanes_for` sizes them).
+        hashes: lanes per row.
+    """
+
+    def __init__(
+        self, aggregator: Pipeline, *, catalogue: int, lanes: int, hashes: int = 4
+    ) -> None:
+        if catalogue < 1 or lanes < 1:
+            raise ParameterError(f"catalogue and lanes must be >= 1, got {catalogue}, {lanes}")
+        self.aggregator = aggregator
+        self.catalogue = catalogue
+        self.lanes = lanes
+        self.hashes = hashes
+        session = aggregator.secure_sum.session_id
+        self._session = session if session is not None else secrets.token_bytes(16)
+        self._round = 0
+
+    def support(
+        self,
+        touched: Mapping[int, npt.ArrayLike],
+        *,
+        pool: npt.ArrayLike = (),
+        dropouts: Mapping[int, int] | None = None,
+    ) -> SupportRound:
+        """Phase 1: the secure sum of the clients' support sketches, decoded.
+
+        Args:
+            touched: client id -> the rows it touched (any order, repeats allowed).
+            pool: public rows to cover whoever touched them (e.g. the round's negatives).
+            dropouts: client id -> protocol round at which it goes silent.
+
+        Raises:
+            ParameterError: a row outside the catalogue, or fewer than two clients.
+            InsufficientSurvivorsError: too few clients were left for the sum.
+        """
+        if len(touched) < 2:
+            raise ParameterError("a secure sum needs at least 2 clients")
+        public = np.asarray(pool, dtype=np.int64).reshape(-1)
+        if public.size and (public.min() < 0 or public.max() >= self.catalogue):
+            raise ParameterError(f"pool rows must lie in [0, {self.catalogue})")
+        sketch = SupportSketch.for_round(
+            self._session,
+            self._round,
+            catalogue=self.catalogue,
+            cohort=len(touched),
+            lanes=self.lanes,
+            hashes=self.hashes,
+        )
+        self._round += 1
+        request = SumRequest(
+            inputs={u: sketch.encode(np.asarray(rows)) for u, rows in touched.items()},
+            vector_length=sketch.words,
+            modulus_bits=32,
+            dropouts=dict(dropouts or {}),
+        )
+        outcome = self.aggregator.secure_sum.run(request)
+        support = sketch.decode(_ring_words(outcome.vector))
+        rows = np.union1d(support.rows, public).astype(np.int64)
+        return SupportRound(rows, support, outcome.survivors, sketch, outcome)
+
+    def aggregate(
+        self,
+        updates: Mapping[int, npt.ArrayLike],
+        announced: SupportRound,
+        *,
+        dropouts: Mapping[int, int] | None = None,
+    ) -> AggregationResult:
+        """Phase 2: the secure sum of each client's deltas on ``announced.rows``.
+
+        Each update is a 1-D float vector laid out as the caller chooses (for a table of width
+        ``d``: ``len(announced.rows) * d`` row values, then any dense part); all have one length.
+
+        Raises:
+            ParameterError: a client that was not in the support sum, or malformed updates.
+        """
+        strangers = sorted(set(updates) - set(announced.survivors))
+        if strangers:
+            raise ParameterError(
+                f"clients {strangers} were not in this round's support sum; only its survivors "
+                "may upload rows"
+            )
+        return self.aggregator.aggregate(updates, dropouts=dropouts)
+
+
+def _ring_words(vector: npt.NDArray[np.generic]) -> npt.NDArray[np.uint32]:
+    """A summed sketch as uint32 ring words (a plain sum comes back in float64)."""
+    if vector.dtype.kind == "f":
+        exact = np.asarray(vector, dtype=np.float64)
+        words: npt.NDArray[np.uint32] = (exact.astype(np.uint64) % (1 << 32)).astype(np.uint32)
+        return words
+    return np.asarray(vector).astype(np.uint32)
