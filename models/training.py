@@ -156,6 +156,7 @@ def sample_negatives(
     seen_codes: IntArray,
     num_items: int,
     rng: np.random.Generator,
+    candidates: IntArray | None = None,
 ) -> IntArray:
     """For each entry of ``users``, draw one item that user has not interacted with.
 
@@ -164,19 +165,33 @@ def sample_negatives(
         seen_codes: sorted ``user * num_items + item`` codes of the observed pairs.
         num_items: catalogue size.
         rng: training generator.
+        candidates: the items to draw from (default: the whole catalogue). Sparse secure
+            aggregation draws negatives from the rows a round covers, so that training touches
+            no row outside them.
 
     Returns:
-        Shape ``(E,)`` items, drawn uniformly with replacement from each user's unseen items.
+        Shape ``(E,)`` items, drawn uniformly with replacement from each user's unseen items
+        (among ``candidates``).
 
     Raises:
-        DataError: some user has interacted with every item.
+        DataError: some user has interacted with every item (every candidate).
     """
-    draws: IntArray = np.asarray(rng.integers(0, num_items, size=users.shape[0]), np.int64)
+    size = users.shape[0]
+    pool = None if candidates is None else np.asarray(candidates, dtype=np.int64)
+    if pool is not None and pool.size == 0 and size:
+        raise DataError("cannot sample negatives: no candidate items were given")
+
+    def draw(count: int) -> IntArray:
+        if pool is None:
+            return np.asarray(rng.integers(0, num_items, size=count), np.int64)
+        return pool[rng.integers(0, pool.shape[0], size=count)]
+
+    draws = draw(size)
     for _ in range(1000):
         bad = np.isin(users * num_items + draws, seen_codes)
         if not bad.any():
             return draws
-        draws[bad] = rng.integers(0, num_items, size=int(bad.sum()))
+        draws[bad] = draw(int(bad.sum()))
     raise DataError("cannot sample negatives: some user has interacted with (nearly) every item")
 
 
@@ -189,6 +204,7 @@ def build_examples(
     objective: Objective,
     num_negatives: int,
     rng: np.random.Generator,
+    candidates: IntArray | None = None,
 ) -> Examples:
     """Turn observed interactions into one epoch of examples for ``objective``.
 
@@ -200,6 +216,7 @@ def build_examples(
         objective: ``"explicit"``, ``"bpr"`` or ``"bce"``.
         num_negatives: negatives per positive for the implicit objectives.
         rng: training generator.
+        candidates: items negatives are drawn from (default: the catalogue).
 
     Returns:
         ``n`` rating examples, ``n * num_negatives`` BPR pairs, or ``n`` positives plus
@@ -209,7 +226,7 @@ def build_examples(
         return Examples(users, items, ratings.astype(np.float32), None)
     seen_codes = np.unique(users * num_items + items)
     repeated_users = np.repeat(users, num_negatives)
-    negatives = sample_negatives(repeated_users, seen_codes, num_items, rng)
+    negatives = sample_negatives(repeated_users, seen_codes, num_items, rng, candidates)
     if objective == "bpr":
         positives = np.repeat(items, num_negatives)
         return Examples(repeated_users, positives, np.ones_like(negatives, np.float32), negatives)
