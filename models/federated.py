@@ -308,9 +308,18 @@ class FederatedClient:
         if self._items.shape[0] and self._items.max() >= num_items:
             raise ParameterError(f"client {self.client_id} holds an item id beyond the catalogue")
 
-    def plan_round(self, num_items: int, config: LocalTrainingConfig) -> LocalPlan:
+    def plan_round(
+        self,
+        num_items: int,
+        config: LocalTrainingConfig,
+        candidates: IntArray | None = None,
+    ) -> LocalPlan:
         """This round's draws, in the order :meth:`local_update` makes them: the refit's
-        negatives, then each epoch's examples and batch order (for :func:`train_cohort`)."""
+        negatives, then each epoch's examples and batch order (for :func:`train_cohort`).
+
+        ``candidates`` restricts the negatives to those items (the rows a sparse round
+        covers); by default they come from the whole catalogue.
+        """
         self._check_catalogue(num_items)
         users = np.zeros(self._items.shape[0], dtype=np.int64)
 
@@ -323,6 +332,7 @@ class FederatedClient:
                 objective=config.objective,
                 num_negatives=config.num_negatives,
                 rng=self._rng,
+                candidates=candidates,
             )
 
         refit = draw() if config.refit_steps > 0 and self._items.shape[0] else None

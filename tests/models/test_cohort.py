@@ -160,3 +160,17 @@ def test_trainer_gives_the_same_model_with_and_without_the_cohort() -> None:
         trainer.run()
         models.append(trainer.server.broadcast())
     np.testing.assert_allclose(models[0], models[1], atol=1e-5)
+
+
+def test_a_plan_with_candidates_touches_only_the_clients_items_and_those_rows() -> None:
+    model = FACTORIES["mf"]()
+    config = _config("bpr")
+    client = _clients(model)[-1]
+    candidates = np.arange(0, NUM_ITEMS, 3, dtype=np.int64)
+    plan = client.plan_round(NUM_ITEMS, config, candidates)
+    assert plan.refit is not None and plan.refit.negatives is not None
+    assert np.isin(plan.refit.negatives, candidates).all()
+    allowed = np.union1d(plan.items, candidates)
+    assert np.isin(plan.rows, allowed).all()
+    for batch in plan.batches:
+        assert batch.negatives is not None and np.isin(batch.negatives, candidates).all()
