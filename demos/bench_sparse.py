@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=1000)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--value-bits", type=int, default=DEFAULT_VALUE_BITS)
-    parser.add_argument("--dense-limit", type=float, default=2e9)
+    parser.add_argument("--dense-limit", type=float, default=1e8)
     parser.add_argument("--plot", metavar="PNG")
     args = parser.parse_args()
     sizes = [1000, 10_000, 100_000, 1_000_000]

@@ -73,6 +73,7 @@ class TrustedRoster:
     seed: bytes
     degree: int | None = None
     threshold: int | None = None
+    remember: bool = field(default=False, compare=False)
     _ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _verified: OrderedDict[tuple[int, bytes, bytes], None] = field(
         init=False, repr=False, compare=False
@@ -116,7 +117,18 @@ class TrustedRoster:
     def pinned(self, degree: int, threshold: int) -> TrustedRoster:
         """This roster with the round shape (degree, least threshold) pinned by the setup."""
         shape = None if degree >= len(self.keys) - 1 else degree
-        return TrustedRoster(self.keys, self.seed, shape, threshold)
+        return TrustedRoster(self.keys, self.seed, shape, threshold, self.remember)
+
+    def shared_in_process(self) -> TrustedRoster:
+        """This roster, remembering the signature triples it verified (bounded).
+
+        For an in-process simulation, where every party holds this one object: a peer then
+        does not re-check a signature another peer already checked, which is sound because
+        verification is a deterministic function of (key, message, signature) and the keys
+        never change. A device keeps its own roster, without memory, so nothing of one round
+        stays in it (a decryptor's state is one round number).
+        """
+        return TrustedRoster(self.keys, self.seed, self.degree, self.threshold, True)
 
     @property
     def ids(self) -> tuple[int, ...]:
@@ -135,16 +147,16 @@ class TrustedRoster:
         key = self.keys.get(signer)
         if key is None:
             raise InvalidSignatureError("invalid signature")
+        if not self.remember:
+            verify(key, message, signature)
+            return
         triple = (signer, bytes(message), bytes(signature))
         if triple in self._verified:
             self._verified.move_to_end(triple)
             return
         verify(key, message, signature)
-        # Verification is a deterministic function of (key, message, signature) and a roster's
-        # keys never change, so a triple that verified once verifies again. Remembering the
-        # last few saves the peers that share this roster object (every client of an
-        # in-process simulation) from re-checking each other's identical signatures; a device
-        # holds its own roster, so nothing is shared between parties. Failures are not kept.
+        # See shared_in_process: a triple that verified once verifies again. Failures are not
+        # kept.
         self._verified[triple] = None
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)

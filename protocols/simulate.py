@@ -354,7 +354,8 @@ class Simulator(Driver):
         if active and roster is not None and roster.degree is None and roster.threshold is None:
             # The simulator is the trusted setup: it pins the round's shape in the roster.
             roster = roster.pinned(params.graph.max_degree, params.threshold)
-        self.roster = roster if active else None
+        # Every simulated party holds this one roster: it may remember verified signatures.
+        self.roster = roster.shared_in_process() if active and roster is not None else None
         self.server = MaskingServer(params, self.roster)
         extra: dict[str, Any] = {
             "threat_model": params.threat_model,

@@ -174,7 +174,7 @@ def test_every_secagg_command_in_the_readme_runs_verbatim(
 
 #: Runs ``secagg ARGS`` in a process that can import only the README set-up's distributions.
 GUARD = r"""
-import importlib.abc, importlib.metadata as md, re, sys
+import importlib.abc, importlib.metadata as md, importlib.util, re, sys
 from packaging.requirements import Requirement
 
 def closure(name, extras=()):
@@ -199,15 +199,24 @@ def closure(name, extras=()):
 allowed = closure("secagg", ["models"])
 owners = md.packages_distributions()
 
+def blocked(name):
+    top = name.partition(".")[0]
+    dists = owners.get(top)
+    return bool(dists) and not any(re.sub(r"[-_.]+", "-", d).lower() in allowed for d in dists)
+
 class Guard(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        dists = owners.get(top)
-        if path is None and dists and not any(
-            re.sub(r"[-_.]+", "-", d).lower() in allowed for d in dists
-        ):
+        if path is None and blocked(name):
+            top = name.partition(".")[0]
             raise ModuleNotFoundError(f"{top} is not installed by the README's set-up", name=top)
         return None
+
+# A probe for an optional package (importlib.util.find_spec) answers None where it is not
+# installed, as it would for the user; importing it raises ModuleNotFoundError.
+real_find_spec = importlib.util.find_spec
+def find_spec(name, package=None):
+    return None if blocked(name) else real_find_spec(name, package)
+importlib.util.find_spec = find_spec
 
 sys.meta_path.insert(0, Guard())
 from protocols.cli.app import main

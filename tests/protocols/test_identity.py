@@ -159,7 +159,9 @@ def test_check_signature_accepts_the_signer_only(setup):
 
 def test_a_remembered_signature_still_binds_signer_message_and_signature(monkeypatch):
     """The roster remembers verified triples, never a failure, and keys them by all three."""
-    roster, identities = trusted_setup([1, 2])
+    plain_roster, identities = trusted_setup([1, 2])
+    roster = plain_roster.shared_in_process()
+    assert roster == plain_roster  # the same roster, with memory
     message = b"advertisement"
     good = sign(identities[1], message)
     calls = []
@@ -186,11 +188,15 @@ def test_a_remembered_signature_still_binds_signer_message_and_signature(monkeyp
 
 def test_the_remembered_signatures_are_bounded(monkeypatch):
     monkeypatch.setattr(identity_module, "VERIFIED_CACHE_SIZE", 3)
-    roster, identities = trusted_setup([1, 2])
+    plain, identities = trusted_setup([1, 2])
+    shared = plain.shared_in_process()
     for index in range(10):
         message = b"m%d" % index
-        roster.check_signature(1, message, sign(identities[1], message))
-    assert len(roster._verified) == 3
+        for roster in (plain, shared):
+            roster.check_signature(1, message, sign(identities[1], message))
+    assert len(shared._verified) == 3
+    assert len(plain._verified) == 0  # a device's roster keeps nothing between checks
+    assert shared.pinned(1, 2).remember and not plain.pinned(1, 2).remember
 
 
 def test_order_seed_differs_per_session_and_round(setup):
