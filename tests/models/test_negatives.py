@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.data import DataError
-from models.training import build_examples, sample_negatives
+from models.training import Examples, build_examples, sample_negatives
 
 NUM_ITEMS = 40
 
@@ -39,49 +39,44 @@ def test_negatives_are_unseen_candidates(seen: list[int], pool: list[int], seed:
         assert len(set(negatives.tolist())) > 1  # drawn, not one fixed item
 
 
-def test_without_candidates_the_draws_are_unchanged() -> None:
+def _examples(objective: str, seed: int, candidates: np.ndarray | None) -> Examples:
     users = np.array([0, 0, 1, 1], np.int64)
     items = np.array([3, 5, 3, 9], np.int64)
-    first = build_examples(
+    return build_examples(
         users,
         items,
         np.ones(4, np.float32),
         num_items=NUM_ITEMS,
-        objective="bpr",
+        objective=objective,  # type: ignore[arg-type]
         num_negatives=3,
-        rng=np.random.default_rng(7),
+        rng=np.random.default_rng(seed),
+        candidates=candidates,
     )
-    second = build_examples(
-        users,
-        items,
-        np.ones(4, np.float32),
-        num_items=NUM_ITEMS,
-        objective="bpr",
-        num_negatives=3,
-        rng=np.random.default_rng(7),
-        candidates=None,
-    )
-    assert first.negatives is not None and second.negatives is not None
-    assert np.array_equal(first.negatives, second.negatives)
-    assert not np.isin(first.users * NUM_ITEMS + first.negatives, _seen(users, items)).any()
+
+
+def test_without_candidates_the_draws_are_the_catalogue_draws() -> None:
+    """The draws without a pool are the plain uniform draws over the catalogue, redrawn when
+    seen (what every earlier run used), so existing seeds give the same negatives."""
+    examples = _examples("bpr", 7, None)
+    rng = np.random.default_rng(7)
+    users = np.repeat(np.array([0, 0, 1, 1], np.int64), 3)
+    seen = _seen(np.array([0, 0, 1, 1]), np.array([3, 5, 3, 9]))
+    expected = rng.integers(0, NUM_ITEMS, size=users.shape[0])
+    while (bad := np.isin(users * NUM_ITEMS + expected, seen)).any():
+        expected[bad] = rng.integers(0, NUM_ITEMS, size=int(bad.sum()))
+    assert examples.negatives is not None
+    assert np.array_equal(examples.negatives, expected)
 
 
 def test_bce_negatives_come_from_the_pool() -> None:
-    users = np.zeros(3, np.int64)
-    items = np.array([1, 2, 3], np.int64)
-    pool = np.array([2, 3, 30, 31], np.int64)
-    examples = build_examples(
-        users,
-        items,
-        np.ones(3, np.float32),
-        num_items=NUM_ITEMS,
-        objective="bce",
-        num_negatives=4,
-        rng=np.random.default_rng(1),
-        candidates=pool,
-    )
+    examples = _examples("bce", 1, np.array([3, 5, 30, 31], np.int64))
     negatives = examples.items[examples.targets == 0]
-    assert set(negatives.tolist()) <= {30, 31}
+    assert negatives.size == 12
+    assert set(negatives.tolist()) <= {5, 30, 31}  # pool items the user has not seen
+    assert not np.isin(
+        examples.users[examples.targets == 0] * NUM_ITEMS + negatives,
+        _seen(np.array([0, 0, 1, 1]), np.array([3, 5, 3, 9])),
+    ).any()
 
 
 def test_an_empty_pool_is_refused() -> None:
