@@ -32,10 +32,9 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from models.base import Recommender
 from models.objectives import Objective
-from models.parameters import flatten_shared
 from models.training import Examples, LocalTrainingConfig, objective_terms, refit_on_examples
 
-__all__ = ["CohortResult", "LocalPlan", "train_cohort"]
+__all__ = ["CohortResult", "LocalPlan", "RowDelta", "train_cohort"]
 
 IntArray = npt.NDArray[np.int64]
 DeltaArray = npt.NDArray[np.float64]
@@ -67,20 +66,54 @@ class LocalPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class RowDelta:
+    """One client's change kept sparse: the rows it touched, and the dense weights.
+
+    Attributes:
+        rows: sorted items the client touched (its positives and sampled negatives).
+        tables: item-table parameter name -> float64 change of ``rows``, shape
+            ``(len(rows), width)``.
+        dense: dense parameter name -> its float64 change, in the parameter's shape.
+    """
+
+    rows: IntArray
+    tables: dict[str, DeltaArray]
+    dense: dict[str, DeltaArray]
+
+    def flat(self, model: Recommender) -> DeltaArray:
+        """The change in ``model``'s upload layout: zero on every row the client did not touch."""
+        delta = np.zeros(sum(p.numel() for _, p in model.shared_named_parameters()))
+        offset = 0
+        for name, parameter in model.shared_named_parameters():
+            size = parameter.numel()
+            if name in self.tables:
+                block = delta[offset : offset + size].reshape(parameter.shape)
+                block[self.rows] = self.tables[name]
+            else:
+                delta[offset : offset + size] = self.dense[name].reshape(-1)
+            offset += size
+        return delta
+
+
+@dataclass(frozen=True, slots=True)
 class CohortResult:
     """What each client's local training produced, in the order of the plans.
 
     Attributes:
         states: shape ``(C, state_dim)`` the trained private states.
-        deltas: each client's float64 delta of the shared vector (trained minus broadcast).
+        changes: each client's change (trained minus broadcast), sparse in the item rows.
         losses: each client's mean training loss over its steps.
         examples: examples each client trained on.
     """
 
     states: Tensor
-    deltas: list[DeltaArray]
+    changes: list[RowDelta]
     losses: list[float]
     examples: list[int]
+
+    def delta(self, client: int, model: Recommender) -> DeltaArray:
+        """Client ``client``'s (its index in the plans) dense delta in the upload layout."""
+        return self.changes[client].flat(model)
 
 
 class _Terms(nn.Module):
@@ -196,21 +229,21 @@ def train_cohort(
     """
     fitted = _refit_cohort(workspace, states, plans, config)
     trained = fitted.clone()
-    deltas: list[DeltaArray] = [np.zeros(0)] * len(plans)
+    changes: list[RowDelta | None] = [None] * len(plans)
     totals = torch.zeros(len(plans))
     for group in _lockstep_groups(plans):
         chosen = [plans[c] for c in group]
-        states_after, group_deltas, group_totals = _train_group(
+        states_after, group_changes, group_totals = _train_group(
             workspace, fitted[group], chosen, config
         )
         trained[group] = states_after
         totals[group] = group_totals
-        for c, delta in zip(group, group_deltas, strict=True):
-            deltas[c] = delta
+        for c, change in zip(group, group_changes, strict=True):
+            changes[c] = change
     counts = [max(len(p.batches), 1) for p in plans]
     return CohortResult(
         states=trained,
-        deltas=deltas,
+        changes=[change for change in changes if change is not None],
         losses=[float(totals[c]) / counts[c] for c in range(len(plans))],
         examples=[sum(len(b) for b in p.batches) for p in plans],
     )
@@ -238,8 +271,8 @@ def _train_group(
     states: Tensor,
     plans: Sequence[LocalPlan],
     config: LocalTrainingConfig,
-) -> tuple[Tensor, list[DeltaArray], Tensor]:
-    """Local SGD of one lockstep group: trained states, deltas and summed step losses."""
+) -> tuple[Tensor, list[RowDelta], Tensor]:
+    """Local SGD of one lockstep group: trained states, changes and summed step losses."""
     rows = [plan.rows for plan in plans]
     steps = _local_steps(plans, rows, config.batch_size)
     params, start = _client_copies(workspace, rows)
@@ -263,7 +296,7 @@ def _train_group(
                 params[name].add_(gradient, alpha=-rates[name])
             trained.add_(state_gradient, alpha=-user_rate)
             totals += loss * steps.active[t]
-    return trained, _deltas(workspace, params, start, rows), totals
+    return trained, _changes(workspace, params, start, rows), totals
 
 
 def _named(model: Recommender) -> list[tuple[str, Tensor]]:
@@ -312,26 +345,23 @@ def _client_copies(
     return params, {name: value.clone() for name, value in params.items()}
 
 
-def _deltas(
+def _changes(
     workspace: Recommender,
     params: dict[str, Tensor],
     start: dict[str, Tensor],
     rows: Sequence[IntArray],
-) -> list[DeltaArray]:
-    """Each client's delta in the upload layout: zero on every row it did not touch."""
-    template = flatten_shared(workspace).astype(np.float64) * 0.0
-    deltas = []
+) -> list[RowDelta]:
+    """Each client's change of its own rows (its copies beyond them are padding) and weights."""
+    changes = []
     for client, own in enumerate(rows):
-        delta = template.copy()
-        offset = 0
+        tables: dict[str, DeltaArray] = {}
+        dense: dict[str, DeltaArray] = {}
         for name, parameter in _named(workspace):
-            size = parameter.numel()
             change = (params[name][client].double() - start[name][client].double()).numpy()
+            plain = name.removeprefix("model.")
             if _is_table(workspace, parameter):
-                block = delta[offset : offset + size].reshape(parameter.shape)
-                block[own] = change[: own.shape[0]]
+                tables[plain] = change[: own.shape[0]]
             else:
-                delta[offset : offset + size] = change.reshape(-1)
-            offset += size
-        deltas.append(delta)
-    return deltas
+                dense[plain] = change
+        changes.append(RowDelta(own, tables, dense))
+    return changes

@@ -581,7 +581,11 @@ class FederatedTrainer:
         result = train_cohort(self._workspace, states, plans, local)
         return [
             c.finish_update(
-                result.states[i], result.deltas[i], result.losses[i], result.examples[i], clip
+                result.states[i],
+                result.delta(i, self._workspace),
+                result.losses[i],
+                result.examples[i],
+                clip,
             )
             for i, c in enumerate(clients)
         ]

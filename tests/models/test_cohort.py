@@ -94,7 +94,7 @@ def test_cohort_training_matches_each_client_alone(name: str, objective: Objecti
     result = train_cohort(model, states, plans, config)
     together = [
         c.finish_update(
-            result.states[i], result.deltas[i], result.losses[i], result.examples[i], 0.5
+            result.states[i], result.delta(i, model), result.losses[i], result.examples[i], 0.5
         )
         for i, c in enumerate(cohort_clients)
     ]
@@ -114,7 +114,12 @@ def test_cohort_leaves_rows_no_client_touched_at_exactly_zero() -> None:
     result = train_cohort(model, torch.stack([c.state for c in clients]), plans, config)
     slots = [slot for slot in SharedLayout.of(model).slots if slot.per_item]
     assert slots
-    for plan, delta in zip(plans, result.deltas, strict=True):
+    deltas = [result.delta(c, model) for c in range(len(plans))]
+    for plan, change in zip(plans, result.changes, strict=True):
+        assert np.array_equal(change.rows, plan.rows)  # the sparse form: exactly its rows
+        assert set(change.tables) == {"item_embedding.weight", "item_bias.weight"}
+        assert change.tables["item_embedding.weight"].shape == (plan.rows.shape[0], 4)
+    for plan, delta in zip(plans, deltas, strict=True):
         rows = np.concatenate(
             [delta[s.offset : s.offset + s.size].reshape(s.shape) for s in slots], axis=1
         )
