@@ -15,8 +15,9 @@ client what it would compute alone, up to floating-point rounding:
   weights; a client whose batches have run out takes zero-weight padding steps, whose gradient is
   exactly zero, so plain SGD leaves it unchanged.
 
-The result is each client's dense delta in the upload layout, which the clients then clip and
-check exactly as alone (:meth:`~models.federated.FederatedClient.finish_update`).
+The result is each client's change, sparse in the item rows (:class:`RowDelta`); its dense form
+in the upload layout is what the clients then clip and check exactly as alone
+(:meth:`~models.federated.FederatedClient.finish_update`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from models.base import Recommender
 from models.objectives import Objective
+from models.parameters import SharedLayout
 from models.training import Examples, LocalTrainingConfig, objective_terms, refit_on_examples
 
 __all__ = ["CohortResult", "LocalPlan", "RowDelta", "train_cohort"]
@@ -82,16 +84,14 @@ class RowDelta:
 
     def flat(self, model: Recommender) -> DeltaArray:
         """The change in ``model``'s upload layout: zero on every row the client did not touch."""
-        delta = np.zeros(sum(p.numel() for _, p in model.shared_named_parameters()))
-        offset = 0
-        for name, parameter in model.shared_named_parameters():
-            size = parameter.numel()
-            if name in self.tables:
-                block = delta[offset : offset + size].reshape(parameter.shape)
-                block[self.rows] = self.tables[name]
+        layout = SharedLayout.of(model)
+        delta = np.zeros(layout.size)
+        for slot in layout.slots:
+            block = delta[slot.offset : slot.offset + slot.size]
+            if slot.per_item:
+                block.reshape(slot.shape)[self.rows] = self.tables[slot.name]
             else:
-                delta[offset : offset + size] = self.dense[name].reshape(-1)
-            offset += size
+                block[:] = self.dense[slot.name].reshape(-1)
         return delta
 
 
@@ -207,6 +207,7 @@ def _client_loss_fn(model: Recommender, config: LocalTrainingConfig) -> _LossFn:
 
 
 def _is_table(model: Recommender, parameter: Tensor) -> bool:
+    """Whether ``parameter`` belongs to an item table (see :class:`SharedLayout`)."""
     return any(parameter is table.weight for table in model.item_tables())
 
 

@@ -264,12 +264,21 @@ def objective_terms(
         # One forward pass over positives and negatives together.
         scores = model.score(torch.cat([states, states]), torch.cat([items, negatives]))
         batch = items.shape[0]
-        losses = -F.logsigmoid(scores[:batch] - scores[batch:])
+        losses = _losses(scores[:batch], scores[batch:], targets, objective)
         return losses, torch.stack([items, negatives], dim=1)
-    scores = model.score(states, items)
+    return _losses(model.score(states, items), None, targets, objective), items
+
+
+def _losses(
+    scores: Tensor, negative_scores: Tensor | None, targets: Tensor, objective: Objective
+) -> Tensor:
+    """Per-example losses of ``objective`` from the scores (BPR: and its negatives' scores)."""
+    if objective == "bpr":
+        assert negative_scores is not None
+        return -F.logsigmoid(scores - negative_scores)
     if objective == "explicit":
-        return 0.5 * (targets - scores).pow(2), items
-    return F.binary_cross_entropy_with_logits(scores, targets, reduction="none"), items
+        return 0.5 * (targets - scores).pow(2)
+    return F.binary_cross_entropy_with_logits(scores, targets, reduction="none")
 
 
 def _objective_terms(
@@ -443,14 +452,14 @@ def _refit_losses(
 ) -> Tensor:
     """Per-example losses of :func:`_objective_terms`, scoring each pair of ``pairs`` once."""
     scores = model.score_pairs(states, *pairs)
+    targets = torch.from_numpy(examples.targets)
     if objective == "bpr":
         positives = scores.shape[0] - len(examples)
         repeats = len(examples) // max(positives, 1)
-        return -F.logsigmoid(scores[:positives].repeat_interleave(repeats) - scores[positives:])
-    targets = torch.from_numpy(examples.targets)
-    if objective == "explicit":
-        return 0.5 * (targets - scores).pow(2)
-    return F.binary_cross_entropy_with_logits(scores, targets, reduction="none")
+        return _losses(
+            scores[:positives].repeat_interleave(repeats), scores[positives:], targets, objective
+        )
+    return _losses(scores, None, targets, objective)
 
 
 class _Adam:
