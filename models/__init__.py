@@ -53,7 +53,9 @@ from models.objectives import Objective, bce_loss, bpr_loss, squared_error_loss
 from models.parameters import ParameterSlot, SharedLayout, flatten_shared, load_shared
 from models.recipes import RECIPES, Recipe, recipe_for
 from models.recommend import Recommendations, recommend_for_client, record_feedback, top_k_items
+from models.server import RowUploadLayout, UploadLayout
 from models.server_optimizers import ServerOptimizerConfig
+from models.sparse_rounds import SparseConfig
 from models.training import LocalTrainingConfig, train_centralized
 from models.two_tower import TwoTower
 
@@ -85,11 +87,14 @@ __all__ = [
     "Recommendations",
     "Recommender",
     "RoundRecord",
+    "RowUploadLayout",
     "ServerOptimizerConfig",
     "ServerStep",
     "SharedLayout",
+    "SparseConfig",
     "TrainingHistory",
     "TwoTower",
+    "UploadLayout",
     "UserStates",
     "bce_loss",
     "bpr_loss",

@@ -34,7 +34,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -46,8 +46,9 @@ from models.cohort import LocalPlan, train_cohort
 from models.data import Interactions, LeaveOneOutSplit, RatingSplit
 from models.evaluation import RankingMetrics, evaluate_ranking, evaluate_ratings
 from models.parameters import flatten_shared, load_shared
-from models.server import FederatedServer, ServerStep, UploadLayout
+from models.server import FederatedServer, RowUploadLayout, ServerStep, UploadLayout
 from models.server_optimizers import ServerOptimizerConfig
+from models.sparse_rounds import DROPOUT_ROUNDS, SparseConfig, SparseRounds, split_dropouts
 from models.training import (
     Examples,
     LocalTrainingConfig,
@@ -56,8 +57,8 @@ from models.training import (
     train_user,
 )
 from protocols.aggregators import AggregationResult, Aggregator
+from protocols.aggregators.sparse import SupportRound
 from protocols.defaults import DEFAULT_CLIP
-from protocols.simulate import ROUND_NAMES
 from secagg.errors import InsufficientSurvivorsError, ParameterError
 
 __all__ = [
@@ -76,9 +77,6 @@ logger = logging.getLogger(__name__)
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 DeltaArray = npt.NDArray[np.float64]
-
-#: Protocol rounds at which a simulated client can drop (0 AdvertiseKeys .. 3 Unmasking).
-DROPOUT_ROUNDS = len(ROUND_NAMES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +110,8 @@ class FederatedConfig:
         cohort_training: simulate a round's clients in lockstep (:mod:`models.cohort`), each
             with the result it would compute alone up to rounding; ``False`` runs them one after
             another through :meth:`FederatedClient.local_update` (the reference, slower).
+        sparse: run sparse rounds (:mod:`models.sparse_rounds`): a support sum, then the item
+            rows the cohort touched instead of the whole catalogue; ``None`` uploads densely.
     """
 
     rounds: int = 40
@@ -128,6 +128,7 @@ class FederatedConfig:
     top_k: int = 10
     seed: int = 0
     cohort_training: bool = True
+    sparse: SparseConfig | None = None
 
     def __post_init__(self) -> None:
         for name in ("rounds", "clients_per_round", "top_k"):
@@ -153,7 +154,8 @@ class ClientUpdate:
 
     Attributes:
         client_id: the client (user) id.
-        delta: shape ``(num_shared_parameters,)`` float64, clipped to ``[-clip, clip]``; all
+        delta: shape ``(num_shared_parameters,)`` float64 (in a sparse round, the round's
+            :class:`~models.server.RowUploadLayout` delta), clipped to ``[-clip, clip]``; all
             zeros when ``diverged``.
         num_examples: training examples the client processed.
         loss: the client's mean local loss (kept for the simulation's logs only).
@@ -249,13 +251,20 @@ class FederatedClient:
         self._items = np.concatenate([self._items, new_items])
         self._ratings = np.concatenate([self._ratings, new_ratings])
 
-    def refit(self, workspace: Recommender, config: LocalTrainingConfig, steps: int) -> Tensor:
+    def refit(
+        self,
+        workspace: Recommender,
+        config: LocalTrainingConfig,
+        steps: int,
+        candidates: IntArray | None = None,
+    ) -> Tensor:
         """The private state refit against ``workspace``'s shared model (nothing is uploaded).
 
         Args:
             workspace: a model holding the current shared parameters.
             config: objective, negatives, L2 and the refit's step size.
             steps: Adam steps (0 returns the state as it is).
+            candidates: items its negatives are drawn from (default: the catalogue).
 
         Returns:
             The refit state, shape ``(state_dim,)``.
@@ -270,6 +279,7 @@ class FederatedClient:
             config,
             self._rng,
             steps=steps,
+            candidates=candidates,
         )
         return fitted[0]
 
@@ -279,6 +289,7 @@ class FederatedClient:
         global_vector: FloatArray,
         config: LocalTrainingConfig,
         clip: float,
+        candidates: IntArray | None = None,
     ) -> ClientUpdate:
         """Refit the private state, train locally from the broadcast, return the clipped delta.
 
@@ -291,6 +302,8 @@ class FederatedClient:
             global_vector: the broadcast shared parameters, float32.
             config: local optimisation settings.
             clip: clip bound of every delta entry.
+            candidates: items its negatives are drawn from (a sparse round's announced rows;
+                default: the catalogue).
 
         Returns:
             The update; the private state is updated in place as a side effect.
@@ -298,9 +311,11 @@ class FederatedClient:
         self._check_catalogue(workspace.num_items)
         load_shared(workspace, global_vector)
         start = flatten_shared(workspace)
-        refit = self.refit(workspace, config, config.refit_steps)
+        refit = self.refit(workspace, config, config.refit_steps, candidates)
         state = refit.clone().requires_grad_(True)
-        loss, examples = train_user(workspace, state, self._items, self._ratings, config, self._rng)
+        loss, examples = train_user(
+            workspace, state, self._items, self._ratings, config, self._rng, candidates
+        )
         delta = flatten_shared(workspace).astype(np.float64) - start.astype(np.float64)
         return self.finish_update(state.detach(), delta, loss, examples, clip)
 
@@ -379,6 +394,7 @@ class RoundRecord:
             divergence guard), so the protocol saw them as clients that never joined.
         touched_items: items some survivor touched (the server's per-item counts), when the
             uploads carry counts.
+        announced_rows: rows a sparse round's row sum covered (``None`` in a dense round).
     """
 
     round: int
@@ -395,6 +411,7 @@ class RoundRecord:
     abort_reason: str | None = None
     diverged: tuple[int, ...] = ()
     touched_items: int | None = None
+    announced_rows: int | None = None
 
 
 @dataclass(slots=True)
@@ -435,6 +452,27 @@ class TrainingHistory:
                 f"{hr} {ndcg} {error} {seconds:6.2f}"
             )
         return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """One round's local training and secure sum, as the trainer records them.
+
+    Attributes:
+        updates: the clients' updates (those that trained).
+        outcome: the aggregate, or the backend's reason for aborting.
+        layout: a sparse round's upload layout (``None`` when dense).
+        client_seconds: seconds of local training.
+        aggregation_seconds: seconds of the secure sum(s).
+        early: clients lost in a sparse round's support sum (they never trained).
+    """
+
+    updates: list[ClientUpdate]
+    outcome: AggregationResult | str
+    layout: RowUploadLayout | None
+    client_seconds: float
+    aggregation_seconds: float
+    early: tuple[int, ...] = ()
 
 
 def _mean_finite(values: list[float]) -> float:
@@ -506,6 +544,14 @@ class FederatedTrainer:
         self._rng = np.random.default_rng(self.config.seed)
         self.clients = self._make_clients(model, train)
         self._round = 0
+        self._sparse = self._make_sparse_rounds(aggregator, model.num_users)
+
+    def _make_sparse_rounds(self, aggregator: Aggregator, users: int) -> SparseRounds | None:
+        sparse = self.config.sparse
+        if sparse is None:
+            return None
+        cohort = min(self.config.clients_per_round, users)
+        return SparseRounds(aggregator, self.server.upload, sparse, cohort, seed=self.config.seed)
 
     def _make_clients(self, model: Recommender, train: Interactions) -> dict[int, FederatedClient]:
         clients: dict[int, FederatedClient] = {}
@@ -524,6 +570,11 @@ class FederatedTrainer:
     def model(self) -> Recommender:
         """The global model (shared part trained; user table unused)."""
         return self.server.model
+
+    @property
+    def sparse_rounds(self) -> SparseRounds | None:
+        """The sparse rounds' server side (``None`` when uploads are dense)."""
+        return self._sparse
 
     @property
     def rounds_done(self) -> int:
@@ -549,46 +600,99 @@ class FederatedTrainer:
         if count == 0:
             return {}
         dropping = self._rng.choice(np.asarray(sampled), count, replace=False)
-        rounds = self._rng.integers(0, DROPOUT_ROUNDS, size=count)
+        sums = 1 if self._sparse is None else 2
+        rounds = self._rng.integers(0, sums * DROPOUT_ROUNDS, size=count)
         return {int(u): int(r) for u, r in zip(dropping, rounds, strict=True)}
 
     def _secure_sum(
-        self, updates: list[ClientUpdate], dropouts: Mapping[int, int]
+        self,
+        updates: list[ClientUpdate],
+        dropouts: Mapping[int, int],
+        sparse: tuple[SparseRounds, SupportRound, RowUploadLayout] | None = None,
     ) -> AggregationResult | str:
         """The simulated network: clients' deltas go into the aggregator, only its result out.
 
         Returns the backend's reason when it aborts for lack of survivors (the round is skipped).
         """
-        upload: UploadLayout = self.server.upload
+        upload: UploadLayout | RowUploadLayout = self.server.upload if sparse is None else sparse[2]
         inputs = {u.client_id: upload.encode(u.delta) for u in updates if not u.diverged}
         late = {client: when for client, when in dropouts.items() if client in inputs}
         try:
+            if sparse is not None:
+                return sparse[0].aggregate(inputs, sparse[1], late)
             return self.aggregator.aggregate(inputs, dropouts=late or None)
         except InsufficientSurvivorsError as exc:
             logger.warning("round %d aborted: %s", self._round, exc)
             return str(exc)
 
     def _local_updates(
-        self, sampled: tuple[int, ...], broadcast: npt.NDArray[np.float32]
+        self,
+        sampled: tuple[int, ...],
+        broadcast: npt.NDArray[np.float32],
+        layout: RowUploadLayout | None = None,
     ) -> list[ClientUpdate]:
+        """The clients' clipped deltas: dense, or on ``layout``'s rows (negatives from them)."""
         local, clip = self.config.local, self.config.clip
         clients = [self.clients[u] for u in sampled]
+        rows = None if layout is None else layout.rows
         if not self.config.cohort_training:
-            return [c.local_update(self._workspace, broadcast, local, clip) for c in clients]
+            updates = [
+                c.local_update(self._workspace, broadcast, local, clip, rows) for c in clients
+            ]
+            if layout is None:
+                return updates
+            return [replace(u, delta=layout.restrict(u.delta)) for u in updates]
         load_shared(self._workspace, broadcast)
-        plans = [c.plan_round(self._workspace.num_items, local) for c in clients]
+        plans = [c.plan_round(self._workspace.num_items, local, rows) for c in clients]
         states = torch.stack([c.state for c in clients])
         result = train_cohort(self._workspace, states, plans, local)
         return [
             c.finish_update(
                 result.states[i],
-                result.delta(i, self._workspace),
+                result.delta(i, self._workspace)
+                if layout is None
+                else layout.gather(result.changes[i]),
                 result.losses[i],
                 result.examples[i],
                 clip,
             )
             for i, c in enumerate(clients)
         ]
+
+    def _exchange(self, sampled: tuple[int, ...], dropouts: Mapping[int, int]) -> _Exchange:
+        """Local training and the secure sum of one round, dense or sparse."""
+        broadcast = self.server.broadcast()
+        if self._sparse is None:
+            started = time.perf_counter()
+            updates = self._local_updates(sampled, broadcast)
+            trained = time.perf_counter()
+            outcome = self._secure_sum(updates, dropouts)
+            return _Exchange(
+                updates, outcome, None, trained - started, time.perf_counter() - trained
+            )
+        support_drops, row_drops = split_dropouts(dropouts)
+        started = time.perf_counter()
+        touched = {u: self.clients[u].seen_items for u in sampled}
+        try:
+            announced, layout = self._sparse.announce(touched, support_drops)
+        except InsufficientSurvivorsError as exc:
+            logger.warning("round %d aborted in the support sum: %s", self._round, exc)
+            return _Exchange([], str(exc), None, 0.0, time.perf_counter() - started)
+        support_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        # A client lost anywhere in the support sum is gone: it does not train or upload rows.
+        trainers = tuple(u for u in announced.survivors if u not in support_drops)
+        updates = self._local_updates(trainers, broadcast, layout)
+        trained = time.perf_counter()
+        outcome = self._secure_sum(updates, row_drops, (self._sparse, announced, layout))
+        return _Exchange(
+            updates,
+            outcome,
+            layout,
+            trained - started,
+            support_seconds + time.perf_counter() - trained,
+            tuple(sorted(set(sampled) - set(trainers))),
+        )
 
     def run_round(self) -> RoundRecord:
         """Run one round: sample, train locally, aggregate, update, maybe evaluate.
@@ -599,19 +703,21 @@ class FederatedTrainer:
         self._round += 1
         sampled = self._sample_clients()
         dropouts = self._dropout_schedule(sampled)
-        broadcast = self.server.broadcast()
-
-        started = time.perf_counter()
-        updates = self._local_updates(sampled, broadcast)
-        client_seconds = time.perf_counter() - started
-
-        started = time.perf_counter()
-        outcome = self._secure_sum(updates, dropouts)
-        aggregation_seconds = time.perf_counter() - started
+        exchange = self._exchange(sampled, dropouts)
+        updates, outcome = exchange.updates, exchange.outcome
         result = None if isinstance(outcome, str) else outcome
-
-        step = self.server.apply(result) if result is not None else ServerStep(0, 0.0)
+        if result is None:
+            step = ServerStep(0, 0.0)
+        elif exchange.layout is None:
+            step = self.server.apply(result)
+        else:  # the public announced rows, besides the aggregate
+            step = self.server.apply(result, exchange.layout)
         diverged = tuple(u.client_id for u in updates if u.diverged)
+        dropped = (
+            tuple(sorted(set(exchange.early) | set(result.dropped)))
+            if result is not None
+            else tuple(sorted(dropouts))
+        )
         evaluate_now = self.config.eval_every > 0 and (
             self._round % self.config.eval_every == 0 or self._round == self.config.rounds
         )
@@ -620,17 +726,18 @@ class FederatedTrainer:
             round=self._round,
             sampled=sampled,
             survivors=result.survivors if result is not None else (),
-            dropped=result.dropped if result is not None else tuple(sorted(dropouts)),
+            dropped=dropped,
             aborted=result is None,
             client_loss=_mean_finite([u.loss for u in updates]),
             update_norm=step.update_norm,
             ranking=ranking,
             rmse=error,
-            client_seconds=client_seconds,
-            aggregation_seconds=aggregation_seconds,
+            client_seconds=exchange.client_seconds,
+            aggregation_seconds=exchange.aggregation_seconds,
             abort_reason=outcome if isinstance(outcome, str) else None,
             diverged=diverged,
             touched_items=step.touched_items,
+            announced_rows=None if exchange.layout is None else int(exchange.layout.rows.shape[0]),
         )
         self.history.records.append(record)
         logger.info(

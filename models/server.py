@@ -25,12 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from models.base import Recommender
+from models.cohort import RowDelta
 from models.parameters import SharedLayout, flatten_shared, load_shared
 from models.server_optimizers import ServerOptimizer, ServerOptimizerConfig
 from protocols.aggregators import AggregationResult
 from secagg.errors import ParameterError
 
-__all__ = ["FederatedServer", "ServerStep", "UploadLayout"]
+__all__ = ["FederatedServer", "RowUploadLayout", "ServerStep", "UploadLayout"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -89,6 +90,119 @@ class UploadLayout:
             return shared, None
         counts = np.rint(total[self.shared.size :] / self.clip).astype(np.int64)
         return shared, np.maximum(counts, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RowUploadLayout:
+    """A sparse round's upload: the dense :class:`UploadLayout` restricted to announced rows.
+
+    The announced rows (the decoded support of the round and a public pool,
+    :class:`~protocols.aggregators.sparse.SupportRound`) are public and the same for every
+    client. The vector holds each item table's announced rows in row order, then every dense
+    weight, then (with counts) one indicator per announced row: exactly the dense upload's
+    entries at :attr:`coordinates`. A client whose touched rows are all announced (its
+    positives are in the support, its negatives drawn from the announced rows) has a dense
+    upload that is zero everywhere else, so the server's decoded sum is the dense one.
+
+    Attributes:
+        dense: the round's dense layout.
+        rows: the announced rows, sorted.
+        coordinates: where each entry of this layout sits in the dense upload.
+        row_positions: for each entry of the restricted shared delta, the index in :attr:`rows`
+            of its row (-1 on dense weights); its length is the delta's.
+    """
+
+    dense: UploadLayout
+    rows: IntArray
+    coordinates: IntArray
+    row_positions: IntArray
+
+    @property
+    def delta_size(self) -> int:
+        """Entries before the indicators (the restricted shared delta)."""
+        return int(self.row_positions.shape[0])
+
+    @classmethod
+    def of(cls, dense: UploadLayout, rows: npt.ArrayLike) -> RowUploadLayout:
+        """The restriction of ``dense`` to ``rows`` (sorted, distinct, inside the catalogue).
+
+        Raises:
+            ParameterError: rows that are not sorted and distinct, or outside the catalogue.
+        """
+        announced = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if announced.size and (
+            announced[0] < 0 or announced[-1] >= dense.num_items or np.any(np.diff(announced) <= 0)
+        ):
+            raise ParameterError(
+                f"announced rows must be sorted, distinct and in [0, {dense.num_items})"
+            )
+        parts: list[IntArray] = []
+        positions: list[IntArray] = []
+        for slot in dense.shared.slots:
+            if slot.per_item:
+                width = slot.size // slot.shape[0]
+                block = announced[:, None] * width + np.arange(width, dtype=np.int64)
+                parts.append(slot.offset + block.reshape(-1))
+                positions.append(np.repeat(np.arange(announced.shape[0]), width))
+            else:
+                parts.append(np.arange(slot.offset, slot.offset + slot.size, dtype=np.int64))
+                positions.append(np.full(slot.size, -1, dtype=np.int64))
+        if dense.counts:
+            parts.append(dense.shared.size + announced)
+        coordinates = np.concatenate(parts).astype(np.int64)
+        return cls(dense, announced, coordinates, np.concatenate(positions).astype(np.int64))
+
+    @property
+    def size(self) -> int:
+        """Length of the upload vector."""
+        return int(self.coordinates.shape[0])
+
+    def gather(self, change: RowDelta) -> FloatArray:
+        """A client's restricted shared delta from its sparse change.
+
+        Raises:
+            ParameterError: the change touches a row that is not announced.
+        """
+        positions = np.searchsorted(self.rows, change.rows)
+        inside = positions < self.rows.shape[0]
+        if not (inside.all() and np.array_equal(self.rows[positions[inside]], change.rows)):
+            raise ParameterError("the client changed a row this round does not announce")
+        parts: list[FloatArray] = []
+        for slot in self.dense.shared.slots:
+            if slot.per_item:
+                width = slot.size // slot.shape[0]
+                block = np.zeros((self.rows.shape[0], width))
+                block[positions] = change.tables[slot.name].reshape(len(positions), width)
+                parts.append(block.reshape(-1))
+            else:
+                parts.append(np.asarray(change.dense[slot.name], dtype=np.float64).reshape(-1))
+        return np.concatenate(parts)
+
+    def restrict(self, delta: FloatArray) -> FloatArray:
+        """A dense shared delta's entries on this layout (before the indicators)."""
+        return delta[self.coordinates[: self.delta_size]]
+
+    def encode(self, delta: FloatArray) -> FloatArray:
+        """One client's upload from its clipped restricted delta (plus its indicators)."""
+        if not self.dense.counts:
+            return delta
+        touched = np.zeros(self.rows.shape[0], dtype=bool)
+        touched[self.row_positions[(self.row_positions >= 0) & (delta != 0.0)]] = True
+        return np.concatenate([delta, np.where(touched, self.dense.clip, 0.0)])
+
+    def decode(self, total: FloatArray) -> tuple[FloatArray, IntArray | None]:
+        """The summed shared delta (zero off the announced rows) and the per-item counts.
+
+        Raises:
+            ParameterError: the aggregate has the wrong length.
+        """
+        if total.shape != (self.size,):
+            raise ParameterError(
+                f"aggregate has shape {total.shape}; this sparse round expects ({self.size},)"
+            )
+        full = np.zeros(self.dense.size)
+        full[self.coordinates] = total
+        return self.dense.decode(full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +280,19 @@ class FederatedServer:
         return flatten_shared(self.model)
 
     def pseudo_gradient(
-        self, result: AggregationResult
+        self, result: AggregationResult, layout: RowUploadLayout | None = None
     ) -> tuple[FloatArray, npt.NDArray[np.bool_], int | None]:
         """The round's mean delta per coordinate, which coordinates are active, touched items.
+
+        Args:
+            result: the round's aggregate.
+            layout: a sparse round's layout (default: the dense :attr:`upload`).
 
         Raises:
             ParameterError: the aggregate does not match the upload layout.
         """
-        shared, counts = self.upload.decode(np.asarray(result.total, dtype=np.float64))
+        upload = self.upload if layout is None else layout
+        shared, counts = upload.decode(np.asarray(result.total, dtype=np.float64))
         if counts is not None and result.total_weight is not None:
             raise ParameterError(
                 "per-item counts need an unweighted aggregate: weighting scales the touch "
@@ -189,11 +308,12 @@ class FederatedServer:
         denominator = np.where(self._per_item, np.maximum(row_counts, 1), dense_denominator)
         return shared / denominator, active, int(np.count_nonzero(counts))
 
-    def apply(self, result: AggregationResult) -> ServerStep:
+    def apply(self, result: AggregationResult, layout: RowUploadLayout | None = None) -> ServerStep:
         """Apply one round's aggregate to the global model.
 
         Args:
             result: the aggregator's output: the sum over survivors and who survived.
+            layout: a sparse round's layout (default: the dense :attr:`upload`).
 
         Returns:
             What was applied.
@@ -202,9 +322,11 @@ class FederatedServer:
             ParameterError: the aggregate does not match the model's layout.
         """
         if len(result.survivors) == 0:
-            self.upload.decode(np.asarray(result.total, dtype=np.float64))
+            (self.upload if layout is None else layout).decode(
+                np.asarray(result.total, dtype=np.float64)
+            )
             return ServerStep(0, 0.0)
-        gradient, active, touched = self.pseudo_gradient(result)
+        gradient, active, touched = self.pseudo_gradient(result, layout)
         step = self.optimizer.step(gradient, active)
         load_shared(self.model, self.broadcast().astype(np.float64) + step)
         return ServerStep(len(result.survivors), float(np.linalg.norm(step)), touched)

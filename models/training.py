@@ -356,6 +356,7 @@ def refit_states(
     rng: np.random.Generator,
     *,
     steps: int | None = None,
+    candidates: IntArray | None = None,
 ) -> Tensor:
     """Refit private user states against the frozen shared model (uploads nothing).
 
@@ -375,6 +376,7 @@ def refit_states(
         config: objective, negatives, L2 and refit step size.
         rng: the negative sampler's generator.
         steps: Adam steps (default ``config.refit_steps``).
+        candidates: items negatives are drawn from (default: the catalogue).
 
     Returns:
         The refit states, shape ``(U, state_dim)``, detached.
@@ -382,7 +384,7 @@ def refit_states(
     count = config.refit_steps if steps is None else steps
     if count == 0 or items.shape[0] == 0:
         return states.detach().clone()
-    examples = epoch_examples(model, users, items, ratings, config, rng)
+    examples = epoch_examples(model, users, items, ratings, config, rng, candidates)
     return refit_on_examples(model, states, users, items, examples, config, count)
 
 
@@ -493,8 +495,10 @@ def epoch_examples(
     ratings: FloatArray,
     config: LocalTrainingConfig,
     rng: np.random.Generator,
+    candidates: IntArray | None = None,
 ) -> Examples:
-    """One epoch of ``config.objective``'s examples over the model's catalogue."""
+    """One epoch of ``config.objective``'s examples over the model's catalogue (negatives from
+    ``candidates`` when given)."""
     return build_examples(
         users,
         items,
@@ -503,6 +507,7 @@ def epoch_examples(
         objective=config.objective,
         num_negatives=config.num_negatives,
         rng=rng,
+        candidates=candidates,
     )
 
 
@@ -513,6 +518,7 @@ def train_user(
     ratings: FloatArray,
     config: LocalTrainingConfig,
     rng: np.random.Generator,
+    candidates: IntArray | None = None,
 ) -> tuple[float, int]:
     """Run local SGD for one user on their own interactions; updates ``state`` and ``model``.
 
@@ -527,6 +533,7 @@ def train_user(
         ratings: shape ``(n,)`` their ratings.
         config: local optimisation settings.
         rng: the client's training generator.
+        candidates: items negatives are drawn from (default: the catalogue).
 
     Returns:
         ``(mean loss over all steps, number of examples seen)``.
@@ -538,7 +545,7 @@ def train_user(
     steps = 0
     examples_seen = 0
     for _ in range(config.epochs):
-        examples = epoch_examples(model, users, items, ratings, config, rng)
+        examples = epoch_examples(model, users, items, ratings, config, rng, candidates)
         for batch in examples.batches(config.batch_size, rng):
             states = state.unsqueeze(0).expand(len(batch), -1)
             loss = batch_loss(model, states, batch, config.objective, l2)

@@ -65,6 +65,7 @@ from models.recipes import (
     recipe_for,
 )
 from models.server_optimizers import SCHEDULES, SERVER_OPTIMIZERS
+from models.sparse_rounds import SparseConfig
 from models.training import train_centralized
 from protocols.aggregators import Aggregator, PaillierAggregator
 from protocols.cli.arguments import (
@@ -172,7 +173,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write a checkpoint there, for secagg recommend",
     )
+    _add_sparse_arguments(parser)
     _add_dp_arguments(parser)
+
+
+def _add_sparse_arguments(parser: argparse.ArgumentParser) -> None:
+    sparse = parser.add_argument_group("sparse rounds (large catalogues)")
+    sparse.add_argument(
+        "--sparse",
+        action="store_true",
+        help="upload only the item rows the round's clients touched: a secure sum of support "
+        "sketches first tells the server which rows those are (never whose), then a secure sum "
+        "of the deltas on them (default: dense uploads of the whole catalogue)",
+    )
+    sparse.add_argument(
+        "--sparse-pool",
+        type=non_negative_int,
+        default=SparseConfig().pool,
+        metavar="N",
+        help="--sparse: public rows drawn at random each round beside the touched ones; the "
+        "clients draw their negatives from both (default: %(default)s)",
+    )
 
 
 #: ``--data`` value of the MovieLens-100K-shaped synthetic set (the recipes were tuned on it).
@@ -553,6 +574,7 @@ def _set_up(args: argparse.Namespace, out: _Output) -> _Setup:
             recipe.server_optimizer, name=args.server_optimizer, schedule=args.server_schedule
         ),
         counts=recipe.counts and private is None,
+        sparse=SparseConfig(pool=args.sparse_pool) if args.sparse else None,
     )
     trainer = FederatedTrainer(model, split.train, aggregator, config, evaluation=split)
     return _Setup(
@@ -658,12 +680,18 @@ def _describe_training(args: argparse.Namespace, setup: _Setup, out: _Output) ->
     """Say what travels, what DP adds, and print the header of the per-round table."""
     threat_model = getattr(setup.aggregator, "threat_model", None)
     against = "" if threat_model is None else f" ({threat_model} server)"
+    sparse = setup.trainer.sparse_rounds
+    how = (
+        "uploaded densely"
+        if sparse is None
+        else f"of which the touched item rows are uploaded (support sketch of {sparse.lanes} "
+        f"lanes, public pool of {sparse.config.pool} rows)"
+    )
     out.say(
         f"federated {args.model} over {setup.aggregator.name}{against}: "
-        f"{setup.model.num_shared_parameters()} shared "
-        f"parameters uploaded densely by each of {args.clients_per_round} clients per round, "
-        f"{args.dropout:.0%} of them dropping at random protocol rounds; user embeddings never "
-        "leave the clients"
+        f"{setup.model.num_shared_parameters()} shared parameters {how} by each of "
+        f"{args.clients_per_round} clients per round, {args.dropout:.0%} of them dropping at "
+        "random protocol rounds; user embeddings never leave the clients"
     )
     private = setup.private
     if private is not None:
@@ -678,6 +706,8 @@ def _describe_training(args: argparse.Namespace, setup: _Setup, out: _Output) ->
             f"{setup.server_lr:g}"
         )
     epsilon_header = f" {'survivors':>9} {'epsilon':>8}" if private is not None else ""
+    if sparse is not None:
+        epsilon_header += f" {'rows':>7}"
     out.say(
         f"{'round':>5} {'server summed':>13} {'dropped':>7} {'step norm':>9} {'loss':>7} "
         f"{'HR@10':>7} {'NDCG@10':>7} {'agg s':>7}{epsilon_header}"
@@ -823,6 +853,8 @@ def _table_row(record: RoundRecord, privacy: _RoundPrivacy | None) -> str:
     if privacy is not None:
         charged = "-" if privacy.survivors is None else str(privacy.survivors)
         line += f" {charged:>9} {privacy.epsilon:>8.4f}"
+    if record.announced_rows is not None:
+        line += f" {record.announced_rows:>7}"
     return line
 
 
@@ -841,6 +873,7 @@ def _record_json(
         "client_loss": record.client_loss,
         "update_norm": record.update_norm,
         "touched_items": record.touched_items,
+        "announced_rows": record.announced_rows,
         "hr@10": None if record.ranking is None else record.ranking.hit_ratio,
         "ndcg@10": None if record.ranking is None else record.ranking.ndcg,
         "client_seconds": record.client_seconds,
@@ -914,6 +947,11 @@ def _check_protocol_options(args: argparse.Namespace) -> None:
     """Options of one backend given with another, and DP rounds too small to keep 2 clients."""
     if args.dp_epsilon is None:
         return
+    if args.sparse:
+        raise ParameterError(
+            "--sparse with --dp-epsilon: distributed DP does not cover the sparse rounds' "
+            "support sketch yet; give one of them"
+        )
     if args.protocol not in DP_BACKENDS:
         raise ParameterError(
             f"--dp-epsilon needs --protocol secagg or secagg+, not {args.protocol}: distributed "

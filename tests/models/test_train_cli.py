@@ -201,6 +201,11 @@ def test_cli_train_defaults_are_the_shared_ones() -> None:
             "its noise shares inside the masked sum",
         ),
         (
+            ["--sparse", "--dp-epsilon", "8"],
+            "--sparse with --dp-epsilon: distributed DP does not cover the sparse rounds' "
+            "support sketch yet; give one of them",
+        ),
+        (
             ["--value-bits", "53", "--clients-per-round", "4096"],
             "--value-bits 53 with --clients-per-round 4096 needs a 65-bit ring, and the largest "
             "is 64: lower --value-bits to 52 or fewer",
@@ -291,3 +296,18 @@ def test_cli_train_paillier_shows_its_steps_inside_each_round(
     assert main(["train", "--protocol", "paillier", "--rounds", "1", *TINY]) == 0
     err = capsys.readouterr().err
     assert "paillier protocol steps" in err and "msg" in err
+
+
+def test_cli_train_sparse_reports_the_rows_the_server_summed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["train", "--sparse", "--sparse-pool", "20", "--rounds", "2", "--eval-every", "2"]
+    assert main([*args, "--dropout", "0.2", "--json", *SMALL]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for record in lines[:-1]:
+        assert 20 <= record["announced_rows"] < 200
+        assert record["survivors"] + len(record["dropped"]) == record["sampled"]
+    assert main([*args, *SMALL]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("round"))
+    assert "touched item rows are uploaded" in out and header.rstrip().endswith("rows")
