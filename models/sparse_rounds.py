@@ -23,7 +23,6 @@ sum when ``r < DROPOUT_ROUNDS`` and in the row sum at ``r - DROPOUT_ROUNDS`` oth
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -33,10 +32,9 @@ from models.server import RowUploadLayout, UploadLayout
 from protocols.aggregators import AggregationResult, Aggregator
 from protocols.aggregators.dp import DistributedDPAggregator
 from protocols.aggregators.pipeline import Pipeline
-from protocols.aggregators.sparse import SparseRowAggregator, SupportRound
+from protocols.aggregators.sparse import SparseConfig, SparseRowAggregator, SupportRound
 from protocols.simulate import ROUND_NAMES
 from secagg.errors import ParameterError
-from secagg.support import lanes_for
 
 __all__ = ["DROPOUT_ROUNDS", "SparseConfig", "SparseRounds", "split_dropouts"]
 
@@ -44,40 +42,6 @@ IntArray = npt.NDArray[np.int64]
 
 #: Protocol rounds of one secure sum (0 AdvertiseKeys .. 3 Unmasking).
 DROPOUT_ROUNDS: Final = len(ROUND_NAMES)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SparseConfig:
-    """Settings of sparse rounds.
-
-    Attributes:
-        pool: public rows drawn at random each round and announced beside the support: with it,
-            the rows a client's negatives are drawn from.
-        rows_per_client: distinct rows a client is expected to touch; sizes the support sketch
-            (more rows only let more untouched rows into the decoded support, never drop one).
-        hashes: sketch lanes per row.
-        extra_rows: share of untouched rows the sketch's sizing lets into the support.
-    """
-
-    pool: int = 1000
-    rows_per_client: int = 128
-    hashes: int = 4
-    extra_rows: float = 0.01
-
-    def __post_init__(self) -> None:
-        for name in ("rows_per_client", "hashes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"sparse {name} must be a positive int, got {value!r}")
-        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 0:
-            raise ParameterError(f"sparse pool must be an int >= 0, got {self.pool!r}")
-        if not self.extra_rows > 0:
-            raise ParameterError(f"sparse extra_rows must be > 0, got {self.extra_rows}")
-
-    def lanes(self, cohort: int, catalogue: int) -> int:
-        """Sketch lanes for a round of ``cohort`` clients over ``catalogue`` rows."""
-        rows = min(catalogue, cohort * self.rows_per_client)
-        return lanes_for(rows, catalogue=catalogue, hashes=self.hashes, extra_rows=self.extra_rows)
 
 
 def split_dropouts(dropouts: Mapping[int, int]) -> tuple[dict[int, int], dict[int, int]]:

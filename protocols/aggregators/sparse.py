@@ -31,11 +31,45 @@ import numpy.typing as npt
 from protocols.aggregators.pipeline import Pipeline, SumOutcome, SumRequest
 from protocols.aggregators.result import AggregationResult
 from secagg.errors import ParameterError
-from secagg.support import RowSupport, SupportSketch
+from secagg.support import RowSupport, SupportSketch, lanes_for
 
-__all__ = ["SparseRowAggregator", "SupportRound"]
+__all__ = ["SparseConfig", "SparseRowAggregator", "SupportRound"]
 
 IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SparseConfig:
+    """Settings of sparse rounds (``secagg train --sparse``, the Flower strategy's sparse mode).
+
+    Attributes:
+        pool: public rows drawn at random each round and announced beside the support: with it,
+            the rows a client's negatives are drawn from.
+        rows_per_client: distinct rows a client is expected to touch; sizes the support sketch
+            (more rows only let more untouched rows into the decoded support, never drop one).
+        hashes: sketch lanes per row.
+        extra_rows: share of untouched rows the sketch's sizing lets into the support.
+    """
+
+    pool: int = 1000
+    rows_per_client: int = 128
+    hashes: int = 4
+    extra_rows: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("rows_per_client", "hashes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"sparse {name} must be a positive int, got {value!r}")
+        if isinstance(self.pool, bool) or not isinstance(self.pool, int) or self.pool < 0:
+            raise ParameterError(f"sparse pool must be an int >= 0, got {self.pool!r}")
+        if not self.extra_rows > 0:
+            raise ParameterError(f"sparse extra_rows must be > 0, got {self.extra_rows}")
+
+    def lanes(self, cohort: int, catalogue: int) -> int:
+        """Sketch lanes for a round of ``cohort`` clients over ``catalogue`` rows."""
+        rows = min(catalogue, cohort * self.rows_per_client)
+        return lanes_for(rows, catalogue=catalogue, hashes=self.hashes, extra_rows=self.extra_rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,12 +70,14 @@ from protocols.flower.client_mod import (
 from protocols.flower.keys import DeploymentKeys, load_decryptors, write_deployment_keys
 from protocols.flower.records import (
     IDENTIFY_RECORD,
+    ROWS_RECORD,
     SETUP_RECORD,
     STATE_RECORD,
+    SUPPORT_RECORD,
     WIRE_RECORD,
     flower_session_id,
 )
-from protocols.flower.strategy import SecAggFedAvg
+from protocols.flower.strategy import SecAggFedAvg, SparseTables
 from protocols.flower.workflow import (
     DecryptorEndpoint,
     SecureAggregationWorkflow,
@@ -89,8 +91,10 @@ __all__ = [
     "NODE_PAILLIER_KEY",
     "NODE_ROSTER",
     "NODE_THREAT_MODEL",
+    "ROWS_RECORD",
     "SETUP_RECORD",
     "STATE_RECORD",
+    "SUPPORT_RECORD",
     "WIRE_RECORD",
     "DecryptorEndpoint",
     "DeploymentKeys",
@@ -99,6 +103,7 @@ __all__ = [
     "SecureAggregationWorkflow",
     "SecureRound",
     "SecureRoundResult",
+    "SparseTables",
     "flower_session_id",
     "load_decryptors",
     "secagg_mod",

@@ -51,10 +51,12 @@ from protocols.flower.records import (
     IDENTIFY_RECORD,
     SETUP_RECORD,
     STATE_RECORD,
+    SUPPORT_RECORD,
     WIRE_RECORD,
     ArrayLayout,
     EncodingSettings,
     NodeClaim,
+    SupportSettings,
     config_value,
     flower_session_id,
     read_wire,
@@ -99,6 +101,8 @@ NODE_THREAT_MODEL: Final = "secagg-threat-model"
 NODE_PAILLIER_KEY: Final = "secagg-paillier-key"
 
 CallNext = Callable[[Message, Context], Message]
+#: A node's rows of a sparse round: the item-table rows its training will change (its items).
+SupportFunction = Callable[[Context], npt.ArrayLike]
 PathArg = str | Path
 #: What a node may pin as the Paillier public key: the key itself, the path of its file, or
 #: nothing (then the node config names the file).
@@ -122,6 +126,7 @@ class _ClientMemory:
     last_round: int = -1
     machine: bytes = b""
     settings: EncodingSettings | None = None
+    support: SupportSettings | None = None
 
     @classmethod
     def load(cls, state: RecordDict) -> _ClientMemory:
@@ -132,10 +137,21 @@ class _ClientMemory:
             settings = None
             if record["has-encoding"]:
                 settings = EncodingSettings.from_record(record)
+            support = None
+            if record.get("has-support", False):
+                support = SupportSettings.from_record(
+                    ConfigRecord(
+                        {
+                            k: record[f"support-{k}"]
+                            for k in ("catalogue", "cohort", "lanes", "hashes")
+                        }
+                    )
+                )
             return cls(
                 last_round=int.from_bytes(config_value(record, "last-round", bytes), "big") - 1,
                 machine=config_value(record, "machine", bytes),
                 settings=settings,
+                support=support,
             )
         except (KeyError, TypeError, RemoteProtocolError):
             raise LocalProtocolError("the saved secagg client state is malformed") from None
@@ -143,6 +159,10 @@ class _ClientMemory:
     def store(self, state: RecordDict) -> None:
         record = self.settings.to_record() if self.settings is not None else ConfigRecord()
         record["has-encoding"] = self.settings is not None
+        record["has-support"] = self.support is not None
+        if self.support is not None:
+            for key, value in self.support.to_record().items():
+                record[f"support-{key}"] = value
         # Round ids may exceed int64, the widest integer a ConfigRecord holds: store bytes.
         record["last-round"] = (self.last_round + 1).to_bytes(9, "big")
         record["machine"] = self.machine
@@ -180,6 +200,10 @@ class SecAggMod:
             :data:`NODE_ROSTER`.
         corrupt_fraction: the declared bound on nodes colluding with the server, as a fraction
             of the roster (active model; it sets the node's minimum threshold).
+        support: sparse rounds (:class:`~protocols.flower.SecAggFedAvg` with ``sparse=``): the
+            rows of the item tables this node's training will change, i.e. its own items
+            (called with the node's context; uploaded only as a support sketch inside a
+            secure sum). A node without it leaves every support round.
 
     Raises:
         ParameterError: ``min_threshold`` below 2, an unknown ``threat_model``, or a
@@ -195,6 +219,7 @@ class SecAggMod:
         identity_key: PathArg | None = None,
         roster: PathArg | None = None,
         corrupt_fraction: float = DEFAULT_CORRUPT_FRACTION,
+        support: SupportFunction | None = None,
     ) -> None:
         if min_threshold < 2:
             raise ParameterError("min_threshold must be >= 2: one share must never reveal a key")
@@ -211,6 +236,7 @@ class SecAggMod:
         self.identity_key = identity_key
         self.roster = roster
         self.corrupt_fraction = corrupt_fraction
+        self.support = support
 
     def __call__(self, message: Message, context: Context, call_next: CallNext) -> Message:
         """Handle one message (see the class docstring).
@@ -234,7 +260,8 @@ class SecAggMod:
             return call_next(message, context)
         wire_content = RecordDict({WIRE_RECORD: content[WIRE_RECORD]})
         setup = content.get(SETUP_RECORD)
-        for key in (WIRE_RECORD, SETUP_RECORD):
+        support = content.get(SUPPORT_RECORD)
+        for key in (WIRE_RECORD, SETUP_RECORD, SUPPORT_RECORD):
             if key in content:
                 del content[key]
         memory = _ClientMemory.load(context.state)
@@ -248,7 +275,9 @@ class SecAggMod:
             incoming = messages[0]
             if setup is not None and not isinstance(setup, ConfigRecord):
                 raise RemoteProtocolError(f"{SETUP_RECORD!r} must be a ConfigRecord")
-            outgoing, metrics = self._step(incoming, setup, memory, message, context, call_next)
+            if isinstance(incoming, RoundSetup | PaillierSetup):
+                _begin_round(incoming, setup, support, memory, context.run_id)
+            outgoing, metrics = self._step(incoming, memory, message, context, call_next)
         except _TrainFunctionError as error:
             logger.warning("secagg: no upload from this node: %s", error)
             outgoing = _abort_reply(incoming, str(error))
@@ -310,15 +339,14 @@ class SecAggMod:
     def _step(
         self,
         incoming: ProtocolMessage,
-        setup: ConfigRecord | None,
         memory: _ClientMemory,
         message: Message,
         context: Context,
         call_next: CallNext,
     ) -> tuple[list[ProtocolMessage], list[tuple[str, MetricRecord]]]:
-        if isinstance(incoming, RoundSetup | PaillierSetup):
-            _begin_round(incoming, setup, memory, context.run_id)
         if isinstance(incoming, PaillierSetup):
+            if memory.support is not None:
+                raise RemoteProtocolError("a support round runs over masking, not Paillier")
             client = self._paillier_client(incoming, context)
             client.receive(incoming)
             vector, metrics = _train_and_encode(memory, message, context, call_next)
@@ -329,7 +357,10 @@ class SecAggMod:
             if machine.phase is not ClientPhase.AWAIT_INPUT:
                 return outgoing, []
             try:
-                vector, metrics = _train_and_encode(memory, message, context, call_next)
+                if memory.support is None:
+                    vector, metrics = _train_and_encode(memory, message, context, call_next)
+                else:
+                    vector, metrics = self._support_sketch(memory.support, memory, context), []
             except BaseException:
                 # No upload this round: the keys and shares must not outlive it in the state.
                 machine.poison(None)
@@ -339,6 +370,23 @@ class SecAggMod:
             # Saved even when something failed: a poisoned machine stays poisoned, and a round
             # whose training failed is never trained (hence uploaded) a second time.
             memory.machine = machine.export_state()
+
+    def _support_sketch(
+        self, settings: SupportSettings, memory: _ClientMemory, context: Context
+    ) -> RingArray:
+        """This node's support sketch for the round (its rows from :attr:`support`)."""
+        if self.support is None:
+            raise _TrainFunctionError(
+                "the server runs sparse rounds, but this node's SecAggMod has no support "
+                "function (SecAggMod(support=...)): it leaves the round"
+            )
+        sketch = settings.sketch(flower_session_id(context.run_id), memory.last_round)
+        try:
+            return sketch.encode(np.asarray(self.support(context)))
+        except ParameterError as error:
+            raise _TrainFunctionError(
+                f"the support function's rows are unusable: {error}"
+            ) from None
 
     def _machine(
         self, incoming: ProtocolMessage, memory: _ClientMemory, context: Context
@@ -417,6 +465,7 @@ def _check_recipient(setup: RoundSetup | PaillierSetup, node: NodeIdentity) -> N
 def _begin_round(
     setup: RoundSetup | PaillierSetup,
     record: ConfigRecord | None,
+    support: object,
     memory: _ClientMemory,
     run_id: int,
 ) -> None:
@@ -431,7 +480,9 @@ def _begin_round(
     memory.last_round = setup.round_id
     memory.machine = b""
     memory.settings = None
+    memory.support = None
     memory.settings = EncodingSettings.from_record(record)
+    memory.support = None if support is None else SupportSettings.from_record(support)
 
 
 def _train_and_encode(

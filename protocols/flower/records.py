@@ -37,15 +37,20 @@ from protocols import wire
 from protocols.messages import Message as ProtocolMessage
 from secagg.encoding import QuantizationScheme, UpdateEncoding
 from secagg.errors import LocalProtocolError, ParameterError, RemoteProtocolError
+from secagg.support import SupportSketch
 
 __all__ = [
     "IDENTIFY_RECORD",
+    "ROWS_RECORD",
     "SETUP_RECORD",
     "STATE_RECORD",
+    "SUPPORT_RECORD",
     "WIRE_RECORD",
     "ArrayLayout",
     "EncodingSettings",
     "NodeClaim",
+    "RowSelection",
+    "SupportSettings",
     "config_value",
     "flower_session_id",
     "read_wire",
@@ -63,8 +68,14 @@ IDENTIFY_RECORD: Final = "secagg-identify"
 #: ConfigRecord key under which :class:`~protocols.flower.SecAggMod` keeps its memory in
 #: ``context.state``.
 STATE_RECORD: Final = "secagg-client"
+#: ConfigRecord key of a sparse round's announced rows, in the train content (the train function
+#: may read it: its negatives should come from these rows).
+ROWS_RECORD: Final = "secagg-rows"
+#: ConfigRecord key of a support round's sketch settings, sent with its setup messages.
+SUPPORT_RECORD: Final = "secagg-support"
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 _V = TypeVar("_V")
 
 
@@ -208,14 +219,135 @@ class NodeClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class SupportSettings:
+    """A support round's sketch, as the server announces it with the setup.
+
+    The sketch's hash key is not sent: each node derives it from the run's session, the round id
+    of its own setup and ``catalogue`` (:meth:`~secagg.support.SupportSketch.for_round`), so a
+    server cannot make one node hash differently from the others.
+
+    Attributes:
+        catalogue: rows of the tables.
+        cohort: the most nodes in the sum (sets the lanes' width).
+        lanes: sketch lanes.
+        hashes: lanes per row.
+    """
+
+    catalogue: int
+    cohort: int
+    lanes: int
+    hashes: int
+
+    def sketch(self, session_id: bytes, round_id: int) -> SupportSketch:
+        """The round's sketch.
+
+        Raises:
+            ParameterError: settings no sketch has.
+        """
+        return SupportSketch.for_round(
+            session_id,
+            round_id,
+            catalogue=self.catalogue,
+            cohort=self.cohort,
+            lanes=self.lanes,
+            hashes=self.hashes,
+        )
+
+    def to_record(self) -> ConfigRecord:
+        """The settings as the :data:`SUPPORT_RECORD` ConfigRecord."""
+        return ConfigRecord(
+            {
+                "catalogue": self.catalogue,
+                "cohort": self.cohort,
+                "lanes": self.lanes,
+                "hashes": self.hashes,
+            }
+        )
+
+    @classmethod
+    def from_record(cls, record: object) -> SupportSettings:
+        """Parse the server's settings; anything malformed is the server's fault.
+
+        Raises:
+            RemoteProtocolError: the record is malformed or describes no sketch.
+        """
+        try:
+            if not isinstance(record, ConfigRecord):
+                raise TypeError("not a ConfigRecord")
+            settings = cls(
+                *(config_value(record, k, int) for k in ("catalogue", "cohort", "lanes", "hashes"))
+            )
+            settings.sketch(bytes(16), 0)
+        except (KeyError, TypeError, ParameterError) as error:
+            raise RemoteProtocolError(
+                f"the support round's settings are unusable: {error}"
+            ) from None
+        return settings
+
+
+@dataclass(frozen=True, slots=True)
+class RowSelection:
+    """The rows of some arrays that a sparse round averages: the announced rows.
+
+    Attributes:
+        tables: names of the arrays whose first axis is the catalogue (item tables).
+        rows: the announced rows, sorted and distinct.
+    """
+
+    tables: tuple[str, ...]
+    rows: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.tables or len(set(self.tables)) != len(self.tables):
+            raise ParameterError("a row selection names one or more distinct tables")
+        rows = np.asarray(self.rows, dtype=np.int64)
+        if np.any(np.diff(rows) <= 0) or (rows.size and rows[0] < 0):
+            raise ParameterError("announced rows must be sorted, distinct and non-negative")
+
+    @property
+    def indices(self) -> IntArray:
+        """The rows as an index array."""
+        return np.asarray(self.rows, dtype=np.int64)
+
+    def to_record(self) -> ConfigRecord:
+        """The selection as the :data:`ROWS_RECORD` ConfigRecord."""
+        return ConfigRecord({"tables": list(self.tables), "rows": list(self.rows)})
+
+    @classmethod
+    def from_content(cls, content: RecordDict) -> RowSelection | None:
+        """The selection a message carries (``None`` without one); malformed is the server's.
+
+        Raises:
+            RemoteProtocolError: a malformed selection.
+        """
+        record = content.config_records.get(ROWS_RECORD)
+        if record is None:
+            return None
+        try:
+            tables, rows = record["tables"], record["rows"]
+            if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+                raise TypeError("tables must be a list of names")
+            if not isinstance(rows, list) or not all(type(r) is int for r in rows):
+                raise TypeError("rows must be a list of ints")
+            return cls(tuple(str(t) for t in tables), tuple(int(r) for r in rows))
+        except (KeyError, TypeError, ParameterError) as error:
+            raise RemoteProtocolError(f"the announced rows are unusable: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class ArrayLayout:
     """Names, shapes and dtypes of the arrays a round averages, in the order they are flattened.
 
+    In a sparse round (:data:`ROWS_RECORD` in the content) the arrays named in the selection
+    travel as their announced rows only; the other arrays travel whole.
+
     Attributes:
         entries: ``(name, shape, dtype)`` of each array.
+        selection: the announced rows of a sparse round (``None``: every array whole).
     """
 
     entries: tuple[tuple[str, tuple[int, ...], str], ...]
+    selection: RowSelection | None = None
 
     @classmethod
     def of(cls, content: RecordDict) -> ArrayLayout:
@@ -233,12 +365,34 @@ class ArrayLayout:
             raise ParameterError("the train content carries no ArrayRecord to aggregate")
         if len({key for key, _, _ in entries}) != len(entries):
             raise ParameterError("two ArrayRecords of the train content share an array name")
-        return cls(tuple(entries))
+        selection = RowSelection.from_content(content)
+        if selection is not None:
+            shapes = {key: shape for key, shape, _ in entries}
+            for table in selection.tables:
+                shape = shapes.get(table)
+                if (
+                    shape is None
+                    or not shape
+                    or (selection.rows and selection.rows[-1] >= shape[0])
+                ):
+                    raise ParameterError(
+                        f"the announced rows do not fit array {table!r} of the train content"
+                    )
+        return cls(tuple(entries), selection)
+
+    def _travels(self, key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of what travels of array ``key``: its announced rows, or all of it."""
+        if self.selection is None or key not in self.selection.tables:
+            return shape
+        return (len(self.selection.rows), *shape[1:])
 
     @property
     def size(self) -> int:
-        """The number of values over all arrays."""
-        return sum(int(np.prod(shape, dtype=np.int64)) for _, shape, _ in self.entries)
+        """The number of values over all arrays (the announced rows of the tables)."""
+        return sum(
+            int(np.prod(self._travels(key, shape), dtype=np.int64))
+            for key, shape, _ in self.entries
+        )
 
     def flatten(self, content: RecordDict) -> FloatArray:
         """The reply's arrays as one float64 vector; they must match the broadcast arrays.
@@ -255,18 +409,47 @@ class ArrayLayout:
                 "the train function must return the broadcast arrays (same names and shapes); "
                 f"expected {expected}"
             )
-        return np.concatenate(
-            [np.asarray(arrays[key].numpy(), dtype=np.float64).reshape(-1) for key in expected]
-        )
+        parts = []
+        for key in expected:
+            values = np.asarray(arrays[key].numpy(), dtype=np.float64)
+            if self._travels(key, expected[key]) != expected[key]:
+                assert self.selection is not None  # a table's shape changes only when selected
+                values = values[self.selection.indices]
+            parts.append(values.reshape(-1))
+        return np.concatenate(parts)
 
-    def unflatten(self, vector: FloatArray) -> ArrayRecord:
-        """``vector`` cut back into the layout's arrays, in their names, shapes and dtypes."""
+    def unflatten(self, vector: FloatArray, base: RecordDict | None = None) -> ArrayRecord:
+        """``vector`` cut back into the layout's arrays, in their names, shapes and dtypes.
+
+        In a sparse round the tables' rows outside the selection are ``base``'s (the broadcast
+        arrays: no node uploaded them).
+
+        Raises:
+            ParameterError: a sparse layout without ``base``.
+        """
+        if self.selection is not None and base is None:
+            raise ParameterError("a sparse round's arrays are rebuilt over the broadcast arrays")
+        broadcast = (
+            {}
+            if base is None
+            else {
+                key: array
+                for record in base.array_records.values()
+                for key, array in record.items()
+            }
+        )
         record = ArrayRecord()
         offset = 0
         for key, shape, dtype in self.entries:
-            size = int(np.prod(shape, dtype=np.int64))
-            part = vector[offset : offset + size].reshape(shape).astype(np.dtype(dtype))
-            record[key] = Array(part)
+            travels = self._travels(key, shape)
+            size = int(np.prod(travels, dtype=np.int64))
+            part = vector[offset : offset + size].reshape(travels)
+            if travels != shape:
+                assert self.selection is not None
+                full = np.array(broadcast[key].numpy(), dtype=np.float64)
+                full[self.selection.indices] = part
+                part = full
+            record[key] = Array(part.astype(np.dtype(dtype)))
             offset += size
         return record
 

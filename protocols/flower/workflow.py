@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, Protocol, TypeVar
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
@@ -52,10 +53,12 @@ from protocols.flower.keys import check_claim
 from protocols.flower.records import (
     IDENTIFY_RECORD,
     SETUP_RECORD,
+    SUPPORT_RECORD,
     WIRE_RECORD,
     ArrayLayout,
     EncodingSettings,
     NodeClaim,
+    SupportSettings,
     flower_session_id,
     read_wire,
     wire_record,
@@ -86,6 +89,7 @@ from secagg.errors import (
     SecAggError,
 )
 from secagg.hazmat.paillier import ThresholdPublicKey
+from secagg.support import RowSupport
 
 __all__ = [
     "DecryptorEndpoint",
@@ -160,6 +164,8 @@ class SecureRoundResult:
             decryption that did not verify.
         decryptors: Paillier: the committee indices whose verified partial decryptions gave
             the sum (empty for masking and for the single key holder).
+        support: a support round's decoded support (its ``arrays`` are then empty and its
+            ``total_weight`` 0); ``None`` for an aggregation of arrays.
     """
 
     arrays: ArrayRecord
@@ -171,6 +177,7 @@ class SecureRoundResult:
     unreachable: tuple[int, ...] = ()
     misbehaved: dict[int, str] = field(default_factory=dict)
     decryptors: tuple[int, ...] = ()
+    support: RowSupport | None = None
 
 
 class SecureAggregationWorkflow:
@@ -272,7 +279,13 @@ class SecureAggregationWorkflow:
         self.node_of_client: dict[int, int] = {}
 
     def begin(
-        self, grid: Grid, node_ids: Iterable[int], content: RecordDict, *, server_round: int
+        self,
+        grid: Grid,
+        node_ids: Iterable[int],
+        content: RecordDict,
+        *,
+        server_round: int,
+        support: SupportSettings | None = None,
     ) -> SecureRound:
         """Set up one aggregation over ``node_ids`` of the arrays in ``content``.
 
@@ -280,18 +293,30 @@ class SecureAggregationWorkflow:
             grid: the ServerApp's grid.
             node_ids: the sampled Flower nodes (at least 2).
             content: what a plain FedAvg train message would carry (arrays and config); it is
-                delivered to each node's train function with the upload round.
+                delivered to each node's train function with the upload round. With a
+                :data:`~protocols.flower.records.ROWS_RECORD` only its announced rows of the
+                named tables are summed (a sparse round).
             server_round: Flower's round number (the messages' group id).
+            support: run a support round instead (masking only): each node uploads the
+                support sketch of its rows (``SecAggMod(support=...)``), nobody trains.
 
         Returns:
             The round; call :meth:`SecureRound.prepare` then :meth:`SecureRound.finish`.
         """
         round_id = self._next_round
         self._next_round += 1
-        return SecureRound(self, grid, tuple(node_ids), content, server_round, round_id)
+        return SecureRound(
+            self, grid, tuple(node_ids), content, server_round, round_id, support=support
+        )
 
     def aggregate(
-        self, grid: Grid, node_ids: Iterable[int], content: RecordDict, *, server_round: int
+        self,
+        grid: Grid,
+        node_ids: Iterable[int],
+        content: RecordDict,
+        *,
+        server_round: int,
+        support: SupportSettings | None = None,
     ) -> SecureRoundResult:
         """Run one secure aggregation to the end (see :meth:`begin` for the arguments).
 
@@ -299,7 +324,9 @@ class SecureAggregationWorkflow:
             InsufficientSurvivorsError: too few nodes were left at some protocol round; nothing
                 was revealed and the nodes were told to abort.
         """
-        secure_round = self.begin(grid, node_ids, content, server_round=server_round)
+        secure_round = self.begin(
+            grid, node_ids, content, server_round=server_round, support=support
+        )
         upload = secure_round.prepare()
         started = time.perf_counter()
         replies = grid.send_and_receive(upload, timeout=self.upload_timeout)
@@ -414,6 +441,8 @@ class SecureRound:
         content: RecordDict,
         server_round: int,
         round_id: int,
+        *,
+        support: SupportSettings | None = None,
     ) -> None:
         nodes = sorted(set(node_ids))
         if len(nodes) < 2:
@@ -424,6 +453,8 @@ class SecureRound:
         self.server_round = server_round
         self.nodes: Final = tuple(nodes)
         self.layout = ArrayLayout.of(content)
+        #: A support round's sketch settings (``None``: an aggregation of arrays).
+        self.support = support
         roster = workflow.roster
         #: Protocol id -> Flower node (in the active model, filled in by :meth:`prepare`).
         self.node_of: dict[int, int] = {} if roster is not None else dict(enumerate(nodes))
@@ -441,8 +472,12 @@ class SecureRound:
             workflow.max_weight,
             workflow.weighted_by_key,
         )
-        vector_length = self.settings.update_encoding().vector_length(self.layout.size)
         self.session_id: Final = flower_session_id(grid.run.run_id)
+        vector_length = self.settings.update_encoding().vector_length(self.layout.size)
+        if support is not None:
+            if workflow.policy is None:
+                raise ParameterError("a support round runs over secagg or secagg+, not Paillier")
+            vector_length = support.sketch(self.session_id, round_id).words
         #: Paillier: decryptor party id -> why it was left out of this round's decryption.
         self.decryptor_faults: dict[int, str] = {}
         self.server: MaskingServer | PaillierServer
@@ -468,7 +503,8 @@ class SecureRound:
             graph=plan.graph,
             threshold=plan.threshold,
             vector_length=vector_length,
-            modulus_bits=plan.modulus_bits,
+            # A support sketch packs its lanes into 32-bit words that never carry.
+            modulus_bits=plan.modulus_bits if self.support is None else 32,
             threat_model=policy.threat_model,
         )
         return MaskingServer(params, roster)
@@ -512,7 +548,9 @@ class SecureRound:
                 self._exchange(round_index, outbox, with_setup=round_index == 0)
                 outbox = self._close(round_index)
         self._upload = self._flower_messages(
-            outbox, with_setup=isinstance(self.server, PaillierServer), with_content=True
+            outbox,
+            with_setup=isinstance(self.server, PaillierServer),
+            with_content=self.support is None,
         )
         return self._upload
 
@@ -691,6 +729,8 @@ class SecureRound:
             content[WIRE_RECORD] = wire_record([protocol_message])
             if with_setup:
                 content[SETUP_RECORD] = self.settings.to_record()
+                if self.support is not None:
+                    content[SUPPORT_RECORD] = self.support.to_record()
             messages.append(
                 Message(
                     content=content,
@@ -716,11 +756,19 @@ class SecureRound:
         """Decode the ring sum into the weighted average of the survivors' arrays."""
         result = self.server.result
         count = len(result.survivors)
-        total, total_weight = self.settings.update_encoding().decode_sum(result.vector, count)
-        if not total_weight:
-            raise InsufficientSurvivorsError(
-                "the survivors' weights sum to zero; no average exists"
-            )
+        support = None
+        total_weight: float | None
+        if self.support is not None:
+            sketch = self.support.sketch(self.session_id, self.server.params.round_id)
+            support = sketch.decode(np.asarray(result.vector).astype(np.uint32))
+            arrays, total_weight = ArrayRecord(), 0.0
+        else:
+            total, total_weight = self.settings.update_encoding().decode_sum(result.vector, count)
+            if not total_weight:
+                raise InsufficientSurvivorsError(
+                    "the survivors' weights sum to zero; no average exists"
+                )
+            arrays = self.layout.unflatten(total / total_weight, self.content)
         survivors = tuple(sorted(self.node_of[u] for u in result.survivors))
         dropped = {self.node_of[u]: r for u, r in result.dropped_at.items() if u in self.node_of}
         logger.info(
@@ -735,7 +783,7 @@ class SecureRound:
         }
         misbehaved.update(self.decryptor_faults)
         return SecureRoundResult(
-            arrays=self.layout.unflatten(total / total_weight),
+            arrays=arrays,
             total_weight=total_weight,
             survivors=survivors,
             dropped=dropped,
@@ -746,4 +794,5 @@ class SecureRound:
             unreachable=tuple(u for u in result.dropped_at if u not in self.node_of),
             misbehaved=misbehaved,
             decryptors=getattr(result, "decryptors", ()),
+            support=support,
         )
