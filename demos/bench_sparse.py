@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import tracemalloc
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,7 @@ class Row:
     union_rows: int
     announced_rows: int
     sparse_seconds: float
+    sparse_peak_bytes: int | None = None
 
 
 def _touched(
@@ -75,9 +77,24 @@ def _client_bytes(aggregator: MaskingAggregator) -> float:
     return float(np.mean(list(report.bytes_sent.values())))
 
 
-def measure(catalogue: int, args: argparse.Namespace, rng: np.random.Generator) -> Row:
-    """One sparse round (and one dense round where it fits) at ``catalogue`` rows."""
-    touched = _touched(catalogue, args.clients, args.interactions, rng)
+@dataclass(frozen=True)
+class SparseRun:
+    """One sparse round's figures."""
+
+    announced_rows: int
+    survivors: int
+    sketch_bytes: float
+    rows_bytes: float
+    seconds: float
+
+
+def sparse_round(
+    catalogue: int,
+    touched: dict[int, IntArray],
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+) -> SparseRun:
+    """The support sum and the row sum of one round, all parties in this process."""
     expected = len(np.unique(np.concatenate(list(touched.values()))))
     backend = MaskingAggregator("secagg+", value_bits=args.value_bits)
     lanes = lanes_for(expected, catalogue=catalogue, extra_rows=0.01)
@@ -88,15 +105,35 @@ def measure(catalogue: int, args: argparse.Namespace, rng: np.random.Generator) 
         touched, pool=pool, dropouts=_dropouts(args.clients, args.dropout, rng)
     )
     sketch_bytes = _client_bytes(backend)
-    width = announced.rows.shape[0] * args.dim
     uploads = {}
     for client in announced.survivors:
         vector = np.zeros((announced.rows.shape[0], args.dim))
         vector[announced.positions(touched[client])] = rng.uniform(-0.1, 0.1, args.dim)
         uploads[client] = vector.reshape(-1)
     sparse.aggregate(uploads, announced, dropouts=_dropouts(len(uploads), args.dropout, rng))
-    sparse_seconds = time.perf_counter() - started
-    rows_bytes = _client_bytes(backend)
+    seconds = time.perf_counter() - started
+    rows = int(announced.rows.shape[0])
+    return SparseRun(rows, len(uploads), sketch_bytes, _client_bytes(backend), seconds)
+
+
+def _traced_peak(catalogue: int, touched: dict[int, IntArray], args: argparse.Namespace) -> int:
+    """Peak bytes allocated during a second, untimed sparse round (all parties)."""
+    tracemalloc.start()
+    try:
+        sparse_round(catalogue, touched, args, np.random.default_rng(1))
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def measure(catalogue: int, args: argparse.Namespace, rng: np.random.Generator) -> Row:
+    """One sparse round (and one dense round where it fits) at ``catalogue`` rows."""
+    touched = _touched(catalogue, args.clients, args.interactions, rng)
+    expected = len(np.unique(np.concatenate(list(touched.values()))))
+    run = sparse_round(catalogue, touched, args, rng)
+    peak = _traced_peak(catalogue, touched, args) if args.memory else None
+    width = run.announced_rows * args.dim
+    rows_bytes = run.rows_bytes
     dense_values = catalogue * args.dim
     dense_seconds = None
     if dense_values * args.clients <= args.dense_limit:
@@ -107,24 +144,27 @@ def measure(catalogue: int, args: argparse.Namespace, rng: np.random.Generator) 
         dense_seconds = time.perf_counter() - started
         dense_bytes = _client_bytes(dense)
     else:  # the same message with the whole table in it: only the payload differs
-        bits = backend.policy.modulus_bits_for(len(uploads))
+        bits = MaskingAggregator("secagg+", value_bits=args.value_bits).policy.modulus_bits_for(
+            run.survivors
+        )
         overhead = rows_bytes - wire.packed_size(width, bits)
         dense_bytes = overhead + wire.packed_size(dense_values, bits)
     return Row(
         catalogue,
         dense_bytes,
         dense_seconds,
-        sketch_bytes + rows_bytes,
-        sketch_bytes,
+        run.sketch_bytes + rows_bytes,
+        run.sketch_bytes,
         expected,
-        int(announced.rows.shape[0]),
-        sparse_seconds,
+        run.announced_rows,
+        run.seconds,
+        peak,
     )
 
 
 HEADER = (
     f"{'items':>9} {'dense B/client':>15} {'sparse B/client':>16} {'(sketch)':>10} "
-    f"{'ratio':>7} {'union':>7} {'rows':>7} {'dense s':>8} {'sparse s':>9}"
+    f"{'ratio':>7} {'union':>7} {'rows':>7} {'dense s':>8} {'sparse s':>9} {'peak MB':>8}"
 )
 
 
@@ -133,7 +173,8 @@ def _line(r: Row) -> str:
     return (
         f"{r.catalogue:>9} {r.dense_bytes:>15,.0f} {r.sparse_bytes:>16,.0f} "
         f"{r.sketch_bytes:>10,.0f} {r.dense_bytes / r.sparse_bytes:>6.1f}x "
-        f"{r.union_rows:>7} {r.announced_rows:>7} {dense_s:>8} {r.sparse_seconds:>9.2f}"
+        f"{r.union_rows:>7} {r.announced_rows:>7} {dense_s:>8} {r.sparse_seconds:>9.2f} "
+        f"{'-' if r.sparse_peak_bytes is None else f'{r.sparse_peak_bytes / 1e6:.1f}':>8}"
     )
 
 
@@ -171,6 +212,11 @@ def main() -> None:
     parser.add_argument("--value-bits", type=int, default=DEFAULT_VALUE_BITS)
     parser.add_argument("--dense-limit", type=float, default=1e8)
     parser.add_argument("--plot", metavar="PNG")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="also run each sparse round a second time under tracemalloc: its peak (all parties)",
+    )
     args = parser.parse_args()
     sizes = [1000, 10_000, 100_000, 1_000_000]
     if args.quick:

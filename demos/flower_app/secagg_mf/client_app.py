@@ -37,6 +37,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from protocols.flower.records import RowSelection
 from secagg_mf.simulation import node_mod
 
 if TYPE_CHECKING:
@@ -62,7 +63,17 @@ def backend_mod(message: Message, context: Context, call_next: CallNext) -> Mess
         from secagg_mf import baseline
 
         return baseline.flower_secaggplus_mod(message, context, call_next)
-    return node_mod(context)(message, context, call_next)
+    support = _node_items if context.run_config.get("sparse", 0) else None
+    return node_mod(context, support)(message, context, call_next)
+
+
+def _node_items(context: Context) -> np.ndarray:
+    """Sparse rounds: this node's items, the rows its support sketch announces."""
+    from secagg_mf import task
+
+    settings = task.Settings.from_run_config(context.run_config)
+    partition_id = int(context.node_config["partition-id"])
+    return task.node_items(settings, partition_id, int(context.node_config["num-partitions"]))
 
 
 def _partition(context: Context, settings: Settings) -> tuple[int, np.ndarray]:
@@ -102,6 +113,7 @@ def train(message: Message, context: Context) -> Message:
             f"partition {partition_id} fails from round {settings.fail_from_round} on "
             "(run config fail-partition)"
         )
+    selection = RowSelection.from_content(message.content)  # a sparse round's announced rows
     arrays, states, loss, interactions = task.local_train(
         settings,
         task.arrays_of(message),
@@ -109,6 +121,7 @@ def train(message: Message, context: Context) -> Message:
         _private_states(context, settings, users),
         server_round,
         partition_id,
+        None if selection is None else selection.indices,
     )
     context.state[STATES_RECORD] = ArrayRecord({"states": Array(states)})
     metrics = MetricRecord({"num-examples": interactions, "train-loss": loss})

@@ -47,10 +47,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
+from protocols.aggregators.sparse import SparseConfig
 from protocols.flower import (
     SecAggFedAvg,
     SecureAggregationWorkflow,
     SecureRoundResult,
+    SparseTables,
     flower_session_id,
     load_decryptors,
 )
@@ -185,7 +187,12 @@ def make_strategy(settings: task.Settings, run_id: int) -> TimedFedAvg | TimedSe
     )
     if settings.backend == "plain":
         return TimedFedAvg(**common)
-    return TimedSecAggFedAvg(make_workflow(settings, run_id), **common)
+    sparse = None
+    if settings.sparse:
+        tables = task.item_tables(settings)
+        pool = SparseConfig(pool=settings.sparse_pool)
+        sparse = SparseTables(tables, settings.num_items, pool)
+    return TimedSecAggFedAvg(make_workflow(settings, run_id), **common, sparse=sparse)
 
 
 #: The backends whose rounds run our protocol (and may abort).

@@ -28,6 +28,7 @@ from pathlib import Path
 from flwr.app import Context
 
 from protocols.flower import SecAggMod, secagg_mod
+from protocols.flower.client_mod import SupportFunction
 from protocols.keyfiles import PAILLIER_PUBLIC_FILE, ROSTER_FILE, key_file_name
 
 __all__ = ["SIMULATION_KEYS", "in_simulation", "node_mod"]
@@ -47,22 +48,23 @@ def in_simulation() -> bool:
     return bool(ray.get_runtime_context().get_actor_id() is not None)
 
 
-def node_mod(context: Context) -> SecAggMod:
+def node_mod(context: Context, support: SupportFunction | None = None) -> SecAggMod:
     """The secagg Mod of this node: the default one, or a virtual node's, with its key files.
 
     A deployed node (or a virtual one without ``simulation-keys``) gets :data:`secagg_mod`, which
     reads the node config. A virtual node with ``simulation-keys`` gets the key files of its
     partition (see the module docstring); with ``threat-model = "semi-honest"`` in the run config
-    a virtual node runs semi-honest, as the node config of a deployed node would say.
+    a virtual node runs semi-honest, as the node config of a deployed node would say. With
+    ``support`` (sparse rounds) the Mod gets that support function.
     """
     if not in_simulation():
-        return secagg_mod
+        return secagg_mod if support is None else SecAggMod(support=support)
     run_config = context.run_config
     if run_config.get("threat-model") == "semi-honest" and run_config.get("backend") != "paillier":
-        return SecAggMod(threat_model="semi-honest")
+        return SecAggMod(threat_model="semi-honest", support=support)
     directory = str(run_config.get(SIMULATION_KEYS, ""))
     if not directory:
-        return secagg_mod
+        return secagg_mod if support is None else SecAggMod(support=support)
     keys = Path(directory)
     partition_id = int(context.node_config["partition-id"])
     pinned = keys / PAILLIER_PUBLIC_FILE
@@ -70,4 +72,5 @@ def node_mod(context: Context) -> SecAggMod:
         identity_key=keys / key_file_name(partition_id),
         roster=keys / ROSTER_FILE,
         paillier_public_key=pinned if pinned.exists() else None,
+        support=support,
     )

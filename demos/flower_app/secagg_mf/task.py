@@ -49,6 +49,7 @@ from models import (
     leave_one_out_split,
     synthetic_interactions,
 )
+from models.parameters import SharedLayout
 from models.training import train_user
 from protocols.defaults import DEFAULT_VALUE_BITS, FLOWER_CLIP
 from protocols.flower.records import config_value
@@ -88,6 +89,8 @@ class Settings:
     simulation_keys: str = ""
     fail_partition: int = -1
     fail_from_round: int = 1
+    sparse: int = 0
+    sparse_pool: int = 100
 
     @classmethod
     def from_run_config(cls, config: UserConfig) -> Settings:
@@ -164,6 +167,21 @@ def load_shared_arrays(model: MatrixFactorization, arrays: ArrayRecord) -> None:
             parameter.copy_(torch.from_numpy(np.asarray(arrays[name].numpy(), dtype=np.float32)))
 
 
+def item_tables(settings: Settings) -> tuple[str, ...]:
+    """The shared arrays whose rows are items (what a sparse round cuts to the announced rows)."""
+    layout = SharedLayout.of(build_model(settings))
+    return tuple(slot.name for slot in layout.slots if slot.per_item)
+
+
+def node_items(settings: Settings, partition_id: int, num_partitions: int) -> np.ndarray:
+    """The items this node's users hold: the rows its training changes (besides negatives)."""
+    split = dataset(settings.num_users, settings.num_items, settings.seed)
+    rows = split.train.user_rows()
+    users = partition_users(settings, partition_id, num_partitions)
+    held = [split.train.items[rows[user]] for user in users]
+    return np.unique(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+
+
 def initial_user_states(settings: Settings, users: np.ndarray) -> np.ndarray:
     """The private states of ``users`` before any training (rows of the seeded user table)."""
     table = build_model(settings).users.weight.detach().numpy()
@@ -177,8 +195,10 @@ def local_train(
     states: np.ndarray,
     server_round: int,
     partition_id: int,
+    candidates: np.ndarray | None = None,
 ) -> tuple[ArrayRecord, np.ndarray, float, int]:
-    """Train the node's users in turn from the broadcast model.
+    """Train the node's users in turn from the broadcast model (negatives from ``candidates``,
+    a sparse round's announced rows, when given).
 
     Returns:
         The trained shared arrays, the users' new private states, the mean loss, and the number
@@ -201,7 +221,7 @@ def local_train(
         if items.shape[0] == 0:
             continue
         state = torch.from_numpy(states[index].copy()).requires_grad_(True)
-        loss, _ = train_user(model, state, items, ratings, config, rng)
+        loss, _ = train_user(model, state, items, ratings, config, rng, candidates)
         new_states[index] = state.detach().numpy()
         losses.append(loss)
         interactions += int(items.shape[0])
@@ -233,12 +253,13 @@ def fedavg_reference(
     num_partitions: int,
     server_round: int = 1,
     partitions: Iterable[int] | None = None,
+    candidates: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], float]:
     """Plain FedAvg of round ``server_round`` from ``arrays``, recomputed offline (test oracle).
 
     Valid for the first round, where every node starts from its initial private states.
     ``partitions`` are the nodes in the average (default: all ``num_partitions``), e.g. the
-    survivors of a round that lost a node.
+    survivors of a round that lost a node; ``candidates`` a sparse round's announced rows.
 
     Returns:
         The weighted average of the nodes' trained arrays, and the total weight.
@@ -248,7 +269,7 @@ def fedavg_reference(
         users = partition_users(settings, partition, num_partitions)
         states = initial_user_states(settings, users)
         record, _, _, weight = local_train(
-            settings, copy.deepcopy(arrays), users, states, server_round, partition
+            settings, copy.deepcopy(arrays), users, states, server_round, partition, candidates
         )
         trained.append({k: np.asarray(v.numpy(), dtype=np.float64) for k, v in record.items()})
         weights.append(weight)

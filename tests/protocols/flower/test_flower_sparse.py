@@ -206,3 +206,47 @@ def test_a_sparse_round_against_an_active_server(tmp_path: Path) -> None:
     assert len(strategy.supports[1].survivors) == 4
     assert result.survivors == tuple(NODE_BASE + i for i in range(3))
     assert_close_to_fedavg(result.arrays, _fedavg(trained, result.survivors), workflow, 3)
+
+
+def test_the_demo_app_trains_its_recommender_in_sparse_rounds() -> None:
+    """The demo's own ClientApp and strategy (``sparse = 1``), in process: the secure result is
+    FedAvg of the nodes' models trained with negatives from the announced rows, recomputed
+    offline, and the item rows nobody announced keep their broadcast values."""
+    pytest.importorskip("torch", reason="the demo app trains with torch")
+    import sys
+
+    app_dir = Path(__file__).resolve().parents[3] / "demos" / "flower_app"
+    sys.path.insert(0, str(app_dir))
+    try:
+        from secagg_mf import client_app, server_app, task
+    finally:
+        sys.path.remove(str(app_dir))
+    run_config = {"backend": "secagg", "threat-model": "semi-honest", "sparse": 1,
+                  "sparse-pool": 10, "num-users": 40, "num-items": 500, "dim": 4,
+                  "local-epochs": 1}  # fmt: skip
+    settings = task.Settings.from_run_config(run_config)
+    seen: list[RowSelection] = []
+
+    def spy(node: int, index: int, message: Message) -> Message:
+        selection = RowSelection.from_content(message.content)
+        if selection is not None and selection not in seen:
+            seen.append(selection)
+        return message
+
+    grid = LoopbackGrid(client_app.app, 4, intercept=spy)
+    for context in grid.contexts.values():
+        context.run_config.update(run_config)
+    strategy = server_app.make_strategy(settings, run_id=1)
+    initial = task.shared_arrays(task.build_model(settings))
+    strategy.start(grid, initial, num_rounds=1, timeout=5.0)
+    (selection,) = seen
+    assert selection.tables == task.item_tables(settings) and len(selection.rows) < 500
+    result = strategy.results[1]
+    expected, _ = task.fedavg_reference(settings, initial, 4, candidates=selection.indices)
+    plain = ArrayRecord({k: Array(v.astype(np.float32)) for k, v in expected.items()})
+    assert_close_to_fedavg(result.arrays, plain, strategy.workflow, 4)
+    silent = np.setdiff1d(np.arange(500), selection.indices)
+    for table in selection.tables:
+        np.testing.assert_array_equal(
+            result.arrays[table].numpy()[silent], initial[table].numpy()[silent]
+        )
