@@ -10,7 +10,7 @@ start of the train configuration to the aggregate (evaluation is switched off).
 Run from the repository root::
 
     python demos/flower_app/measure_round_time.py --nodes 4 --rounds 3 \\
-        --backends plain flower-secagg+ secagg+ [--threat-model semi-honest]
+        --backends plain flower-secagg+ secagg+ [--threat-model semi-honest] [--sparse]
 
 SecAgg and SecAgg+ run in the active threat model by default: the script writes the identity
 keys and the roster into its temporary directory and names them in each node's config. With
@@ -59,6 +59,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--decryption-threshold", type=int, default=None, help="paillier: t of the decryptors"
     )
+    parser.add_argument(
+        "--sparse",
+        action="store_true",
+        help="also run each of secagg / secagg+ in sparse rounds (support sketch, then the "
+        "announced item rows), labelled 'secagg+ sparse'",
+    )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args()
     if "paillier" in args.backends and args.threat_model != "active":
@@ -86,13 +92,21 @@ def main() -> None:
         with LocalDeployment(
             workdir / "deployment", args.nodes, node_configs=configs
         ) as deployment:
-            for backend in args.backends:
-                report_path = workdir / f"{backend}.json"
+            runs = [
+                (backend, sparse)
+                for backend in args.backends
+                for sparse in (0, 1)
+                if not sparse or (args.sparse and backend in ("secagg", "secagg+"))
+            ]
+            for backend, sparse in runs:
+                label = f"{backend} sparse" if sparse else backend
+                report_path = workdir / f"{backend}-{sparse}.json"
                 run = deployment.submit(
                     APP_DIR,
                     {
                         **trust,
                         "backend": backend,
+                        "sparse": sparse,
                         "num-server-rounds": args.rounds,
                         "min-nodes": args.nodes,
                         "fraction-evaluate": 0.0,
@@ -103,14 +117,14 @@ def main() -> None:
                 )
                 outcome = deployment.wait(run, timeout=args.rounds * 8 * args.timeout + 120)
                 if outcome.status != "finished:completed" or not report_path.exists():
-                    print(f"{backend}: run {outcome.status}\n{outcome.output[-3000:]}")
-                    rows.append({"backend": backend, "status": outcome.status})
+                    print(f"{label}: run {outcome.status}\n{outcome.output[-3000:]}")
+                    rows.append({"backend": label, "status": outcome.status})
                     continue
                 seconds = [r["seconds"] for r in json.loads(report_path.read_text())["rounds"]]
-                rows.append({"backend": backend, "status": outcome.status, "seconds": seconds})
+                rows.append({"backend": label, "status": outcome.status, "seconds": seconds})
                 median = statistics.median(seconds)
                 print(
-                    f"{backend:>15}: {len(seconds)} rounds, median {median:6.1f} s, "
+                    f"{label:>15}: {len(seconds)} rounds, median {median:6.1f} s, "
                     f"min {min(seconds):6.1f} s, max {max(seconds):6.1f} s, "
                     f"each {', '.join(f'{s:.1f}' for s in seconds)}",
                     flush=True,
