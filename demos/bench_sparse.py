@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 import tracemalloc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,8 +68,10 @@ def _touched(
     }
 
 
-def _dropouts(clients: int, fraction: float, rng: np.random.Generator) -> dict[int, int]:
-    lost = rng.choice(np.arange(1, clients + 1), size=round(fraction * clients), replace=False)
+def _dropouts(clients: Sequence[int], fraction: float, rng: np.random.Generator) -> dict[int, int]:
+    """``fraction`` of ``clients`` lost, each at a random protocol round."""
+    ids = np.asarray(sorted(clients))
+    lost = rng.choice(ids, size=round(fraction * len(ids)), replace=False)
     return {int(c): int(rng.integers(0, 4)) for c in lost}
 
 
@@ -103,7 +106,7 @@ def sparse_round(
     pool = rng.choice(catalogue, size=min(args.pool, catalogue), replace=False)
     started = time.perf_counter()
     announced = sparse.support(
-        touched, pool=pool, dropouts=_dropouts(args.clients, args.dropout, rng)
+        touched, pool=pool, dropouts=_dropouts(list(touched), args.dropout, rng)
     )
     sketch_bytes = _client_bytes(backend)
     uploads = {}
@@ -111,7 +114,7 @@ def sparse_round(
         vector = np.zeros((announced.rows.shape[0], args.dim))
         vector[announced.positions(touched[client])] = rng.uniform(-0.1, 0.1, args.dim)
         uploads[client] = vector.reshape(-1)
-    sparse.aggregate(uploads, announced, dropouts=_dropouts(len(uploads), args.dropout, rng))
+    sparse.aggregate(uploads, announced, dropouts=_dropouts(list(uploads), args.dropout, rng))
     seconds = time.perf_counter() - started
     rows = int(announced.rows.shape[0])
     return SparseRun(rows, len(uploads), sketch_bytes, _client_bytes(backend), seconds)
@@ -141,7 +144,7 @@ def measure(catalogue: int, args: argparse.Namespace, rng: np.random.Generator) 
         dense = MaskingAggregator("secagg+", value_bits=args.value_bits)
         vectors = {c: rng.uniform(-0.1, 0.1, dense_values) for c in touched}
         started = time.perf_counter()
-        dense.aggregate(vectors, dropouts=_dropouts(args.clients, args.dropout, rng))
+        dense.aggregate(vectors, dropouts=_dropouts(list(touched), args.dropout, rng))
         dense_seconds = time.perf_counter() - started
         dense_bytes = _client_bytes(dense)
     else:  # the same message with the whole table in it: only the payload differs
