@@ -13,9 +13,11 @@ Three decisions shape this module:
   :class:`~protocols.aggregators.AggregationResult`. The trainer is the simulated network: it
   hands the clients' deltas straight to the aggregator (standing in for the protocol run between
   clients and server) and passes only the aggregator's result to the server. A spy test pins this.
-* **Uploads are dense.** A delta covers the entire item table, untouched rows included (as exact
-  zeros), so the upload's shape says nothing about which items a user touched; and each entry is
-  clipped to ``[-clip, clip]`` by the client, the same range the secure backends quantize over.
+* **Uploads are dense, or cover the announced rows.** A delta covers the entire item table,
+  untouched rows included (as exact zeros), so the upload's shape says nothing about which items a
+  user touched; with ``FederatedConfig.sparse`` it covers the rows a support sum announced, the
+  same public rows for every client (:mod:`models.sparse_rounds`). Each entry is clipped to
+  ``[-clip, clip]`` by the client, the same range the secure backends quantize over.
 * **Item rows are summed, dense weights averaged.** Each item row is updated by the few clients
   that touched it; averaging its delta over every client in the round would divide it by the
   round size and stall training (ANCHORS: 0.42 vs 0.55-0.59 HR@10 on ML-100K). So the server adds
