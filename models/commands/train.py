@@ -945,6 +945,11 @@ def _check_synthetic_sizes(args: argparse.Namespace) -> None:
 
 def _check_protocol_options(args: argparse.Namespace) -> None:
     """Options of one backend given with another, and DP rounds too small to keep 2 clients."""
+    if args.sparse and args.protocol == "paillier":
+        raise ParameterError(
+            "--sparse runs over --protocol plain, secagg or secagg+, not paillier: the support "
+            "sketch is summed in a 32-bit ring"
+        )
     if args.dp_epsilon is None:
         return
     if args.sparse:

@@ -120,6 +120,11 @@ class SparseRowAggregator:
     ) -> None:
         if catalogue < 1 or lanes < 1:
             raise ParameterError(f"catalogue and lanes must be >= 1, got {catalogue}, {lanes}")
+        if aggregator.name == "paillier":
+            raise ParameterError(
+                "sparse rounds run over plain, secagg or secagg+: Paillier packs slots of "
+                "value_bits, not the support sketch's 32-bit words"
+            )
         self.aggregator = aggregator
         self.catalogue = catalogue
         self.lanes = lanes

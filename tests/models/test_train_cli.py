@@ -201,6 +201,11 @@ def test_cli_train_defaults_are_the_shared_ones() -> None:
             "its noise shares inside the masked sum",
         ),
         (
+            ["--sparse", "--protocol", "paillier"],
+            "--sparse runs over --protocol plain, secagg or secagg+, not paillier: the support "
+            "sketch is summed in a 32-bit ring",
+        ),
+        (
             ["--sparse", "--dp-epsilon", "8"],
             "--sparse with --dp-epsilon: distributed DP does not cover the sparse rounds' "
             "support sketch yet; give one of them",

@@ -11,11 +11,12 @@ import numpy.typing as npt
 import pytest
 
 from protocols import wire
-from protocols.aggregators import MaskingAggregator, PlainAggregator
+from protocols.aggregators import MaskingAggregator, PaillierAggregator, PlainAggregator
 from protocols.aggregators.pipeline import Pipeline
 from protocols.aggregators.sparse import SparseRowAggregator
 from protocols.messages import SERVER_ID, Message
 from secagg.errors import ParameterError
+from secagg.hazmat.paillier import _generate_keypair_unchecked_size
 from secagg.support import lanes_for
 
 VALUE_BITS = 22
@@ -185,3 +186,12 @@ def test_a_sparse_rounds_memory_grows_with_the_touched_rows_not_with_the_catalog
     }
     assert peak[1_000_000, 300] - peak[100_000, 300] < 2_000_000
     assert peak[100_000, 1_200] > 2.5 * peak[100_000, 300]
+
+
+def test_paillier_is_refused_in_the_callers_terms() -> None:
+    with pytest.raises(ParameterError, match="not the support sketch's 32-bit words"):
+        SparseRowAggregator(
+            PaillierAggregator(max_clients=8, keypair=_generate_keypair_unchecked_size(1024)),
+            catalogue=10,
+            lanes=8,
+        )
