@@ -29,6 +29,7 @@ from models.cohort import RowDelta
 from models.parameters import SharedLayout, flatten_shared, load_shared
 from models.server_optimizers import ServerOptimizer, ServerOptimizerConfig
 from protocols.aggregators import AggregationResult
+from protocols.aggregators.sparse import row_positions
 from secagg.errors import ParameterError
 
 __all__ = ["FederatedServer", "RowUploadLayout", "ServerStep", "UploadLayout"]
@@ -163,10 +164,9 @@ class RowUploadLayout:
         Raises:
             ParameterError: the change touches a row that is not announced.
         """
-        positions = np.searchsorted(self.rows, change.rows)
-        inside = positions < self.rows.shape[0]
-        if not (inside.all() and np.array_equal(self.rows[positions[inside]], change.rows)):
-            raise ParameterError("the client changed a row this round does not announce")
+        positions = row_positions(
+            self.rows, change.rows, "the client changed a row this round does not announce"
+        )
         parts: list[FloatArray] = []
         for slot in self.dense.shared.slots:
             if slot.per_item:

@@ -55,7 +55,7 @@ class SparseRounds:
     """The server's side of sparse rounds over one backend.
 
     Args:
-        aggregator: a pipeline backend (plain, SecAgg, SecAgg+ or Paillier).
+        aggregator: a pipeline backend (plain, SecAgg or SecAgg+).
         upload: the dense upload layout the rows are cut from.
         config: pool and sketch settings.
         cohort: clients sampled per round (sizes the sketch).
@@ -83,7 +83,7 @@ class SparseRounds:
             )
         if not isinstance(aggregator, Pipeline):
             raise ParameterError(
-                f"sparse rounds need a pipeline backend (plain, secagg, secagg+, paillier), "
+                f"sparse rounds need a pipeline backend (plain, secagg, secagg+), "
                 f"got {type(aggregator).__name__}"
             )
         self.config = config
@@ -118,11 +118,8 @@ class SparseRounds:
         Raises:
             InsufficientSurvivorsError: too few clients were left for the support sum.
         """
-        catalogue = self.upload.num_items
-        pool = self._pool_rng.choice(
-            catalogue, size=min(self.config.pool, catalogue), replace=False
-        )
-        announced = self._rows.support(touched, pool=np.sort(pool), dropouts=dropouts)
+        pool = self.config.draw_pool(self.upload.num_items, self._pool_rng)
+        announced = self._rows.support(touched, pool=pool, dropouts=dropouts)
         return announced, RowUploadLayout.of(self.upload, announced.rows)
 
     def aggregate(

@@ -33,7 +33,7 @@ from protocols.aggregators.result import AggregationResult
 from secagg.errors import ParameterError
 from secagg.support import RowSupport, SupportSketch, lanes_for
 
-__all__ = ["SparseConfig", "SparseRowAggregator", "SupportRound"]
+__all__ = ["SparseConfig", "SparseRowAggregator", "SupportRound", "row_positions"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -66,6 +66,14 @@ class SparseConfig:
         if not self.extra_rows > 0:
             raise ParameterError(f"sparse extra_rows must be > 0, got {self.extra_rows}")
 
+    def draw_pool(self, catalogue: int, rng: np.random.Generator) -> IntArray:
+        """A round's public pool: ``pool`` distinct rows of ``catalogue`` (all when fewer), sorted.
+
+        ``rng`` is the server's own stream: the pool is announced to every client, no secret.
+        """
+        size = min(self.pool, catalogue)
+        return np.sort(rng.choice(catalogue, size=size, replace=False)).astype(np.int64)
+
     def lanes(self, cohort: int, catalogue: int) -> int:
         """Sketch lanes for a round of ``cohort`` clients over ``catalogue`` rows."""
         rows = min(catalogue, cohort * self.rows_per_client)
@@ -96,12 +104,21 @@ class SupportRound:
         Raises:
             ParameterError: a row that the round does not cover.
         """
-        wanted = np.asarray(rows, dtype=np.int64)
-        index = np.searchsorted(self.rows, wanted)
-        inside = index < self.rows.shape[0]
-        if not (inside.all() and np.array_equal(self.rows[index[inside]], wanted)):
-            raise ParameterError("a row the round does not cover was given")
-        return index.astype(np.int64)
+        return row_positions(self.rows, rows, "a row the round does not cover was given")
+
+
+def row_positions(announced: IntArray, rows: npt.ArrayLike, refusal: str) -> IntArray:
+    """Where each of ``rows`` sits in the sorted ``announced`` rows.
+
+    Raises:
+        ParameterError: with ``refusal``, when some row is not announced.
+    """
+    wanted = np.asarray(rows, dtype=np.int64)
+    index = np.searchsorted(announced, wanted)
+    inside = index < announced.shape[0]
+    if not (inside.all() and np.array_equal(announced[index[inside]], wanted)):
+        raise ParameterError(refusal)
+    return index.astype(np.int64)
 
 
 class SparseRowAggregator:

@@ -63,8 +63,7 @@ class SparseTables:
     def announce(self, support: SecureRoundResult, rng: np.random.Generator) -> RowSelection:
         """The rows of the round: the decoded support and the public pool."""
         assert support.support is not None  # a support round's result
-        size = min(self.config.pool, self.catalogue)
-        pool = rng.choice(self.catalogue, size=size, replace=False)
+        pool = self.config.draw_pool(self.catalogue, rng)
         rows = np.union1d(support.support.rows, pool).astype(np.int64)
         return RowSelection(self.tables, tuple(int(r) for r in rows))
 
